@@ -1,0 +1,130 @@
+"""The one command line: ``cardiogate <subcommand>``.
+
+Subcommands import their component lazily, so a gateway-only install never loads
+cloud or simulator code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from cardiogate import __version__
+from cardiogate.config import ConfigError
+from cardiogate.logs import setup_logging
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from cardiogate.demo import run_demo
+
+    setup_logging(ns.log_level, ns.log_format, "demo")
+    try:
+        return asyncio.run(run_demo(ns.duration, ns.patients, ns.workdir, ns.keep))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_gateway_run(ns: argparse.Namespace) -> int:
+    from edge.gateway import run_gateway
+    from edge.settings import load_gateway_settings
+
+    settings = load_gateway_settings(ns.config)
+    setup_logging(ns.log_level, ns.log_format, "gateway")
+    asyncio.run(run_gateway(settings))
+    return 0
+
+
+def _cmd_cloud_run(ns: argparse.Namespace) -> int:
+    from cloud.server import run_cloud
+    from cloud.settings import load_cloud_settings
+
+    settings = load_cloud_settings(ns.config)
+    setup_logging(ns.log_level, ns.log_format, "cloud")
+    asyncio.run(run_cloud(settings))
+    return 0
+
+
+def _cmd_sim_run(ns: argparse.Namespace) -> int:
+    from firmware_sim.air import run_simulator
+    from firmware_sim.scenario import demo_watches, load_sim_settings
+
+    overrides: dict[str, object] = {}
+    if ns.watches is not None:
+        overrides["watches"] = [w.model_dump() for w in demo_watches(ns.watches)]
+    if ns.listen is not None:
+        overrides["listen"] = ns.listen
+    settings = load_sim_settings(ns.config, **overrides)
+    setup_logging(ns.log_level, ns.log_format, "sim")
+    try:
+        asyncio.run(run_simulator(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cardiogate",
+        description="Edge-first cardiac monitoring: BLE wearables -> on-device alarms -> durable uplink -> Kafka.")
+    parser.add_argument("--version", action="version", version=f"cardiogate {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", choices=["console", "json"], default="console",
+                        help="log lines on stderr as key=value (console) or JSON")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run cloud + gateway + simulated patients locally with a live status",
+                          description="Start tansu (Kafka), the cloud ingest, a virtual radio with simulated "
+                                      "watches (one patient becomes tachycardic) and the gateway; print patients, "
+                                      "heart rates, alarms and ECG samples delivered to Kafka. Uses Mosquitto on "
+                                      "127.0.0.1:1883 if it answers, otherwise an embedded MQTT broker. Ctrl-C stops "
+                                      "everything cleanly.")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds to run; 0 runs until Ctrl-C (default 60)")
+    demo.add_argument("--patients", type=int, default=3, choices=range(1, 21), metavar="N",
+                      help="simulated patients, 1-20 (default 3)")
+    demo.add_argument("--workdir", type=Path, default=None, help="keep configs, logs and databases here")
+    demo.add_argument("--keep", action="store_true", help="do not delete the temporary work directory")
+    demo.set_defaults(func=_cmd_demo)
+
+    gateway = sub.add_parser("gateway", help="the gateway daemon (BLE -> alarms on MQTT -> outbox -> gRPC uplink)")
+    gsub = gateway.add_subparsers(dest="action", required=True, metavar="ACTION")
+    grun = gsub.add_parser("run", help="run the gateway until SIGTERM/Ctrl-C",
+                           description="Connect to the paired wearables, raise alarms on MQTT and forward every "
+                                       "sample to the cloud. Settings: --config TOML, overridden by "
+                                       "CARDIOGATE_GATEWAY__* environment variables.")
+    grun.add_argument("--config", type=Path, default=None, help="gateway TOML settings file")
+    grun.set_defaults(func=_cmd_gateway_run)
+
+    cloud = sub.add_parser("cloud", help="the cloud tier (gRPC ingest -> Kafka)")
+    csub = cloud.add_subparsers(dest="action", required=True, metavar="ACTION")
+    crun = csub.add_parser("run", help="run the ingest server until SIGTERM/Ctrl-C",
+                           description="Accept gateway uploads over gRPC, validate and de-duplicate them, write them "
+                                       "to Kafka and ack. Settings: --config TOML, overridden by "
+                                       "CARDIOGATE_CLOUD__* environment variables.")
+    crun.add_argument("--config", type=Path, default=None, help="cloud TOML settings file")
+    crun.set_defaults(func=_cmd_cloud_run)
+
+    sim = sub.add_parser("sim", help="simulated wearables on a virtual BLE radio")
+    ssub = sim.add_subparsers(dest="action", required=True, metavar="ACTION")
+    srun = ssub.add_parser("run", help="run a fleet of simulated watches",
+                           description="Start a virtual radio that a gateway attaches to (bumble transport "
+                                       "tcp-client:HOST:PORT) and simulated ECG watches on it, from a scenario "
+                                       "TOML file or --watches N.")
+    srun.add_argument("--config", type=Path, default=None, help="scenario TOML file")
+    srun.add_argument("--watches", type=int, default=None, help="ignore the file's watches; simulate N demo watches")
+    srun.add_argument("--listen", default=None, help="HOST:PORT for the gateway-facing controller")
+    srun.set_defaults(func=_cmd_sim_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        code: int = ns.func(ns)
+        return code
+    except ConfigError as exc:
+        print(f"cardiogate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,164 @@
+"""``cardiogate demo``: cloud + gateway + simulated patients on this machine, with a live status.
+
+Uses Mosquitto on 127.0.0.1:1883 when one answers, otherwise an embedded amqtt broker;
+tansu is started as the Kafka broker; nothing else needs to be installed or running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardiogate.stack import LocalStack, Patient, port_open
+
+
+@dataclass
+class PatientStatus:
+    heart_rate: float | None = None
+    connected: bool = False
+    alarms: list[str] = field(default_factory=list)
+    samples_in_kafka: int = 0
+
+
+def demo_patients(count: int, tachy_at_s: float) -> list[Patient]:
+    """``count`` patients; the first becomes tachycardic (to ~165 bpm) ``tachy_at_s`` seconds in."""
+    patients = []
+    for i in range(count):
+        base = 68.0 + 6.0 * i
+        knots = [(0.0, base)] + ([(tachy_at_s, base), (tachy_at_s + 6.0, 165.0)] if i == 0 else [])
+        patients.append(Patient(f"pt-{1001 + i}", f"C0:00:00:00:00:{i + 1:02X}", knots, seed=i + 1))
+    return patients
+
+
+async def _embedded_broker(port: int) -> Any:
+    from amqtt.broker import Broker
+
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                     "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}})
+    await broker.start()
+    return broker
+
+
+def _kafka_counter(bootstrap: str, status: dict[str, PatientStatus], stop: threading.Event) -> None:
+    from cardiogate.kafka_reader import RecordReader
+
+    reader = None
+    while not stop.is_set() and reader is None:
+        try:
+            reader = RecordReader(bootstrap, ["ecg.raw"])
+        except Exception:
+            time.sleep(1)
+    assert reader is not None or stop.is_set()
+    try:
+        while reader is not None and not stop.is_set():
+            for kr in reader.poll(0.5):
+                st = status.setdefault(kr.record.patient, PatientStatus())
+                st.samples_in_kafka += kr.record.samples.sample_count
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _clock(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
+
+
+async def _watch_mqtt(host: str, port: int, status: dict[str, PatientStatus], alarm_lines: list[str]) -> None:
+    import aiomqtt
+
+    while True:
+        try:
+            async with aiomqtt.Client(host, port, identifier=f"cardiogate-demo-{time.time_ns()}") as client:
+                await client.subscribe("cardiogate/#", qos=1)
+                async for msg in client.messages:
+                    parts = str(msg.topic).split("/")
+                    if len(parts) != 4 or not isinstance(msg.payload, bytes | bytearray):
+                        continue
+                    patient, leaf = parts[2], parts[3]
+                    body = json.loads(msg.payload)
+                    st = status.setdefault(patient, PatientStatus())
+                    if leaf == "vitals":
+                        st.heart_rate = body.get("heart_rate_bpm")
+                    elif leaf == "state":
+                        st.connected = bool(body.get("connected"))
+                    elif leaf == "alarms":
+                        line = (f"ALARM {body['state'].upper():7} {body['priority']:6} {patient} {body['condition']}: "
+                                f"HR {body['value']:.0f} (limit {body['limit']:.0f}), triggering sample at "
+                                f"{_clock(body['trigger_sample_device_time_ns'])}")
+                        st.alarms.append(body["condition"])
+                        alarm_lines.append(line)
+                        print(line, flush=True)
+        except aiomqtt.MqttError:
+            await asyncio.sleep(1)
+
+
+def _status_line(elapsed: float, status: dict[str, PatientStatus]) -> str:
+    cells = []
+    for patient in sorted(status):
+        st = status[patient]
+        hr = f"{st.heart_rate:.0f}" if st.heart_rate is not None else "--"
+        flag = "!" if st.alarms else " "
+        cells.append(f"{patient} HR {hr:>3}{flag}")
+    delivered = sum(s.samples_in_kafka for s in status.values())
+    alarms = sum(len(s.alarms) for s in status.values())
+    return f"[{elapsed:5.0f}s] " + " | ".join(cells) + f" | alarms {alarms} | ECG samples in Kafka {delivered:,}"
+
+
+async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep: bool) -> int:
+    """Run the demo; returns a process exit code."""
+    own_dir = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="cardiogate-demo-")) if workdir is None else workdir
+    broker = None
+    if port_open("127.0.0.1", 1883):
+        mqtt_port = 1883
+        print("demo: using the MQTT broker on 127.0.0.1:1883")
+    else:
+        mqtt_port = 1883
+        broker = await _embedded_broker(mqtt_port)
+        print(f"demo: started an embedded MQTT broker on 127.0.0.1:{mqtt_port}")
+    stack = LocalStack(work, demo_patients(patients, tachy_at_s=min(12.0, max(2.0, duration_s / 3))),
+                       mqtt_port=mqtt_port)
+    status: dict[str, PatientStatus] = {p.pseudonym: PatientStatus() for p in stack.patients}
+    alarm_lines: list[str] = []
+    stop = threading.Event()
+    counter = threading.Thread(target=_kafka_counter, args=(stack.kafka_bootstrap, status, stop), daemon=True)
+    watcher: asyncio.Task[None] | None = None
+    print(f"demo: starting tansu, cloud, simulator and gateway (logs in {work})", flush=True)
+    try:
+        await asyncio.to_thread(stack.start)
+        watcher = asyncio.create_task(_watch_mqtt("127.0.0.1", mqtt_port, status, alarm_lines))
+        counter.start()
+        t0 = time.monotonic()
+        while duration_s <= 0 or time.monotonic() - t0 < duration_s:
+            await asyncio.sleep(2.0)
+            dead = stack.check_alive()
+            if dead:
+                print(f"demo: {', '.join(dead)} exited unexpectedly; see {work}", flush=True)
+                return 1
+            print(_status_line(time.monotonic() - t0, status), flush=True)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        print("demo: stopping ...", flush=True)
+        stop.set()
+        if counter.is_alive():
+            await asyncio.to_thread(counter.join, 5)
+        await asyncio.to_thread(stack.stop)
+        if broker is not None:
+            await broker.shutdown()
+        if own_dir and not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    delivered = sum(s.samples_in_kafka for s in status.values())
+    print(f"demo: done. {len(alarm_lines)} alarm event(s); {delivered:,} ECG samples delivered to Kafka.")
+    return 0

@@ -1,0 +1,177 @@
+"""Start a whole local system (tansu, cloud, simulator, gateway) as child processes.
+
+Used by ``cardiogate demo`` and the end-to-end tests. Each child runs in its own
+process group with its log in the work directory; :meth:`LocalStack.stop` ends them
+all (SIGTERM, then SIGKILL) so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str | Path):
+        return json.dumps(str(v))
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A minimal TOML writer for our config files (scalars, lists, tables, arrays of tables)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    arrays: list[tuple[str, list[dict[str, Any]]]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            arrays.append((k, v))
+        elif v is not None:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in tables:
+        name = f"{prefix}{k}"
+        lines += ["", f"[{name}]", to_toml(v, name + ".")]
+    for k, items in arrays:
+        for item in items:
+            lines += ["", f"[[{prefix}{k}]]", to_toml(item, f"{prefix}{k}.")]
+    return "\n".join(lines).strip() + "\n"
+
+
+@dataclass
+class Patient:
+    """A simulated patient wearing one watch."""
+
+    pseudonym: str
+    address: str
+    heart_rate: list[tuple[float, float]]
+    seed: int
+
+
+@dataclass
+class LocalStack:
+    workdir: Path
+    patients: list[Patient]
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    gateway_id: str = "gw-demo-1"
+    site: str = "demo-site"
+    kafka_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    air_port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def truth_path(self) -> Path:
+        return self.workdir / "sim-truth.jsonl"
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            env={**os.environ, **(env or {})}, cwd=self.workdir)
+
+    def write_configs(self) -> dict[str, Path]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cloud = {"listen": f"127.0.0.1:{self.grpc_port}", "database": str(self.workdir / "cloud.sqlite3"),
+                 "kafka": {"bootstrap": self.kafka_bootstrap}}
+        sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
+               "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
+                            "heart_rate": [list(k) for k in p.heart_rate]} for p in self.patients]}
+        gateway = {"gateway_id": self.gateway_id, "site": self.site,
+                   "devices": [{"address": p.address, "patient": p.pseudonym} for p in self.patients],
+                   "ble": {"bumble_transport": f"tcp-client:127.0.0.1:{self.air_port}", "scan_timeout_s": 5.0,
+                           "backoff_max_s": 5.0},
+                   "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port},
+                   "uplink": {"target": f"127.0.0.1:{self.grpc_port}", "backoff_max_s": 5.0},
+                   "outbox": {"path": str(self.workdir / "gateway-outbox.sqlite3")}}
+        paths = {}
+        for name, data in (("cloud", cloud), ("sim", sim), ("gateway", gateway)):
+            path = self.workdir / f"{name}.toml"
+            path.write_text(to_toml(data), encoding="utf-8")
+            paths[name] = path
+        return paths
+
+    def start(self) -> None:
+        """Start every part; raises if one fails to come up."""
+        from cloud.tansu import start_tansu, wait_for_port
+
+        paths = self.write_configs()
+        self.procs["tansu"] = start_tansu(self.kafka_port, log_path=self.workdir / "tansu.log")
+        py = [sys.executable, "-m", "cardiogate"]
+        self._spawn("cloud", [*py, "cloud", "run", "--config", str(paths["cloud"])])
+        self._spawn("sim", [*py, "sim", "run", "--config", str(paths["sim"])])
+        try:
+            wait_for_port("127.0.0.1", self.grpc_port, 30.0)
+            wait_for_port("127.0.0.1", self.air_port, 30.0)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None
+        self._spawn("gateway", [*py, "gateway", "run", "--config", str(paths["gateway"])])
+
+    def restart(self, name: str) -> None:
+        """Kill one part with SIGKILL and start it again with the same config (chaos helpers)."""
+        proc = self.procs[name]
+        args = proc.args
+        self._kill(proc, signal.SIGKILL)
+        assert isinstance(args, list)
+        self._spawn(name, [str(a) for a in args])
+
+    def check_alive(self) -> list[str]:
+        """Names of parts that have exited."""
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes], sig: int) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Gateway first (so it flushes), then simulator, cloud, broker."""
+        for name in ("gateway", "sim", "cloud", "tansu"):
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if proc.poll() is None:
+                self._kill(proc, signal.SIGKILL)

@@ -1,0 +1,71 @@
+"""Checks every batch before anything of it is written (pure; returns the first problem)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from cloud.settings import IngestLimits
+from proto.cardiogate.v1 import telemetry_pb2 as pb
+
+_PSEUDONYM = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+_BODY_FOR_KIND = {pb.STREAM_KIND_ECG: "samples", pb.STREAM_KIND_VITALS: "vitals", pb.STREAM_KIND_ALARMS: "alarm"}
+_WIDTH = {pb.SAMPLE_ENCODING_INT16_LE: 2, pb.SAMPLE_ENCODING_INT32_LE: 4}
+
+
+class InvalidBatch(ValueError):
+    """A batch that must be refused as a whole."""
+
+
+def expected_stream_id(record: pb.Record) -> str:
+    return f"{record.device_id}/{pb.StreamKind.Name(record.kind).removeprefix('STREAM_KIND_').lower()}"
+
+
+def validate_batch(batch: pb.TelemetryBatch, limits: IngestLimits, now_ns: int | None = None) -> None:
+    """Raise InvalidBatch naming the record and the problem."""
+    if not batch.records:
+        raise InvalidBatch("batch has no records")
+    if len(batch.records) > limits.max_records_per_batch:
+        raise InvalidBatch(f"batch has {len(batch.records)} records, limit {limits.max_records_per_batch}")
+    now = time.time_ns() if now_ns is None else now_ns
+    skew = int(limits.max_clock_skew_s * 1e9)
+    last_seq: dict[str, int] = {}
+    for i, r in enumerate(batch.records):
+        where = f"record {i} ({r.stream_id!r} #{r.sequence})"
+        if r.kind not in _BODY_FOR_KIND:
+            raise InvalidBatch(f"{where}: unknown stream kind {r.kind}")
+        if r.stream_id != expected_stream_id(r):
+            raise InvalidBatch(f"{where}: stream_id must be {expected_stream_id(r)!r}")
+        if not _PSEUDONYM.match(r.patient):
+            raise InvalidBatch(f"{where}: patient must be a pseudonym like 'pt-0001'")
+        if r.WhichOneof("body") != _BODY_FOR_KIND[r.kind]:
+            raise InvalidBatch(f"{where}: body {r.WhichOneof('body')!r} does not match kind")
+        if r.stream_id in last_seq and r.sequence <= last_seq[r.stream_id]:
+            raise InvalidBatch(f"{where}: sequence numbers must increase within a stream")
+        last_seq[r.stream_id] = r.sequence
+        if r.kind == pb.STREAM_KIND_ECG:
+            _check_block(r.samples, where, limits, now, skew)
+        elif r.kind == pb.STREAM_KIND_VITALS:
+            _check_time(r.vitals.device_time_ns, where, now, skew)
+            if r.vitals.HasField("heart_rate_bpm") and not 0 <= r.vitals.heart_rate_bpm <= 400:
+                raise InvalidBatch(f"{where}: heart rate {r.vitals.heart_rate_bpm} out of range")
+
+
+def _check_time(t_ns: int, where: str, now: int, skew: int) -> None:
+    if abs(t_ns - now) > skew:
+        raise InvalidBatch(f"{where}: device time is more than the allowed skew away from now")
+
+
+def _check_block(b: pb.SampleBlock, where: str, limits: IngestLimits, now: int, skew: int) -> None:
+    width = _WIDTH.get(b.encoding)
+    if width is None:
+        raise InvalidBatch(f"{where}: unknown sample encoding {b.encoding}")
+    if b.sample_count == 0 or b.sample_count > limits.max_samples_per_block:
+        raise InvalidBatch(f"{where}: sample_count {b.sample_count} outside 1..{limits.max_samples_per_block}")
+    if len(b.samples) != b.sample_count * width:
+        raise InvalidBatch(f"{where}: {len(b.samples)} bytes do not hold {b.sample_count} samples")
+    if not 1.0 <= b.sample_rate_hz <= 10000.0:
+        raise InvalidBatch(f"{where}: sample rate {b.sample_rate_hz} Hz out of range")
+    if not b.scale > 0 or not b.unit:
+        raise InvalidBatch(f"{where}: a sample block needs a positive scale and a unit")
+    _check_time(b.first_sample_device_time_ns, where, now, skew)

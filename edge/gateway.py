@@ -1,0 +1,124 @@
+"""The gateway daemon: wires sessions, processors, outbox, uplink and MQTT together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+from cardiogate.logs import get_logger
+from edge.alarms import AlarmEvent, UpperLimitRule
+from edge.ble.session import DeviceSession
+from edge.mqtt import MqttPublisher, Outgoing, alarm_payload
+from edge.outbox import Outbox
+from edge.processing import DeviceProcessor
+from edge.settings import GatewaySettings, ThresholdAlarmSettings
+from edge.uplink import Uplink
+from proto.cardiogate.v1 import telemetry_pb2 as pb
+
+log = get_logger(__name__)
+_PRIORITY = {"low": pb.ALARM_PRIORITY_LOW, "medium": pb.ALARM_PRIORITY_MEDIUM,
+             "high": pb.ALARM_PRIORITY_HIGH, "technical": pb.ALARM_PRIORITY_TECHNICAL}
+
+
+def _rule(condition: str, s: ThresholdAlarmSettings) -> UpperLimitRule:
+    return UpperLimitRule(condition, s.limit_bpm, s.clear_below_bpm, s.onset_delay_s, s.priority)
+
+
+class Gateway:
+    """One gateway process."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.outbox = Outbox(settings.outbox.path)
+        self.uplink = Uplink(settings.gateway_id, self.outbox, settings.uplink)
+        self.mqtt = MqttPublisher(settings.mqtt, client_id=f"cardiogate-{settings.gateway_id}")
+        rules = [_rule("tachycardia", settings.alarms.tachycardia),
+                 _rule("extreme_tachycardia", settings.alarms.extreme_tachycardia)]
+        self.processors: dict[str, DeviceProcessor] = {}
+        self.sessions: list[DeviceSession] = []
+        self.alarms_raised = 0
+        for dev in settings.devices:
+            proc = DeviceProcessor(dev.address, dev.patient, self, rules, settings.ecg_block_samples)
+            self.processors[dev.address] = proc
+            self.sessions.append(DeviceSession(dev.address, proc, settings.ble, self._on_device_state))
+
+    # -- RecordSink ---------------------------------------------------------
+    def emit_record(self, record: pb.Record) -> None:
+        self.outbox.append(record)
+        self.uplink.notify()
+        if record.kind == pb.STREAM_KIND_VITALS:
+            v = record.vitals
+            self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, record.patient, "vitals"), {
+                "schema": 1, "patient": record.patient, "device": record.device_id,
+                "heart_rate_bpm": v.heart_rate_bpm, "rr_intervals_ms": list(v.rr_intervals_ms),
+                "device_time_ns": v.device_time_ns, "receive_time_ns": v.receive_time_ns,
+            }, qos=0))
+
+    def emit_alarm(self, patient: str, device_id: str, event: AlarmEvent) -> None:
+        if event.raised:
+            self.alarms_raised += 1
+        log.warning("alarm", patient=patient, condition=event.condition, priority=event.priority,
+                    state="raised" if event.raised else "cleared", value=event.value, limit=event.limit)
+        self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, patient, "alarms"),
+                                   alarm_payload(self.settings.site, patient, device_id, event), qos=1,
+                                   stamp_publish_time=True))
+        alarm = pb.Alarm(
+            alarm_id=event.alarm_id, condition=event.condition, priority=_PRIORITY[event.priority],
+            state=pb.ALARM_STATE_RAISED if event.raised else pb.ALARM_STATE_CLEARED,
+            message=f"{event.condition} {event.value:.0f} (limit {event.limit:.0f})", value=event.value,
+            limit=event.limit, onset_sample_device_time_ns=event.onset_sample_time_ns,
+            trigger_sample_device_time_ns=event.trigger_sample_time_ns, decision_time_ns=event.decision_time_ns)
+        self.emit_record(pb.Record(stream_id=f"{device_id}/alarms", device_id=device_id, patient=patient,
+                                   kind=pb.STREAM_KIND_ALARMS, alarm=alarm))
+
+    def _on_device_state(self, address: str, connected: bool) -> None:
+        patient = self.processors[address].patient
+        self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, patient, "state"), {
+            "schema": 1, "patient": patient, "device": address, "connected": connected,
+            "time_ns": time.time_ns()}, qos=1, retain=True))
+
+    # -- lifecycle ----------------------------------------------------------
+    async def run(self, status_interval_s: float = 10.0) -> None:
+        tasks = [asyncio.create_task(self.uplink.run(), name="uplink"),
+                 asyncio.create_task(self.mqtt.run(), name="mqtt")]
+        tasks += [asyncio.create_task(s.run(), name=f"ble-{s.address}") for s in self.sessions]
+        log.info("gateway started", gateway=self.settings.gateway_id, devices=len(self.sessions),
+                 outbox_depth=self.outbox.depth())
+        try:
+            while True:
+                await asyncio.sleep(status_interval_s)
+                self._log_status()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for proc in self.processors.values():
+                proc.flush()
+            self._log_status()
+            self.outbox.close()
+            from edge.ble.bumble_backend import BumbleRadio
+
+            await BumbleRadio.close_all()
+
+    def _log_status(self) -> None:
+        for s in self.sessions:
+            c = self.processors[s.address].counters
+            log.info("device status", device=s.address, connected=s.connected, hr=c.last_heart_rate,
+                     ecg_samples=c.ecg_samples, decode_errors=c.decode_errors, ecg_gaps=c.ecg_gaps)
+        log.info("uplink status", connected=self.uplink.connected, outbox_depth=self.outbox.depth(),
+                 acked=self.uplink.records_acked, mqtt_published=self.mqtt.published)
+
+
+async def run_gateway(settings: GatewaySettings) -> None:
+    """Run until SIGTERM/SIGINT, then flush and close cleanly."""
+    gateway = Gateway(settings)
+    task = asyncio.create_task(gateway.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.info("gateway stopped")

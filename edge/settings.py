@@ -1,0 +1,95 @@
+"""Gateway settings: one TOML file, overridable by CARDIOGATE_GATEWAY__* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from cardiogate.config import LayeredSettings, StrictModel, load_settings
+from edge.codecs.address import BleAddress
+
+Pseudonym = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Priority = Literal["low", "medium", "high"]
+
+
+class PairedDevice(StrictModel):
+    """A wearable the gateway reads, and the patient pseudonym its data is filed under."""
+
+    address: BleAddress
+    patient: Pseudonym
+    name: str | None = None
+
+
+class BleSettings(StrictModel):
+    """Radio access. Empty ``bumble_transport`` means bleak on BlueZ (production)."""
+
+    bumble_transport: str | None = None
+    connect_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
+    backoff_max_s: float = Field(default=30.0, gt=0, le=600)
+
+
+class MqttSettings(StrictModel):
+    """The local broker alarms and vitals are published to."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: Identifier = "cardiogate"
+
+
+class UplinkSettings(StrictModel):
+    """gRPC uplink to the cloud ingest."""
+
+    target: str = "127.0.0.1:50051"
+    batch_max_records: int = Field(default=200, ge=1, le=5000)
+    batch_max_age_s: float = Field(default=0.5, gt=0, le=60)
+    max_in_flight: int = Field(default=4, ge=1, le=64)
+    backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
+    backoff_max_s: float = Field(default=30.0, gt=0, le=600)
+
+
+class OutboxSettings(StrictModel):
+    """The durable on-disk queue between the radio and the uplink."""
+
+    path: Path = Path("gateway-outbox.sqlite3")
+
+
+class ThresholdAlarmSettings(StrictModel):
+    """An upper-limit alarm on heart rate with an onset delay and hysteresis."""
+
+    limit_bpm: float = Field(gt=0, le=300)
+    clear_below_bpm: float = Field(gt=0, le=300)
+    onset_delay_s: float = Field(ge=0, le=120)
+    priority: Priority
+
+
+class AlarmSettings(StrictModel):
+    """Physiological alarm limits (the defaults follow common bedside monitor presets)."""
+
+    tachycardia: ThresholdAlarmSettings = ThresholdAlarmSettings(
+        limit_bpm=120, clear_below_bpm=110, onset_delay_s=5, priority="medium")
+    extreme_tachycardia: ThresholdAlarmSettings = ThresholdAlarmSettings(
+        limit_bpm=150, clear_below_bpm=140, onset_delay_s=5, priority="high")
+
+
+class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):
+    """Everything the gateway daemon needs."""
+
+    gateway_id: Identifier = "gateway-1"
+    site: Identifier = "site-1"
+    devices: list[PairedDevice] = Field(default_factory=list)
+    ble: BleSettings = BleSettings()
+    mqtt: MqttSettings = MqttSettings()
+    uplink: UplinkSettings = UplinkSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    alarms: AlarmSettings = AlarmSettings()
+    ecg_block_samples: int = Field(default=250, ge=16, le=4096)
+
+
+def load_gateway_settings(path: Path | None, **overrides: object) -> GatewaySettings:
+    """Settings from a TOML file and the environment (ConfigError on bad input)."""
+    return load_settings(GatewaySettings, path, **overrides)

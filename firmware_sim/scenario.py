@@ -1,0 +1,68 @@
+"""Simulator settings and scenario files: which watches exist and what their hearts do.
+
+A scenario is TOML, for example::
+
+    listen = "127.0.0.1:18900"        # virtual radio port the gateway attaches to
+    ground_truth = "sim-truth.jsonl"  # everything actually sent, for scoring
+
+    [[watches]]
+    name = "watch-1"
+    address = "C0:00:00:00:00:01"
+    seed = 1
+    heart_rate = [[0, 72], [15, 72], [25, 165]]   # [seconds since start, bpm] knots
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from cardiogate.config import LayeredSettings, StrictModel, load_settings
+from edge.codecs.address import BleAddress
+
+
+class WatchSpec(StrictModel):
+    """One simulated ECG watch."""
+
+    name: str = Field(min_length=1, max_length=29)
+    address: BleAddress
+    seed: int = 0
+    sample_rate_hz: int = Field(default=250, ge=50, le=1000)
+    heart_rate: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 72.0)])
+
+    @field_validator("heart_rate")
+    @classmethod
+    def _knots(cls, knots: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not knots or [t for t, _ in knots] != sorted(t for t, _ in knots):
+            raise ValueError("heart_rate knots must be non-empty and sorted by time")
+        if any(not 20 <= hr <= 300 for _, hr in knots):
+            raise ValueError("heart_rate knots must lie within 20..300 bpm")
+        return knots
+
+
+class SimSettings(LayeredSettings, env_prefix="CARDIOGATE_SIM__"):
+    """The simulator process."""
+
+    listen: str = "127.0.0.1:18900"
+    ground_truth: Path | None = None
+    duration_s: float = Field(default=0.0, ge=0.0, description="0 runs until stopped")
+    watches: list[WatchSpec] = Field(default_factory=list)
+
+
+def demo_watches(count: int = 3, tachycardic: int = 1, tachy_at_s: float = 12.0) -> list[WatchSpec]:
+    """The demo's patients: ``tachycardic`` of them ramp from ~75 to 165 bpm at ``tachy_at_s``."""
+    watches = []
+    for i in range(count):
+        base = 68.0 + 6.0 * i
+        knots = [(0.0, base)]
+        if i < tachycardic:
+            knots += [(tachy_at_s, base), (tachy_at_s + 6.0, 165.0)]
+        watches.append(WatchSpec(name=f"cg-watch-{i + 1}", address=f"C0:00:00:00:00:{i + 1:02X}",
+                                 seed=i + 1, heart_rate=knots))
+    return watches
+
+
+def load_sim_settings(path: Path | None, **overrides: object) -> SimSettings:
+    """Settings from a scenario file and the environment (ConfigError on bad input)."""
+    return load_settings(SimSettings, path, **overrides)
