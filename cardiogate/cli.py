@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -57,10 +58,8 @@ def _cmd_sim_run(ns: argparse.Namespace) -> int:
         overrides["listen"] = ns.listen
     settings = load_sim_settings(ns.config, **overrides)
     setup_logging(ns.log_level, ns.log_format, "sim")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_simulator(settings))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

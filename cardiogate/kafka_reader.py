@@ -46,10 +46,11 @@ class RecordReader:
             if msg is None or msg.error():
                 continue
             record = pb.Record()
-            record.ParseFromString(msg.value())
-            headers = {k: v for k, v in (msg.headers() or [])}
+            record.ParseFromString(msg.value() or b"")
+            raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
+            headers = {k: v for k, v in raw_headers if isinstance(v, bytes)}
             n += 1
-            yield KafkaRecord(msg.topic(), msg.partition(), msg.offset(), record, headers)
+            yield KafkaRecord(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), record, headers)
 
     def close(self) -> None:
         self._consumer.close()

@@ -76,6 +76,7 @@ class Patient:
     address: str
     heart_rate: list[tuple[float, float]]
     seed: int
+    malformed_hr_at_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -110,7 +111,8 @@ class LocalStack:
                  "kafka": {"bootstrap": self.kafka_bootstrap}}
         sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
-                            "heart_rate": [list(k) for k in p.heart_rate]} for p in self.patients]}
+                            "heart_rate": [list(k) for k in p.heart_rate],
+                            "malformed_hr_at_s": p.malformed_hr_at_s} for p in self.patients]}
         gateway = {"gateway_id": self.gateway_id, "site": self.site,
                    "devices": [{"address": p.address, "patient": p.pseudonym} for p in self.patients],
                    "ble": {"bumble_transport": f"tcp-client:127.0.0.1:{self.air_port}", "scan_timeout_s": 5.0,

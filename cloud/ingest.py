@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -39,12 +40,13 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._settings = settings
         self._bridge = bridge
         self._ledger = ledger
-        self._topics = {pb.STREAM_KIND_ECG: settings.kafka.topic_ecg, pb.STREAM_KIND_VITALS: settings.kafka.topic_vitals,
+        self._topics = {pb.STREAM_KIND_ECG: settings.kafka.topic_ecg,
+                        pb.STREAM_KIND_VITALS: settings.kafka.topic_vitals,
                         pb.STREAM_KIND_ALARMS: settings.kafka.topic_alarms}
         self.counters = IngestCounters()
 
     async def Upload(self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[ingest_pb2.UploadResponse]:
+                     context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ingest_pb2.UploadResponse]:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("message") != "hello" or not first.hello.gateway_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello with gateway_id")
@@ -88,7 +90,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             if err is not None:
                 blocked.add(r.stream_id)
                 self.counters.kafka_failures += 1
-                log.warning("kafka delivery failed", gateway=gateway, stream=r.stream_id, seq=r.sequence, error=str(err))
+                log.warning("kafka delivery failed", gateway=gateway, stream=r.stream_id, seq=r.sequence,
+                            error=str(err))
                 continue
             lo, hi = written.get(r.stream_id, (r.sequence, r.sequence))
             written[r.stream_id] = (min(lo, r.sequence), max(hi, r.sequence))

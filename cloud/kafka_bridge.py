@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from cardiogate.logs import get_logger
 from cloud.settings import KafkaSettings
@@ -26,7 +26,7 @@ class OutgoingRecord:
     topic: str
     key: bytes
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
 
 
 def ensure_topics(settings: KafkaSettings) -> None:
@@ -68,8 +68,8 @@ class KafkaBridge:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = [loop.create_future() for _ in records]
 
-        def report(fut: asyncio.Future[None]) -> object:
-            def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        def report(fut: asyncio.Future[None]) -> Callable[[KafkaError | None, Message[bytes, bytes]], None]:
+            def on_delivery(err: KafkaError | None, _msg: Message[bytes, bytes]) -> None:
                 def settle() -> None:
                     if fut.done():
                         return

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -27,7 +28,7 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         self.latest: dict[str, fleet_pb2.GatewayHeartbeat] = {}
 
     async def Heartbeat(self, request: fleet_pb2.GatewayHeartbeat,
-                        context: grpc.aio.ServicerContext) -> fleet_pb2.HeartbeatReply:
+                        context: grpc.aio.ServicerContext[Any, Any]) -> fleet_pb2.HeartbeatReply:
         if not request.gateway_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "gateway_id is required")
         self.latest[request.gateway_id] = request

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -59,7 +60,8 @@ class Uplink:
             await asyncio.sleep(backoff.next_delay())
 
     async def _session(self, stub: ingest_pb2_grpc.IngestStub, backoff: Backoff) -> None:
-        call = stub.Upload()
+        # grpc.aio's stream-stream call (write/read/cancel); the generated stubs type the sync API.
+        call: Any = stub.Upload()  # type: ignore[call-arg]
         await call.write(ingest_pb2.UploadRequest(
             hello=ingest_pb2.Hello(gateway_id=self._gateway_id, software_version=__version__)))
         in_flight: OrderedDict[int, list[PendingRecord]] = OrderedDict()
@@ -96,12 +98,12 @@ class Uplink:
                 await reader
             call.cancel()
 
-    async def _read_acks(self, call: grpc.aio.StreamStreamCall[ingest_pb2.UploadRequest, ingest_pb2.UploadResponse],
+    async def _read_acks(self, call: Any,
                          in_flight: OrderedDict[int, list[PendingRecord]], window: asyncio.Semaphore,
                          backoff: Backoff) -> None:
         while True:
             response = await call.read()
-            if response is grpc.aio.EOF:
+            if response is grpc.aio.EOF:  # type: ignore[attr-defined]
                 raise ConnectionError("ingest closed the stream")
             assert isinstance(response, ingest_pb2.UploadResponse)
             which = response.WhichOneof("message")

@@ -28,7 +28,7 @@ class VirtualAir:
     """A link plus the controllers gateways attach to over TCP."""
 
     def __init__(self) -> None:
-        self.link = LocalLink()
+        self.link = LocalLink()  # type: ignore[no-untyped-call]
         self._transports: list[Any] = []
         self.controllers: list[Controller] = []
 

@@ -30,6 +30,8 @@ class WatchSpec(StrictModel):
     seed: int = 0
     sample_rate_hz: int = Field(default=250, ge=50, le=1000)
     heart_rate: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 72.0)])
+    malformed_hr_at_s: list[float] = Field(default_factory=list,
+                                           description="send a malformed Heart Rate Measurement at these times")
 
     @field_validator("heart_rate")
     @classmethod

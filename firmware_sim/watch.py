@@ -21,7 +21,13 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
-from edge.codecs.ecg_waveform import ECG_SERVICE_UUID, ECG_WAVEFORM_UUID, EcgPacket, encode_ecg_packet, samples_per_packet
+from edge.codecs.ecg_waveform import (
+    ECG_SERVICE_UUID,
+    ECG_WAVEFORM_UUID,
+    EcgPacket,
+    encode_ecg_packet,
+    samples_per_packet,
+)
 from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
 from firmware_sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline
 from firmware_sim.scenario import WatchSpec
@@ -31,6 +37,7 @@ HRS = UUID.from_16_bits(0x180D)
 HRM = UUID.from_16_bits(0x2A37)
 ECG_TICK_S = 0.04
 RESOLUTION_NV = 1000
+MALFORMED_HRM = b"\x10\x48\x01"  # RR-interval flag set but an odd number of RR bytes
 
 
 class SimulatedWatch:
@@ -85,6 +92,7 @@ class SimulatedWatch:
         next_hr_s = 1.0
         last_hr_beat_s = 0.0
         fs = self.spec.sample_rate_hz
+        faults = sorted(self.spec.malformed_hr_at_s)
         while True:
             await asyncio.sleep(ECG_TICK_S)
             elapsed = time.monotonic() - t_start
@@ -95,6 +103,8 @@ class SimulatedWatch:
             if elapsed >= next_hr_s:
                 last_hr_beat_s = await self._send_hr(last_hr_beat_s, next_hr_s)
                 next_hr_s += 1.0
+            while faults and elapsed >= faults[0]:
+                await self._send_malformed(faults.pop(0))
 
     def _device_time_us(self, t_s: float) -> int:
         return self.start_us + round(t_s * 1_000_000)
@@ -117,6 +127,12 @@ class SimulatedWatch:
             self._truth.write(watch=self.spec.address, kind="ecg", seq=packet.sequence,
                               t0_us=packet.first_sample_time_us, fs=fs, res_nv=RESOLUTION_NV,
                               samples=np.asarray(chunk).tolist())
+
+    async def _send_malformed(self, at_s: float) -> None:
+        for conn in self._subscribed(self._hrm):
+            await self.device.notify_subscriber(conn, self._hrm, MALFORMED_HRM, force=True)
+            self._truth.write(watch=self.spec.address, kind="malformed_hr", t_us=self._device_time_us(at_s),
+                              payload=MALFORMED_HRM.hex())
 
     async def _send_hr(self, since_s: float, now_s: float) -> float:
         beats = self.beats.beats_between(since_s, now_s)

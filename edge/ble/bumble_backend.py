@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from bleak.args import SizedBuffer
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -69,8 +69,8 @@ def _advertised_uuids(adv: Advertisement) -> list[str]:
 class BumbleRadio:
     """One bumble host on one HCI transport, shared within the process."""
 
-    _radios: dict[str, BumbleRadio] = {}
-    _open_lock: asyncio.Lock | None = None
+    _radios: ClassVar[dict[str, BumbleRadio]] = {}
+    _open_lock: ClassVar[asyncio.Lock | None] = None
 
     def __init__(self, spec: str, device: Device, transport: Any) -> None:
         self.spec = spec
@@ -123,7 +123,7 @@ class BumbleRadio:
             await self.device.stop_scanning()
             self._scanning = False
 
-    async def connect(self, address: str, timeout: float) -> Connection:
+    async def connect(self, address: str, timeout: float) -> Connection:  # noqa: ASYNC109 (bumble's own timeout)
         """Connect to ``address``, pausing scanning for the connection procedure."""
         async with self.connect_lock:
             self._connecting = True

@@ -1,0 +1,166 @@
+"""One simulated watch -> BLE (bumble) -> gateway -> MQTT alarm + gRPC -> ingest -> Kafka (tansu).
+
+All parts are real and run as separate processes on loopback: Mosquitto on
+127.0.0.1:1883, tansu, the gRPC ingest, the virtual radio with a GATT peripheral,
+and the gateway using bleak over the bumble backend. The simulator's ground-truth
+log says exactly what went over the air; Kafka must hold exactly that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import numpy as np
+import pytest
+
+from cardiogate.kafka_reader import RecordReader
+from cardiogate.stack import LocalStack, Patient
+from firmware_sim.truth import read_truth
+from proto.cardiogate.v1 import telemetry_pb2 as pb
+from tests.conftest import port_open
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+PATIENT = "pt-4242"
+ADDRESS = "C0:00:00:00:00:2A"
+TACHY_FROM_S = 4.0
+RUN_S = 20.0
+MALFORMED_AT_S = 3.5
+
+
+@pytest.fixture(scope="module")
+def skeleton_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not port_open("127.0.0.1", 1883):
+        pytest.fail("Mosquitto must answer on 127.0.0.1:1883 for the e2e tests (.ci/run starts it)")
+    work = tmp_path_factory.mktemp("skeleton")
+    patient = Patient(PATIENT, ADDRESS, [(0.0, 70.0), (TACHY_FROM_S, 70.0), (TACHY_FROM_S + 4.0, 160.0)], seed=42,
+                      malformed_hr_at_s=[MALFORMED_AT_S])
+    stack = LocalStack(work, [patient], gateway_id="gw-e2e-1", site="e2e-site")
+    return asyncio.run(_drive(stack))
+
+
+async def _drive(stack: LocalStack) -> dict[str, Any]:
+    alarms: list[dict[str, Any]] = []
+    received_at: list[int] = []
+
+    async def listen(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"e2e-{time.time_ns()}") as client:
+            await client.subscribe(f"cardiogate/{stack.site}/{PATIENT}/alarms", qos=1)
+            ready.set()
+            async for msg in client.messages:
+                assert isinstance(msg.payload, bytes)
+                alarms.append(json.loads(msg.payload))
+                received_at.append(time.time_ns())
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen(ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        await asyncio.to_thread(stack.start)
+        await asyncio.sleep(RUN_S)
+        assert stack.check_alive() == [], f"a part died; logs in {stack.workdir}"
+        # Stop the watch: no new samples, and the gateway flushes its open ECG block.
+        sim = stack.procs["sim"]
+        sim.terminate()
+        await asyncio.to_thread(sim.wait, 10)
+        truth = read_truth(stack.truth_path)
+        want = sum(len(t["samples"]) for t in truth if t["kind"] == "ecg")
+        records = await asyncio.to_thread(_read_until, stack.kafka_bootstrap, want, 45.0)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await asyncio.to_thread(stack.stop)
+    gateway_log = (stack.workdir / "gateway.log").read_text(encoding="utf-8", errors="replace")
+    return {"truth": truth, "records": records, "alarms": alarms, "received_at": received_at,
+            "gateway_log": gateway_log, "workdir": stack.workdir}
+
+
+def _read_until(bootstrap: str, ecg_samples: int, timeout_s: float) -> list[pb.Record]:
+    reader = RecordReader(bootstrap, ["ecg.raw", "vitals", "alarms"])
+    out: list[pb.Record] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            out.extend(kr.record for kr in reader.poll(1.0))
+            have = sum(r.samples.sample_count for r in out if r.kind == pb.STREAM_KIND_ECG)
+            if have >= ecg_samples:
+                out.extend(kr.record for kr in reader.poll(2.0))  # anything late would be a duplicate
+                break
+    finally:
+        reader.close()
+    return out
+
+
+def _stream(records: list[pb.Record], kind: pb.StreamKind.ValueType) -> list[pb.Record]:
+    return [r for r in records if r.kind == kind and r.device_id == ADDRESS]
+
+
+def test_ecg_in_kafka_equals_what_the_watch_sent(skeleton_run: dict[str, Any]) -> None:
+    truth = [t for t in skeleton_run["truth"] if t["kind"] == "ecg"]
+    assert len(truth) > 100, "the watch sent too little ECG to judge"
+    blocks = _stream(skeleton_run["records"], pb.STREAM_KIND_ECG)
+    seqs = [b.sequence for b in blocks]
+    assert len(seqs) == len(set(seqs)), "duplicate records in Kafka"
+    assert seqs == list(range(len(seqs))), "records missing or out of order in Kafka"
+    assert all(b.patient == PATIENT and b.stream_id == f"{ADDRESS}/ecg" for b in blocks)
+    got = np.concatenate([np.frombuffer(b.samples.samples, dtype="<i2") for b in blocks])
+    sent = np.concatenate([np.asarray(t["samples"], dtype=np.int16) for t in truth])
+    assert len(got) == len(sent), f"Kafka has {len(got)} ECG samples, the watch sent {len(sent)}"
+    assert np.array_equal(got, sent), "ECG sample values differ"
+    # Device time of every block is the watch's timestamp of its first sample.
+    by_seq = {t["seq"]: t for t in truth}
+    for b in blocks:
+        assert b.samples.first_sample_device_time_ns == by_seq[b.samples.device_sequence_first]["t0_us"] * 1000
+        assert b.samples.sample_rate_hz == 250.0 and b.samples.unit == "uV"
+        assert b.samples.receive_time_ns >= b.samples.first_sample_device_time_ns - 1_000_000_000
+
+
+def test_heart_rates_in_kafka_match_and_the_malformed_packet_was_survived(skeleton_run: dict[str, Any]) -> None:
+    truth_hr = [t["hr"] for t in skeleton_run["truth"] if t["kind"] == "hr"]
+    vitals = _stream(skeleton_run["records"], pb.STREAM_KIND_VITALS)
+    assert [v.sequence for v in vitals] == list(range(len(vitals)))
+    assert [round(v.vitals.heart_rate_bpm) for v in vitals] == truth_hr
+    truth_rr = [[round(x * 1000 / 1024, 6) for x in t["rr_1024"]] for t in skeleton_run["truth"] if t["kind"] == "hr"]
+    assert [[round(x, 6) for x in v.vitals.rr_intervals_ms] for v in vitals] == truth_rr
+    malformed = [t for t in skeleton_run["truth"] if t["kind"] == "malformed_hr"]
+    assert len(malformed) == 1, "the watch should have sent one malformed packet"
+    log = skeleton_run["gateway_log"]
+    assert log.count("decode error") == 1 and "characteristic=heart_rate" in log
+    # the session continued: heart rates after the bad packet arrived
+    assert any(t["kind"] == "hr" and t["t_us"] > malformed[0]["t_us"] for t in skeleton_run["truth"])
+
+
+def test_tachycardia_alarm_on_mqtt_with_pseudonym_priority_and_triggering_sample(
+        skeleton_run: dict[str, Any]) -> None:
+    raised = [a for a in skeleton_run["alarms"] if a["condition"] == "tachycardia" and a["state"] == "raised"]
+    assert len(raised) == 1, skeleton_run["alarms"]
+    alarm = raised[0]
+    assert alarm["patient"] == PATIENT and alarm["priority"] == "medium" and alarm["device"] == ADDRESS
+    assert alarm["schema"] == 1
+    hr = [t for t in skeleton_run["truth"] if t["kind"] == "hr"]
+    first_over = next(t for t in hr if t["hr"] > 120)
+    trigger_ns = alarm["trigger_sample_device_time_ns"]
+    onset_ns = alarm["onset_sample_device_time_ns"]
+    # The onset and trigger times name real heart-rate samples (device clock), within 50 ms.
+    assert abs(onset_ns - first_over["t_us"] * 1000) < 50_000_000
+    trigger = min(hr, key=lambda t: abs(t["t_us"] * 1000 - trigger_ns))
+    assert abs(trigger["t_us"] * 1000 - trigger_ns) < 50_000_000 and trigger["hr"] > 120
+    assert all(t["hr"] > 120 for t in hr if first_over["t_us"] <= t["t_us"] <= trigger["t_us"])
+    assert 5.0 <= (trigger_ns - onset_ns) / 1e9 < 6.0, "alarm must fire once the 5 s onset delay is met"
+    assert trigger_ns <= alarm["decision_time_ns"] + 50_000_000 <= alarm["publish_time_ns"] + 50_000_000
+    assert alarm["value"] > 120 and alarm["limit"] == 120
+    # and the same alarm reached Kafka through the outbox
+    in_kafka = [r.alarm for r in _stream(skeleton_run["records"], pb.STREAM_KIND_ALARMS)]
+    assert any(a.alarm_id == alarm["alarm_id"] and a.priority == pb.ALARM_PRIORITY_MEDIUM for a in in_kafka)
+
+
+def test_no_part_logged_an_error(skeleton_run: dict[str, Any]) -> None:
+    work: Path = skeleton_run["workdir"]
+    for name in ("gateway", "cloud"):
+        text = (work / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        assert "level=error" not in text and "Traceback" not in text, f"{name}.log:\n{text[-3000:]}"
