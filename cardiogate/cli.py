@@ -23,8 +23,12 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     setup_logging(ns.log_level, ns.log_format, "demo")
     try:
         return asyncio.run(run_demo(ns.duration, ns.patients, ns.workdir, ns.keep))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("demo: stopped", flush=True)
         return 130
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"cardiogate demo: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_gateway_run(ns: argparse.Namespace) -> int:

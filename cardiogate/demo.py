@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -72,13 +73,14 @@ def _clock(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
 
 
-async def _watch_mqtt(host: str, port: int, status: dict[str, PatientStatus], alarm_lines: list[str]) -> None:
+async def _watch_mqtt(host: str, port: int, site: str, status: dict[str, PatientStatus],
+                      alarm_lines: list[str]) -> None:
     import aiomqtt
 
     while True:
         try:
             async with aiomqtt.Client(host, port, identifier=f"cardiogate-demo-{time.time_ns()}") as client:
-                await client.subscribe("cardiogate/#", qos=1)
+                await client.subscribe(f"cardiogate/{site}/#", qos=1)
                 async for msg in client.messages:
                     parts = str(msg.topic).split("/")
                     if len(parts) != 4 or not isinstance(msg.payload, bytes | bytearray):
@@ -132,10 +134,16 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
     stop = threading.Event()
     counter = threading.Thread(target=_kafka_counter, args=(stack.kafka_bootstrap, status, stop), daemon=True)
     watcher: asyncio.Task[None] | None = None
+    starting = asyncio.ensure_future(asyncio.to_thread(stack.start))
     print(f"demo: starting tansu, cloud, simulator and gateway (logs in {work})", flush=True)
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager: stop cleanly either way
+        if main_task is not None:
+            loop.add_signal_handler(sig, main_task.cancel)
     try:
-        await asyncio.to_thread(stack.start)
-        watcher = asyncio.create_task(_watch_mqtt("127.0.0.1", mqtt_port, status, alarm_lines))
+        await asyncio.shield(starting)
+        watcher = asyncio.create_task(_watch_mqtt("127.0.0.1", mqtt_port, stack.site, status, alarm_lines))
         counter.start()
         t0 = time.monotonic()
         while duration_s <= 0 or time.monotonic() - t0 < duration_s:
@@ -145,12 +153,16 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
                 print(f"demo: {', '.join(dead)} exited unexpectedly; see {work}", flush=True)
                 return 1
             print(_status_line(time.monotonic() - t0, status), flush=True)
+    except asyncio.CancelledError:
+        print("demo: interrupted", flush=True)
     finally:
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         print("demo: stopping ...", flush=True)
+        with contextlib.suppress(Exception):
+            await starting  # a start still under way must finish before its processes can be stopped
         stop.set()
         if counter.is_alive():
             await asyncio.to_thread(counter.join, 5)
@@ -159,6 +171,8 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
             await broker.shutdown()
         if own_dir and not keep:
             shutil.rmtree(work, ignore_errors=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     delivered = sum(s.samples_in_kafka for s in status.values())
     print(f"demo: done. {len(alarm_lines)} alarm event(s); {delivered:,} ECG samples delivered to Kafka.")
     return 0
