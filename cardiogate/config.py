@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 S = TypeVar("S", bound="LayeredSettings")
 
@@ -77,3 +77,5 @@ def load_settings(cls: type[S], path: Path | None = None, **overrides: Any) -> S
         return cls(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
+    except SettingsError as exc:  # an environment variable that cannot be parsed (e.g. bad JSON for a list)
+        raise ConfigError(f"environment: {exc}".replace("\n", " ")) from None

@@ -36,7 +36,7 @@ def validate_batch(batch: pb.TelemetryBatch, limits: IngestLimits, now_ns: int |
             raise InvalidBatch(f"{where}: unknown stream kind {r.kind}")
         if r.stream_id != expected_stream_id(r):
             raise InvalidBatch(f"{where}: stream_id must be {expected_stream_id(r)!r}")
-        if not _PSEUDONYM.match(r.patient):
+        if not _PSEUDONYM.fullmatch(r.patient):
             raise InvalidBatch(f"{where}: patient must be a pseudonym like 'pt-0001'")
         if r.WhichOneof("body") != _BODY_FOR_KIND[r.kind]:
             raise InvalidBatch(f"{where}: body {r.WhichOneof('body')!r} does not match kind")

@@ -60,7 +60,7 @@ class UpperLimitAlarm:
     def update(self, value: float, sample_time_ns: int, now_ns: int) -> AlarmEvent | None:
         """Feed one sample (device time); returns an event when the alarm raises or clears."""
         rule = self.rule
-        delay_ns = int(rule.onset_delay_s * 1e9)
+        delay_ns = round(rule.onset_delay_s * 1e9)
         if value > rule.limit:
             self._below_since = None
             if self._above_since is None:

@@ -110,9 +110,13 @@ class DeviceProcessor:
         if self._next_seq is not None and p.sequence != self._next_seq:
             missing = (p.sequence - self._next_seq) & 0xFFFFFFFF
             self.counters.ecg_gaps += 1
-            self.counters.ecg_missing_packets += missing
-            log.warning("ecg sequence gap", device=self.device_id, expected=self._next_seq, got=p.sequence,
-                        missing_packets=missing)
+            if missing < 0x80000000:
+                self.counters.ecg_missing_packets += missing
+                log.warning("ecg sequence gap", device=self.device_id, expected=self._next_seq, got=p.sequence,
+                            missing_packets=missing)
+            else:  # the counter went backwards: a repeated packet or a device restart, not 4 billion losses
+                log.warning("ecg sequence went backwards", device=self.device_id, expected=self._next_seq,
+                            got=p.sequence)
             self.flush()
         self._next_seq = (p.sequence + 1) & 0xFFFFFFFF
         self._append(p, receive_ns)
