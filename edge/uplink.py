@@ -52,8 +52,8 @@ class Uplink:
                     await self._session(ingest_pb2_grpc.IngestStub(channel), backoff)
             except asyncio.CancelledError:
                 raise
-            except (grpc.aio.AioRpcError, ConnectionError, OSError) as exc:
-                detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            except Exception as exc:  # whatever broke the stream, the uplink reconnects; it never dies
+                detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
                 log.warning("uplink broken", target=self._settings.target, error=detail)
             finally:
                 self.connected = False
@@ -101,6 +101,14 @@ class Uplink:
     async def _read_acks(self, call: Any,
                          in_flight: OrderedDict[int, list[PendingRecord]], window: asyncio.Semaphore,
                          backoff: Backoff) -> None:
+        try:
+            await self._read_acks_until_broken(call, in_flight, window, backoff)
+        finally:
+            for _ in range(self._settings.max_in_flight):  # unblock a sender waiting for window space
+                window.release()
+
+    async def _read_acks_until_broken(self, call: Any, in_flight: OrderedDict[int, list[PendingRecord]],
+                                      window: asyncio.Semaphore, backoff: Backoff) -> None:
         while True:
             response = await call.read()
             if response is grpc.aio.EOF:  # type: ignore[attr-defined]
