@@ -22,7 +22,7 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
     setup_logging(ns.log_level, ns.log_format, "demo")
     try:
-        return asyncio.run(run_demo(ns.duration, ns.patients, ns.workdir, ns.keep))
+        return asyncio.run(run_demo(ns.duration, ns.patients, ns.workdir, ns.keep, ns.embedded_mqtt))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("demo: stopped", flush=True)
         return 130
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated patients, 1-20 (default 3)")
     demo.add_argument("--workdir", type=Path, default=None, help="keep configs, logs and databases here")
     demo.add_argument("--keep", action="store_true", help="do not delete the temporary work directory")
+    demo.add_argument("--embedded-mqtt", action="store_true",
+                      help="use the embedded MQTT broker even when one answers on 127.0.0.1:1883")
     demo.set_defaults(func=_cmd_demo)
 
     gateway = sub.add_parser("gateway", help="the gateway daemon (BLE -> alarms on MQTT -> outbox -> gRPC uplink)")

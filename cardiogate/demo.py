@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardiogate.stack import LocalStack, Patient, port_open
+from cardiogate.stack import LocalStack, Patient, free_port, port_open
 
 
 @dataclass
@@ -115,16 +115,17 @@ def _status_line(elapsed: float, status: dict[str, PatientStatus]) -> str:
     return f"[{elapsed:5.0f}s] " + " | ".join(cells) + f" | alarms {alarms} | ECG samples in Kafka {delivered:,}"
 
 
-async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep: bool) -> int:
+async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep: bool,
+                   embedded_mqtt: bool = False) -> int:
     """Run the demo; returns a process exit code."""
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cardiogate-demo-")) if workdir is None else workdir
     broker = None
-    if port_open("127.0.0.1", 1883):
+    if port_open("127.0.0.1", 1883) and not embedded_mqtt:
         mqtt_port = 1883
         print("demo: using the MQTT broker on 127.0.0.1:1883")
     else:
-        mqtt_port = 1883
+        mqtt_port = free_port() if port_open("127.0.0.1", 1883) else 1883
         broker = await _embedded_broker(mqtt_port)
         print(f"demo: started an embedded MQTT broker on 127.0.0.1:{mqtt_port}")
     stack = LocalStack(work, demo_patients(patients, tachy_at_s=min(12.0, max(2.0, duration_s / 3))),
