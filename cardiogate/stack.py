@@ -68,6 +68,15 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def wait_for_text(path: Path, text: str, timeout_s: float) -> None:
+    """Block until ``text`` appears in the file at ``path``."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and text in path.read_text(encoding="utf-8", errors="replace")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} did not appear in {path} within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
 @dataclass
 class Patient:
     """A simulated patient wearing one watch."""
@@ -138,7 +147,9 @@ class LocalStack:
         self._spawn("sim", [*py, "sim", "run", "--config", str(paths["sim"])])
         try:
             wait_for_port("127.0.0.1", self.grpc_port, 30.0)
-            wait_for_port("127.0.0.1", self.air_port, 30.0)
+            # Not a port probe: the virtual radio's HCI socket serves one client, and a probe's late
+            # disconnect could detach the gateway that connects right after it.
+            wait_for_text(self.workdir / "sim.log", "simulator: ", 30.0)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None

@@ -153,6 +153,7 @@ class SimulatedWatch:
             for conn in connections:
                 await self.device.notify_subscriber(conn, self._hrm, payload, force=True)
             self.hr_sent += 1
-            self._truth.write(watch=self.spec.address, kind="hr", t_us=self._device_time_us(now_s), hr=hr,
+            # HRM carries no timestamp: its truth time is the device clock when it went on the air.
+            self._truth.write(watch=self.spec.address, kind="hr", t_us=time.time_ns() // 1000, hr=hr,
                               rr_1024=list(m.rr_intervals_1024))
         return now_s

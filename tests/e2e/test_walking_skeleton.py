@@ -31,6 +31,7 @@ ADDRESS = "C0:00:00:00:00:2A"
 TACHY_FROM_S = 4.0
 RUN_S = 20.0
 MALFORMED_AT_S = 3.5
+TIME_TOLERANCE_NS = 250_000_000
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +147,16 @@ def test_tachycardia_alarm_on_mqtt_with_pseudonym_priority_and_triggering_sample
     first_over = next(t for t in hr if t["hr"] > 120)
     trigger_ns = alarm["trigger_sample_device_time_ns"]
     onset_ns = alarm["onset_sample_device_time_ns"]
-    # The onset and trigger times name real heart-rate samples (device clock), within 50 ms.
-    assert abs(onset_ns - first_over["t_us"] * 1000) < 50_000_000
+    # Heart Rate Measurement has no timestamp: the gateway estimates device time from the receive time and
+    # the clock offset it learns from the ECG stream. The onset and trigger times must name the real
+    # heart-rate samples (1 s apart) to within TIME_TOLERANCE.
+    assert abs(onset_ns - first_over["t_us"] * 1000) < TIME_TOLERANCE_NS
     trigger = min(hr, key=lambda t: abs(t["t_us"] * 1000 - trigger_ns))
-    assert abs(trigger["t_us"] * 1000 - trigger_ns) < 50_000_000 and trigger["hr"] > 120
+    assert abs(trigger["t_us"] * 1000 - trigger_ns) < TIME_TOLERANCE_NS and trigger["hr"] > 120
     assert all(t["hr"] > 120 for t in hr if first_over["t_us"] <= t["t_us"] <= trigger["t_us"])
-    assert 5.0 <= (trigger_ns - onset_ns) / 1e9 < 6.0, "alarm must fire once the 5 s onset delay is met"
+    # It fires on the first sample at least 5 s after onset: samples are 1 s apart, so within one period.
+    held_s = (trigger_ns - onset_ns) / 1e9
+    assert 5.0 <= held_s < 6.0 + TIME_TOLERANCE_NS / 1e9, f"onset delay not honoured: held {held_s:.3f} s"
     assert trigger_ns <= alarm["decision_time_ns"] + 50_000_000 <= alarm["publish_time_ns"] + 50_000_000
     assert alarm["value"] > 120 and alarm["limit"] == 120
     # and the same alarm reached Kafka through the outbox
