@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 
 from cardiogate.logs import get_logger
@@ -98,9 +99,9 @@ class Gateway:
                 proc.flush()
             self._log_status()
             self.outbox.close()
-            from edge.ble.bumble_backend import BumbleRadio
-
-            await BumbleRadio.close_all()
+            bumble_backend = sys.modules.get("edge.ble.bumble_backend")  # only loaded off BlueZ
+            if bumble_backend is not None:
+                await bumble_backend.BumbleRadio.close_all()
 
     def _log_status(self) -> None:
         for s in self.sessions:
