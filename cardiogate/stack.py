@@ -68,6 +68,14 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, tables recursively."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def wait_for_text(path: Path, text: str, timeout_s: float) -> None:
     """Block until ``text`` appears in the file at ``path``."""
     deadline = time.monotonic() + timeout_s
@@ -86,6 +94,7 @@ class Patient:
     heart_rate: list[tuple[float, float]]
     seed: int
     malformed_hr_at_s: list[float] = field(default_factory=list)
+    watch_extra: dict[str, Any] = field(default_factory=dict)  # more WatchSpec fields (profile, faults, ...)
 
 
 @dataclass
@@ -100,6 +109,9 @@ class LocalStack:
     grpc_port: int = field(default_factory=free_port)
     air_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    gateway_extra: dict[str, Any] = field(default_factory=dict)  # merged into the gateway config
+    sim_extra: dict[str, Any] = field(default_factory=dict)      # merged into the simulator config
+    max_connections: int = 64
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -121,14 +133,18 @@ class LocalStack:
         sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
                             "heart_rate": [list(k) for k in p.heart_rate],
-                            "malformed_hr_at_s": p.malformed_hr_at_s} for p in self.patients]}
+                            "malformed_hr_at_s": p.malformed_hr_at_s, **p.watch_extra} for p in self.patients],
+               **self.sim_extra}
         gateway = {"gateway_id": self.gateway_id, "site": self.site,
                    "devices": [{"address": p.address, "patient": p.pseudonym} for p in self.patients],
-                   "ble": {"bumble_transport": f"tcp-client:127.0.0.1:{self.air_port}", "scan_timeout_s": 5.0,
-                           "backoff_max_s": 5.0},
+                   "ble": {"adapters": [{"name": "virtual0", "max_connections": self.max_connections,
+                                         "bumble_transport": f"tcp-client:127.0.0.1:{self.air_port}"}],
+                           "scan_timeout_s": 5.0, "backoff_max_s": 5.0},
                    "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port},
                    "uplink": {"target": f"127.0.0.1:{self.grpc_port}", "backoff_max_s": 5.0},
-                   "outbox": {"path": str(self.workdir / "gateway-outbox.sqlite3")}}
+                   "outbox": {"path": str(self.workdir / "gateway-outbox.sqlite3")},
+                   "state": {"pairings_path": str(self.workdir / "gateway-pairings.json")}}
+        gateway = _merge(gateway, self.gateway_extra)
         paths = {}
         for name, data in (("cloud", cloud), ("sim", sim), ("gateway", gateway)):
             path = self.workdir / f"{name}.toml"

@@ -42,7 +42,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._ledger = ledger
         self._topics = {pb.STREAM_KIND_ECG: settings.kafka.topic_ecg,
                         pb.STREAM_KIND_VITALS: settings.kafka.topic_vitals,
-                        pb.STREAM_KIND_ALARMS: settings.kafka.topic_alarms}
+                        pb.STREAM_KIND_ALARMS: settings.kafka.topic_alarms,
+                        pb.STREAM_KIND_EVENTS: settings.kafka.topic_events}
         self.counters = IngestCounters()
 
     async def Upload(self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest],

@@ -32,7 +32,7 @@ class OutgoingRecord:
 def ensure_topics(settings: KafkaSettings) -> None:
     """Create the topics the ingest writes to, if they are missing."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap})
-    wanted = [settings.topic_ecg, settings.topic_vitals, settings.topic_alarms]
+    wanted = [settings.topic_ecg, settings.topic_vitals, settings.topic_alarms, settings.topic_events]
     futures = admin.create_topics([NewTopic(t, settings.partitions, 1) for t in wanted], request_timeout=15)
     for topic, fut in futures.items():
         try:

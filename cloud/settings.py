@@ -14,6 +14,7 @@ class KafkaSettings(StrictModel):
     topic_ecg: str = "ecg.raw"
     topic_vitals: str = "vitals"
     topic_alarms: str = "alarms"
+    topic_events: str = "device.events"
     partitions: int = Field(default=3, ge=1, le=1024)
     delivery_timeout_s: float = Field(default=30.0, gt=0, le=600)
 

@@ -9,7 +9,8 @@ from cloud.settings import IngestLimits
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 _PSEUDONYM = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
-_BODY_FOR_KIND = {pb.STREAM_KIND_ECG: "samples", pb.STREAM_KIND_VITALS: "vitals", pb.STREAM_KIND_ALARMS: "alarm"}
+_BODY_FOR_KIND = {pb.STREAM_KIND_ECG: "samples", pb.STREAM_KIND_VITALS: "vitals", pb.STREAM_KIND_ALARMS: "alarm",
+                  pb.STREAM_KIND_EVENTS: "event"}
 _WIDTH = {pb.SAMPLE_ENCODING_INT16_LE: 2, pb.SAMPLE_ENCODING_INT32_LE: 4}
 
 
@@ -49,11 +50,25 @@ def validate_batch(batch: pb.TelemetryBatch, limits: IngestLimits, now_ns: int |
             _check_time(r.vitals.device_time_ns, where, now, skew)
             if r.vitals.HasField("heart_rate_bpm") and not 0 <= r.vitals.heart_rate_bpm <= 400:
                 raise InvalidBatch(f"{where}: heart rate {r.vitals.heart_rate_bpm} out of range")
+            if r.vitals.HasField("spo2_percent") and not 0 <= r.vitals.spo2_percent <= 100:
+                raise InvalidBatch(f"{where}: SpO2 {r.vitals.spo2_percent} out of range")
+        elif r.kind == pb.STREAM_KIND_EVENTS:
+            _check_event(r.event, where, now, skew)
 
 
 def _check_time(t_ns: int, where: str, now: int, skew: int) -> None:
     if abs(t_ns - now) > skew:
         raise InvalidBatch(f"{where}: device time is more than the allowed skew away from now")
+
+
+def _check_event(e: pb.DeviceEvent, where: str, now: int, skew: int) -> None:
+    if e.WhichOneof("event") is None:
+        raise InvalidBatch(f"{where}: a device event needs a body")
+    _check_time(e.receive_time_ns, where, now, skew)
+    if e.HasField("gap"):
+        g = e.gap
+        if g.end_device_time_ns < g.start_device_time_ns or g.device_sequence_last < g.device_sequence_first:
+            raise InvalidBatch(f"{where}: a gap must not end before it starts")
 
 
 def _check_block(b: pb.SampleBlock, where: str, limits: IngestLimits, now: int, skew: int) -> None:

@@ -86,3 +86,38 @@ class UpperLimitAlarm:
             return AlarmEvent(alarm_id, rule.condition, rule.priority, False, value, rule.clear_below,
                               below, sample_time_ns, now_ns)
         return None
+
+
+class TechnicalAlarm:
+    """A technical condition (lead off, battery low, device lost) that must persist ``onset_delay_s``.
+
+    It raises with priority "technical" and clears as soon as the condition is gone.
+    """
+
+    def __init__(self, condition: str, scope: str, onset_delay_s: float) -> None:
+        self.condition = condition
+        self.scope = scope
+        self._delay_ns = round(onset_delay_s * 1e9)
+        self._since: int | None = None
+        self.active_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.active_id is not None
+
+    def update(self, present: bool, sample_time_ns: int, now_ns: int, value: float = 1.0,
+               limit: float = 0.0) -> AlarmEvent | None:
+        if present:
+            if self._since is None:
+                self._since = sample_time_ns
+            if not self.active and sample_time_ns - self._since >= self._delay_ns:
+                self.active_id = f"{self.scope}:{self.condition}:{next(_ids)}:{sample_time_ns}"
+                return AlarmEvent(self.active_id, self.condition, "technical", True, value, limit, self._since,
+                                  sample_time_ns, now_ns)
+            return None
+        since, self._since = self._since, None
+        if self.active_id is None:
+            return None
+        alarm_id, self.active_id = self.active_id, None
+        return AlarmEvent(alarm_id, self.condition, "technical", False, value, limit, since or sample_time_ns,
+                          sample_time_ns, now_ns)

@@ -10,10 +10,10 @@ import time
 
 from cardiogate.logs import get_logger
 from edge.alarms import AlarmEvent, UpperLimitRule
-from edge.ble.session import DeviceSession
+from edge.device_manager import DeviceManager, ManagedDevice
 from edge.mqtt import MqttPublisher, Outgoing, alarm_payload
 from edge.outbox import Outbox
-from edge.processing import DeviceProcessor
+from edge.pairing import PairingRegistry
 from edge.settings import GatewaySettings, ThresholdAlarmSettings
 from edge.uplink import Uplink
 from proto.cardiogate.v1 import telemetry_pb2 as pb
@@ -37,13 +37,10 @@ class Gateway:
         self.mqtt = MqttPublisher(settings.mqtt, client_id=f"cardiogate-{settings.gateway_id}")
         rules = [_rule("tachycardia", settings.alarms.tachycardia),
                  _rule("extreme_tachycardia", settings.alarms.extreme_tachycardia)]
-        self.processors: dict[str, DeviceProcessor] = {}
-        self.sessions: list[DeviceSession] = []
         self.alarms_raised = 0
-        for dev in settings.devices:
-            proc = DeviceProcessor(dev.address, dev.patient, self, rules, settings.ecg_block_samples)
-            self.processors[dev.address] = proc
-            self.sessions.append(DeviceSession(dev.address, proc, settings.ble, self._on_device_state))
+        self.registry = PairingRegistry(settings.devices, settings.state.pairings_path)
+        self.devices = DeviceManager(self.registry, settings.ble, self, rules, settings.ecg_block_samples,
+                                     on_state=self._on_device_state)
 
     # -- RecordSink ---------------------------------------------------------
     def emit_record(self, record: pb.Record) -> None:
@@ -74,18 +71,25 @@ class Gateway:
         self.emit_record(pb.Record(stream_id=f"{device_id}/alarms", device_id=device_id, patient=patient,
                                    kind=pb.STREAM_KIND_ALARMS, alarm=alarm))
 
-    def _on_device_state(self, address: str, connected: bool) -> None:
-        patient = self.processors[address].patient
+    def _on_device_state(self, managed: ManagedDevice) -> None:
+        self.publish_device_state(managed)
+
+    def publish_device_state(self, managed: ManagedDevice) -> None:
+        """Retained per-patient device state: a late subscriber sees the current health at once."""
+        session, state = managed.session, managed.processor.state
+        patient = managed.device.patient
         self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, patient, "state"), {
-            "schema": 1, "patient": patient, "device": address, "connected": connected,
+            "schema": 1, "patient": patient, "device": managed.device.address, "connected": session.connected,
+            "adapter": session.adapter, "rssi_dbm": session.rssi, "battery_percent": state.battery_percent,
+            "sensor_contact": state.sensor_contact, "last_seen_ns": state.last_seen_ns,
             "time_ns": time.time_ns()}, qos=1, retain=True))
 
     # -- lifecycle ----------------------------------------------------------
     async def run(self, status_interval_s: float = 10.0) -> None:
         tasks = [asyncio.create_task(self.uplink.run(), name="uplink"),
                  asyncio.create_task(self.mqtt.run(), name="mqtt")]
-        tasks += [asyncio.create_task(s.run(), name=f"ble-{s.address}") for s in self.sessions]
-        log.info("gateway started", gateway=self.settings.gateway_id, devices=len(self.sessions),
+        tasks.append(asyncio.create_task(self.devices.run(), name="devices"))
+        log.info("gateway started", gateway=self.settings.gateway_id, devices=len(self.devices.devices),
                  outbox_depth=self.outbox.depth())
         try:
             while True:
@@ -95,8 +99,6 @@ class Gateway:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for proc in self.processors.values():
-                proc.flush()
             self._log_status()
             self.outbox.close()
             bumble_backend = sys.modules.get("edge.ble.bumble_backend")  # only loaded off BlueZ
@@ -104,10 +106,12 @@ class Gateway:
                 await bumble_backend.BumbleRadio.close_all()
 
     def _log_status(self) -> None:
-        for s in self.sessions:
-            c = self.processors[s.address].counters
-            log.info("device status", device=s.address, connected=s.connected, hr=c.last_heart_rate,
-                     ecg_samples=c.ecg_samples, decode_errors=c.decode_errors, ecg_gaps=c.ecg_gaps)
+        for managed in self.devices.devices.values():
+            s, c = managed.session, managed.processor.counters
+            log.info("device status", device=s.address, connected=s.connected, adapter=s.adapter, hr=c.last_heart_rate,
+                     ecg_samples=c.ecg_samples, decode_errors=c.decode_errors, ecg_gaps=c.ecg_gaps,
+                     missing_samples=c.ecg_missing_samples, reconnects=max(0, s.connects - 1))
+            self.publish_device_state(managed)
         log.info("uplink status", connected=self.uplink.connected, outbox_depth=self.outbox.depth(),
                  acked=self.uplink.records_acked, mqtt_published=self.mqtt.published)
 

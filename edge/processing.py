@@ -2,21 +2,26 @@
 
 Pure apart from the clock passed in: the BLE session hands raw bytes and the receive
 time; a :class:`RecordSink` receives protobuf records and alarm events. Malformed
-packets are counted and logged, and never end the session.
+packets are counted and logged, and never end the session. Every sample carries the
+device time (the wearable's clock, or the gateway's estimate of it for characteristics
+without timestamps) and the receive time; ECG blocks also carry the device time mapped
+onto the gateway clock with the estimated drift.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from cardiogate.logs import get_logger
-from edge.alarms import AlarmEvent, UpperLimitAlarm, UpperLimitRule
-from edge.codecs.ecg_waveform import EcgPacket, decode_ecg_packet
+from edge.alarms import AlarmEvent, TechnicalAlarm, UpperLimitAlarm, UpperLimitRule
+from edge.clock import ClockTracker
+from edge.codecs.ecg_waveform import decode_ecg_packet
 from edge.codecs.errors import DecodeError
 from edge.codecs.heart_rate import decode_heart_rate_measurement
+from edge.ecg_assembler import EcgAssembler, EcgFrame
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
@@ -37,22 +42,27 @@ class DeviceCounters:
     hr_packets: int = 0
     ecg_packets: int = 0
     ecg_samples: int = 0
+    vitals_packets: int = 0
     decode_errors: int = 0
     ecg_gaps: int = 0
-    ecg_missing_packets: int = 0
+    ecg_missing_samples: int = 0
+    clock_jumps: int = 0
     last_heart_rate: int | None = None
 
 
 @dataclass
-class _Block:
-    first_time_us: int
-    receive_ns: int
-    sample_rate: int
-    resolution_nv: int
-    seq_first: int
-    seq_last: int
-    chunks: list[bytes] = field(default_factory=list)
-    count: int = 0
+class DeviceState:
+    """What the gateway knows about the wearable right now (health, for MQTT and heartbeats)."""
+
+    battery_percent: int | None = None
+    sensor_contact: bool | None = None
+    spo2_percent: float | None = None
+    systolic_mmhg: float | None = None
+    diastolic_mmhg: float | None = None
+    last_seen_ns: int | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware: str | None = None
 
 
 def stream_id(device_id: str, kind: pb.StreamKind.ValueType) -> str:
@@ -64,16 +74,27 @@ class DeviceProcessor:
     """Turns one wearable's notifications into records and alarms."""
 
     def __init__(self, device_id: str, patient: str, sink: RecordSink, rules: list[UpperLimitRule],
-                 block_samples: int = 250) -> None:
+                 block_samples: int = 250, lead_off_after_s: float = 5.0, battery_low_percent: int = 15) -> None:
         self.device_id = device_id
         self.patient = patient
         self._sink = sink
         self._alarms = [UpperLimitAlarm(rule, patient) for rule in rules]
-        self._block_samples = block_samples
-        self._block: _Block | None = None
-        self._next_seq: int | None = None
-        self._offset_ns: int | None = None  # device clock - gateway clock, min-delay estimate
+        self._lead_off = TechnicalAlarm("lead_off", patient, lead_off_after_s)
+        self._battery_low = TechnicalAlarm("battery_low", patient, 0.0)
+        self._battery_low_percent = battery_low_percent
+        self._assembler = EcgAssembler(block_samples)
+        self.clock = ClockTracker()
         self.counters = DeviceCounters()
+        self.state = DeviceState()
+
+    # -- time ---------------------------------------------------------------
+    def device_time_for(self, receive_ns: int) -> int:
+        """The wearable's clock at a receive time (for characteristics that carry no timestamp)."""
+        est = self.clock.estimate
+        return receive_ns + (est.offset_at(receive_ns) if est is not None else 0)
+
+    def _seen(self, receive_ns: int) -> None:
+        self.state.last_seen_ns = receive_ns
 
     # -- heart rate ---------------------------------------------------------
     def on_heart_rate(self, data: bytes | bytearray, receive_ns: int) -> None:
@@ -82,79 +103,125 @@ class DeviceProcessor:
         except DecodeError as exc:
             self._decode_error("heart_rate", exc, data)
             return
+        self._seen(receive_ns)
         self.counters.hr_packets += 1
         self.counters.last_heart_rate = m.heart_rate_bpm
-        device_ns = receive_ns + (self._offset_ns or 0)
-        vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns,
+        device_ns = self.device_time_for(receive_ns)
+        vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns, source="hrm",
                                  heart_rate_bpm=float(m.heart_rate_bpm), rr_intervals_ms=m.rr_intervals_ms)
         if m.sensor_contact is not None:
             vitals.sensor_contact = m.sensor_contact
-        self._sink.emit_record(self._record(pb.STREAM_KIND_VITALS, vitals=vitals))
+            self._contact(m.sensor_contact, device_ns, receive_ns)
+        self.emit_vitals(vitals)
         for alarm in self._alarms:
             event = alarm.update(float(m.heart_rate_bpm), device_ns, receive_ns)
             if event is not None:
                 self._sink.emit_alarm(self.patient, self.device_id, event)
 
+    def emit_vitals(self, vitals: pb.VitalsRecord) -> None:
+        self.counters.vitals_packets += 1
+        self._sink.emit_record(self._record(pb.STREAM_KIND_VITALS, vitals=vitals))
+
+    def _contact(self, contact: bool, device_ns: int, receive_ns: int) -> None:
+        self.state.sensor_contact = contact
+        event = self._lead_off.update(not contact, device_ns, receive_ns)
+        if event is not None:
+            self._sink.emit_alarm(self.patient, self.device_id, event)
+
+    # -- battery ------------------------------------------------------------
+    def on_battery_level(self, percent: int, receive_ns: int) -> None:
+        self._seen(receive_ns)
+        changed = percent != self.state.battery_percent
+        self.state.battery_percent = percent
+        event = self._battery_low.update(percent <= self._battery_low_percent, self.device_time_for(receive_ns),
+                                         receive_ns, value=float(percent), limit=float(self._battery_low_percent))
+        if event is not None:
+            self._sink.emit_alarm(self.patient, self.device_id, event)
+        if changed:
+            self.emit_health(receive_ns)
+
     # -- ECG ----------------------------------------------------------------
     def on_ecg(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """Our ECG waveform characteristic (docs/ecg-waveform-spec.md)."""
         try:
             p = decode_ecg_packet(data)
         except DecodeError as exc:
             self._decode_error("ecg", exc, data)
             return
-        self.counters.ecg_packets += 1
-        self.counters.ecg_samples += len(p.samples)
-        end_device_ns = (p.first_sample_time_us * 1000) + int(len(p.samples) * 1e9 / p.sample_rate_hz)
-        offset = end_device_ns - receive_ns
-        self._offset_ns = offset if self._offset_ns is None else max(self._offset_ns, offset)
-        if self._next_seq is not None and p.sequence != self._next_seq:
-            missing = (p.sequence - self._next_seq) & 0xFFFFFFFF
-            self.counters.ecg_gaps += 1
-            if missing < 0x80000000:
-                self.counters.ecg_missing_packets += missing
-                log.warning("ecg sequence gap", device=self.device_id, expected=self._next_seq, got=p.sequence,
-                            missing_packets=missing)
-            else:  # the counter went backwards: a repeated packet or a device restart, not 4 billion losses
-                log.warning("ecg sequence went backwards", device=self.device_id, expected=self._next_seq,
-                            got=p.sequence)
-            self.flush()
-        self._next_seq = (p.sequence + 1) & 0xFFFFFFFF
-        self._append(p, receive_ns)
+        samples = np.asarray(p.samples, dtype=np.int32)
+        self.on_ecg_frame(EcgFrame(p.first_sample_time_us * 1000, float(p.sample_rate_hz), p.resolution_nv / 1000.0,
+                                   samples, p.sequence, receive_ns))
 
-    def _append(self, p: EcgPacket, receive_ns: int) -> None:
-        b = self._block
-        if b is not None and (b.sample_rate != p.sample_rate_hz or b.resolution_nv != p.resolution_nv):
-            self.flush()
-            b = None
-        if b is None:
-            b = self._block = _Block(p.first_sample_time_us, receive_ns, p.sample_rate_hz, p.resolution_nv,
-                                     p.sequence, p.sequence)
-        b.chunks.append(np.asarray(p.samples, dtype="<i2").tobytes())
-        b.count += len(p.samples)
-        b.seq_last = p.sequence
-        if b.count >= self._block_samples:
-            self.flush()
+    def on_ecg_frame(self, frame: EcgFrame) -> None:
+        """Any wearable's ECG frame, already decoded (our watch, Polar PMD)."""
+        self._seen(frame.receive_ns)
+        self.counters.ecg_packets += 1
+        self.counters.ecg_samples += len(frame.samples)
+        out = self._assembler.push(frame)
+        for event in out.events:
+            if event.HasField("clock_jump"):
+                self.counters.clock_jumps += 1
+                self.clock.reset()
+                log.warning("device clock jumped", device=self.device_id,
+                            by_ms=(event.clock_jump.observed_device_time_ns
+                                   - event.clock_jump.expected_device_time_ns) / 1e6)
+            elif event.HasField("gap"):
+                self.counters.ecg_gaps += 1
+                self.counters.ecg_missing_samples += event.gap.missing_samples
+                log.info("ecg gap", device=self.device_id, missing_samples=event.gap.missing_samples,
+                         packets=event.gap.device_sequence_last - event.gap.device_sequence_first + 1)
+            self.emit_event(event)
+        self.clock.observe(frame.end_ns, frame.receive_ns)
+        self._emit_blocks(out.blocks)
+
+    def _emit_blocks(self, blocks: list[pb.SampleBlock]) -> None:
+        est = self.clock.estimate
+        for block in blocks:
+            if est is not None:
+                block.first_sample_corrected_time_ns = est.to_gateway_time(block.first_sample_device_time_ns)
+            self._sink.emit_record(self._record(pb.STREAM_KIND_ECG, samples=block))
 
     def flush(self) -> None:
-        """Emit the pending ECG block (on gaps, when full, at disconnect and shutdown)."""
-        b, self._block = self._block, None
-        if b is None or b.count == 0:
-            return
-        block = pb.SampleBlock(
-            first_sample_device_time_ns=b.first_time_us * 1000, receive_time_ns=b.receive_ns,
-            sample_rate_hz=float(b.sample_rate), scale=b.resolution_nv / 1000.0, unit="uV",
-            encoding=pb.SAMPLE_ENCODING_INT16_LE, samples=b"".join(b.chunks), sample_count=b.count,
-            device_sequence_first=b.seq_first, device_sequence_last=b.seq_last)
-        self._sink.emit_record(self._record(pb.STREAM_KIND_ECG, samples=block))
+        """Emit the pending ECG block (at disconnect and shutdown)."""
+        self._emit_blocks(self._assembler.flush())
+
+    # -- link and health ----------------------------------------------------
+    def on_link(self, connected: bool, receive_ns: int | None = None, reason: str = "") -> None:
+        now = receive_ns if receive_ns is not None else self.state.last_seen_ns or 0
+        if now:
+            self.emit_event(pb.DeviceEvent(device_time_ns=self.device_time_for(now), receive_time_ns=now,
+                                           link=pb.LinkChange(connected=connected, reason=reason)))
 
     def on_disconnected(self) -> None:
-        """Close the open block; the next packet starts a new one (the gap shows in device sequences)."""
+        """Close the open block; the next packet starts a new one (a gap record accounts for the loss)."""
         self.flush()
+
+    def emit_health(self, receive_ns: int, rssi: int | None = None) -> None:
+        h = pb.DeviceHealth()
+        if self.state.battery_percent is not None:
+            h.battery_percent = self.state.battery_percent
+        if rssi is not None:
+            h.rssi_dbm = rssi
+        if self.state.sensor_contact is not None:
+            h.sensor_contact = self.state.sensor_contact
+        est = self.clock.estimate
+        if est is not None:
+            h.clock_skew_ppm = est.skew_ppm
+            h.clock_offset_ns = est.offset_at(receive_ns)
+        self.emit_event(pb.DeviceEvent(device_time_ns=self.device_time_for(receive_ns), receive_time_ns=receive_ns,
+                                       health=h))
+
+    def emit_event(self, event: pb.DeviceEvent) -> None:
+        self._sink.emit_record(self._record(pb.STREAM_KIND_EVENTS, event=event))
 
     # -- helpers ------------------------------------------------------------
     def _record(self, kind: pb.StreamKind.ValueType, **body: object) -> pb.Record:
         return pb.Record(stream_id=stream_id(self.device_id, kind), device_id=self.device_id,
                          patient=self.patient, kind=kind, **body)  # type: ignore[arg-type]
+
+    def decode_error(self, what: str, exc: DecodeError, data: bytes | bytearray) -> None:
+        """Count and log a malformed packet (public for the profile handlers)."""
+        self._decode_error(what, exc, data)
 
     def _decode_error(self, what: str, exc: DecodeError, data: bytes | bytearray) -> None:
         self.counters.decode_errors += 1

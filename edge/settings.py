@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
 from edge.codecs.address import BleAddress
@@ -20,17 +20,43 @@ class PairedDevice(StrictModel):
 
     address: BleAddress
     patient: Pseudonym
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=64)
+    adapter: Identifier | None = Field(default=None, description="pin to one adapter; default: any with a free slot")
+
+
+class AdapterSettings(StrictModel):
+    """One radio. Without ``bumble_transport`` it is the BlueZ adapter ``name`` (production);
+    with one it is a bumble host on that HCI transport (a USB dongle, or the simulator's
+    virtual radio, e.g. ``tcp-client:127.0.0.1:18900``)."""
+
+    name: Identifier = "hci0"
+    bumble_transport: str | None = None
+    max_connections: int = Field(default=7, ge=1, le=64,
+                                 description="links this controller holds at once (BlueZ adapters: about 7-10)")
 
 
 class BleSettings(StrictModel):
-    """Radio access. Empty ``bumble_transport`` means bleak on BlueZ (production)."""
+    """Radio access, connection policy and device-health thresholds."""
 
-    bumble_transport: str | None = None
+    adapters: list[AdapterSettings] = Field(default_factory=lambda: [AdapterSettings()], min_length=1)
     connect_timeout_s: float = Field(default=15.0, gt=0, le=120)
     scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
     backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
     backoff_max_s: float = Field(default=30.0, gt=0, le=600)
+    device_lost_after_s: float = Field(default=30.0, gt=0, le=3600,
+                                       description="raise the device-lost technical alarm after this long unreachable")
+    battery_low_percent: int = Field(default=15, ge=1, le=50)
+    lead_off_after_s: float = Field(default=5.0, ge=0, le=120)
+    health_interval_s: float = Field(default=30.0, gt=0, le=3600,
+                                     description="how often device health goes to MQTT (retained) and the cloud")
+
+    @field_validator("adapters")
+    @classmethod
+    def _unique_names(cls, adapters: list[AdapterSettings]) -> list[AdapterSettings]:
+        names = [a.name for a in adapters]
+        if len(set(names)) != len(names):
+            raise ValueError("adapter names must be unique")
+        return adapters
 
 
 class MqttSettings(StrictModel):
@@ -56,6 +82,12 @@ class OutboxSettings(StrictModel):
     """The durable on-disk queue between the radio and the uplink."""
 
     path: Path = Path("gateway-outbox.sqlite3")
+
+
+class StateSettings(StrictModel):
+    """Small durable gateway state: the runtime pairing registry."""
+
+    pairings_path: Path = Path("gateway-pairings.json")
 
 
 class ThresholdAlarmSettings(StrictModel):
@@ -86,6 +118,7 @@ class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):
     mqtt: MqttSettings = MqttSettings()
     uplink: UplinkSettings = UplinkSettings()
     outbox: OutboxSettings = OutboxSettings()
+    state: StateSettings = StateSettings()
     alarms: AlarmSettings = AlarmSettings()
     ecg_block_samples: int = Field(default=250, ge=16, le=4096)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from bumble.controller import Controller
@@ -46,14 +47,20 @@ class VirtualAir:
                 await transport.close()
 
 
+TICK_S = 0.02
+
+
 async def run_simulator(settings: SimSettings, ready: asyncio.Event | None = None) -> None:
-    """Run the air and every watch until cancelled or ``duration_s`` elapses."""
+    """Run the air and every watch until cancelled or ``duration_s`` elapses.
+
+    One loop drives the whole fleet in real time (one timer instead of one per watch,
+    so hundreds of watches stay cheap); each watch does whatever is due at each tick.
+    """
     air = VirtualAir()
     host, _, port = settings.listen.rpartition(":")
     await air.expose(host or "127.0.0.1", int(port))
     truth = GroundTruthLog(settings.ground_truth)
     watches = [SimulatedWatch(spec, air.link, truth) for spec in settings.watches]
-    tasks: list[asyncio.Task[None]] = []
     try:
         for watch in watches:
             await watch.start()
@@ -61,16 +68,22 @@ async def run_simulator(settings: SimSettings, ready: asyncio.Event | None = Non
         print(f"simulator: {len(watches)} watches on the virtual radio at {settings.listen}", flush=True)
         if ready is not None:
             ready.set()
-        tasks = [asyncio.create_task(w.run(), name=f"watch-{w.spec.name}") for w in watches]
-        if settings.duration_s > 0:
-            await asyncio.sleep(settings.duration_s)
-        else:
-            await asyncio.Event().wait()
+        t0 = time.monotonic()
+        late_ticks = 0
+        while settings.duration_s <= 0 or time.monotonic() - t0 < settings.duration_s:
+            elapsed = time.monotonic() - t0
+            for watch in watches:
+                await watch.tick(elapsed)
+            spare = TICK_S - (time.monotonic() - t0 - elapsed)
+            if spare < 0:
+                late_ticks += 1
+            await asyncio.sleep(max(0.0, spare))
+        if late_ticks:
+            log.info("simulator fell behind on some ticks", late_ticks=late_ticks)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         for w in watches:
-            log.info("watch summary", watch=w.spec.name, ecg_samples_sent=w.ecg_samples_sent, hr_sent=w.hr_sent)
+            await w.stop()
+            log.info("watch summary", watch=w.spec.name, ecg_samples_sent=w.ecg_samples_sent,
+                     ecg_samples_unsent=w.ecg_samples_unsent, hr_sent=w.hr_sent, drops=w.drops)
         truth.close()
         await air.close()

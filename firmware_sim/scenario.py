@@ -15,15 +15,41 @@ A scenario is TOML, for example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
 from edge.codecs.address import BleAddress
 
+Profile = Literal["ecg_watch", "hr_watch", "pulse_oximeter", "bp_cuff", "polar_h10"]
+
+
+class WatchFaults(StrictModel):
+    """What goes wrong with a watch, on cue or at random (seeded: a rerun injects the same faults)."""
+
+    disconnect_every_s: float | None = Field(default=None, gt=0,
+                                             description="mean time between random link drops (exponential)")
+    offline_s: tuple[float, float] = Field(default=(0.0, 2.0), description="after a drop, stay away this long")
+    out_of_range: list[tuple[float, float]] = Field(default_factory=list,
+                                                    description="[start_s, duration_s] walks out of range")
+    clock_drift_ppm: float = Field(default=0.0, ge=-1000, le=1000)
+    clock_jumps: list[tuple[float, float]] = Field(default_factory=list,
+                                                   description="[at_s, jump_s]: the watch's clock is reset")
+    ecg_start_delay_s: float = Field(default=0.0, ge=0, le=120, description="late ECG start, as on Polar straps")
+    battery_start_percent: float = Field(default=95.0, ge=0, le=100)
+    battery_drain_percent_per_hour: float = Field(default=0.0, ge=0, le=10000)
+
+    @field_validator("offline_s")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1]:
+            raise ValueError("offline_s must be [min, max] with 0 <= min <= max")
+        return v
+
 
 class WatchSpec(StrictModel):
-    """One simulated ECG watch."""
+    """One simulated wearable."""
 
     name: str = Field(min_length=1, max_length=29)
     address: BleAddress
@@ -32,6 +58,10 @@ class WatchSpec(StrictModel):
     heart_rate: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 72.0)])
     malformed_hr_at_s: list[float] = Field(default_factory=list,
                                            description="send a malformed Heart Rate Measurement at these times")
+    profile: Profile = "ecg_watch"
+    spo2_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    bp_interval_s: float = Field(default=300.0, gt=0, le=86400)
+    faults: WatchFaults = WatchFaults()
 
     @field_validator("heart_rate")
     @classmethod

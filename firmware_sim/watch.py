@@ -1,15 +1,25 @@
-"""A simulated ECG watch: a real GATT peripheral on a bumble virtual controller.
+"""A simulated wearable: a real GATT peripheral on a bumble virtual controller.
 
-Services: Heart Rate (0x180D, Heart Rate Measurement 0x2A37 with RR intervals, one
-notification per second) and the cardiogate ECG waveform service (250 Hz, as many
-samples per notification as the negotiated ATT MTU allows). The watch's clock is the
-host clock at start plus its own sample count, like a device with a good crystal.
+Profiles (which services the device offers) follow real products: our ECG watch
+(Heart Rate, the cardiogate ECG waveform service, Pulse Oximeter, Blood Pressure,
+Battery, Device Information, Current Time), a plain HR watch, a pulse oximeter, a BP
+cuff, and a Polar H10-like strap (Heart Rate plus Polar Measurement Data ECG at 130 Hz).
+Byte formats come from edge's codecs, so the simulator and the gateway agree by
+construction and tests check them against hand-written bytes.
+
+The watch's clock is the host clock at start plus its own elapsed time, optionally
+drifting (ppm) and jumping. Faults (random link drops, walking out of range, late ECG
+start, battery drain, malformed packets) are seeded, so a rerun injects the same ones.
+Everything put on the air, and every ECG packet produced while nobody listened, goes
+to the ground-truth log so tests can account for every sample.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import numpy as np
 from bumble.controller import Controller
@@ -21,6 +31,13 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
+from edge.codecs.battery import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID, encode_battery_level
+from edge.codecs.blood_pressure import (
+    BLOOD_PRESSURE_MEASUREMENT_UUID,
+    BLOOD_PRESSURE_SERVICE_UUID,
+    BloodPressureMeasurement,
+    encode_blood_pressure_measurement,
+)
 from edge.codecs.ecg_waveform import (
     ECG_SERVICE_UUID,
     ECG_WAVEFORM_UUID,
@@ -29,109 +46,273 @@ from edge.codecs.ecg_waveform import (
     samples_per_packet,
 )
 from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
+from edge.codecs.pulse_oximeter import (
+    PLX_CONTINUOUS_MEASUREMENT_UUID,
+    PULSE_OXIMETER_SERVICE_UUID,
+    PlxContinuousMeasurement,
+    SpO2PR,
+    encode_plx_continuous_measurement,
+)
+from edge.codecs.sfloat import sfloat_from_float
 from firmware_sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline
 from firmware_sim.scenario import WatchSpec
 from firmware_sim.truth import GroundTruthLog
 
 HRS = UUID.from_16_bits(0x180D)
 HRM = UUID.from_16_bits(0x2A37)
-ECG_TICK_S = 0.04
 RESOLUTION_NV = 1000
+NOMINAL_MTU = 247
+MAX_PACKET_AGE_S = 0.5  # a partly filled ECG packet goes out after this long
 MALFORMED_HRM = b"\x10\x48\x01"  # RR-interval flag set but an odd number of RR bytes
+_SERVICES: dict[str, tuple[str, ...]] = {
+    "ecg_watch": ("hrs", "ecg", "plx", "bps", "battery"),
+    "hr_watch": ("hrs", "battery"),
+    "pulse_oximeter": ("plx", "battery"),
+    "bp_cuff": ("bps", "battery"),
+    "polar_h10": ("hrs", "battery"),
+}
+
+
+def _uuid(u: str) -> UUID:
+    return UUID(u)
+
+
+class DeviceClock:
+    """The watch's own clock: host time at start, plus drift and jumps."""
+
+    def __init__(self, start_us: int, drift_ppm: float, jumps: list[tuple[float, float]]) -> None:
+        self.start_us = start_us
+        self._scale = 1.0 + drift_ppm * 1e-6
+        self._jumps = sorted(jumps)
+
+    def at(self, t_s: float) -> int:
+        """Device time in µs at ``t_s`` seconds of real time since the watch started."""
+        jump = sum(j for at, j in self._jumps if at <= t_s)
+        return self.start_us + round((t_s * self._scale + jump) * 1_000_000)
 
 
 class SimulatedWatch:
-    """One watch: GATT server, advertising, and the notification loops."""
+    """One wearable: GATT server, advertising, measurements and faults, driven by :meth:`tick`."""
 
     def __init__(self, spec: WatchSpec, link: LocalLink, truth: GroundTruthLog) -> None:
         self.spec = spec
         self._truth = truth
+        self._rng = np.random.default_rng(spec.seed + 104729)
         controller = Controller(spec.name, link=link, public_address=spec.address)
         self.device = Device(name=spec.name, address=Address(spec.address),
                              host=Host(controller, AsyncPipeSink(controller)))
-        self._hrm = Characteristic(HRM, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b"\x00\x00")
-        self._ecg = Characteristic(UUID(ECG_WAVEFORM_UUID), Characteristic.Properties.NOTIFY,
-                                   Characteristic.READABLE, b"")
-        self.device.add_services([Service(HRS, [self._hrm]), Service(UUID(ECG_SERVICE_UUID), [self._ecg])])
+        self.services = _SERVICES[spec.profile]
+        self._chars: dict[str, Characteristic[Any]] = {}
+        self.device.add_services(self._build_services())
         timeline = HeartRateTimeline(tuple((float(t), float(h)) for t, h in spec.heart_rate))
         self.beats = BeatGenerator(timeline, seed=spec.seed)
         self.ecg = EcgSynthesizer(self.beats, spec.sample_rate_hz, RESOLUTION_NV, seed=spec.seed)
-        self.start_us = 0
+        self.clock = DeviceClock(0, spec.faults.clock_drift_ppm, spec.faults.clock_jumps)
         self.ecg_sequence = 0
         self.ecg_samples_sent = 0
+        self.ecg_samples_unsent = 0
         self.hr_sent = 0
         self.last_hr = 0
+        self.drops = 0
+        self._next_index = 0
+        self._next_hr_s = 1.0
+        self._last_hr_beat_s = 0.0
+        self._next_spo2_s = spec.spo2_interval_s
+        self._next_bp_s = spec.bp_interval_s
+        self._pending_bp: list[bytes] = []
+        self._battery = spec.faults.battery_start_percent
+        self._battery_sent: int | None = None
+        self._faults = sorted(spec.malformed_hr_at_s)
+        self._next_drop_s = self._draw_drop(0.0)
+        self._offline_until = 0.0
+        self._windows = sorted((s, s + d) for s, d in spec.faults.out_of_range)
+        self._advertising = False
+        self._mtu = NOMINAL_MTU
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- GATT ------------------------------------------------------------
+    def _char(self, key: str, uuid: UUID, props: Characteristic.Properties, value: bytes = b"") -> Characteristic[Any]:
+        c: Characteristic[Any] = Characteristic(uuid, props, Characteristic.READABLE, value)
+        self._chars[key] = c
+        return c
+
+    def _build_services(self) -> list[Service]:
+        notify, indicate = Characteristic.Properties.NOTIFY, Characteristic.Properties.INDICATE
+        read = Characteristic.Properties.READ
+        out = []
+        if "hrs" in self.services:
+            out.append(Service(HRS, [self._char("hrm", HRM, notify, b"\x00\x00")]))
+        if "ecg" in self.services:
+            out.append(Service(_uuid(ECG_SERVICE_UUID), [self._char("ecg", _uuid(ECG_WAVEFORM_UUID), notify)]))
+        if "plx" in self.services:
+            out.append(Service(_uuid(PULSE_OXIMETER_SERVICE_UUID),
+                               [self._char("plx", _uuid(PLX_CONTINUOUS_MEASUREMENT_UUID), notify)]))
+        if "bps" in self.services:
+            out.append(Service(_uuid(BLOOD_PRESSURE_SERVICE_UUID),
+                               [self._char("bpm", _uuid(BLOOD_PRESSURE_MEASUREMENT_UUID), indicate)]))
+        if "battery" in self.services:
+            level = encode_battery_level(round(self.spec.faults.battery_start_percent))
+            out.append(Service(_uuid(BATTERY_SERVICE_UUID),
+                               [self._char("battery", _uuid(BATTERY_LEVEL_UUID), read | notify, level)]))
+        return out
+
+    def _advertised_16(self) -> bytes:
+        ids = {"hrs": 0x180D, "plx": 0x1822, "bps": 0x1810}
+        return b"".join(bytes(UUID.from_16_bits(ids[s])) for s in self.services if s in ids)
 
     async def start(self) -> None:
-        """Power on and advertise (advertising restarts by itself after each disconnect)."""
+        """Power on and advertise."""
+        self.clock = DeviceClock(time.time_ns() // 1000, self.spec.faults.clock_drift_ppm,
+                                 self.spec.faults.clock_jumps)
+        self.device.gatt_server.on("characteristic_subscription", self._on_subscription)
         await self.device.power_on()
+        await self._advertise()
+
+    async def _advertise(self) -> None:
+        if self._advertising:
+            return
         adv = bytes(AdvertisingData([
             (AdvertisingData.FLAGS, bytes([0x06])),
-            (AdvertisingData.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, bytes(HRS)),
+            (AdvertisingData.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, self._advertised_16()),
             (AdvertisingData.COMPLETE_LOCAL_NAME, self.spec.name.encode()),
         ]))
         scan_rsp = bytes(AdvertisingData([
             (AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(ECG_SERVICE_UUID))),
-        ]))
+        ])) if "ecg" in self.services else b""
         await self.device.start_advertising(advertising_data=adv, scan_response_data=scan_rsp, auto_restart=True)
+        self._advertising = True
 
-    def _subscribed(self, characteristic: Characteristic[bytes]) -> list[Connection]:
+    async def _stop_advertising(self) -> None:
+        if self._advertising:
+            with contextlib.suppress(Exception):
+                await self.device.stop_advertising()
+            self._advertising = False
+
+    def _on_subscription(self, connection: Connection, characteristic: Characteristic[Any],
+                         notify_enabled: bool, indicate_enabled: bool) -> None:
+        key = next((k for k, c in self._chars.items() if c is characteristic), None)
+        if key is None:
+            return
+        self._truth.write(watch=self.spec.address, kind="subscribed", characteristic=key,
+                          enabled=notify_enabled or indicate_enabled, host_us=time.time_ns() // 1000)
+        if key == "bpm" and indicate_enabled and self._pending_bp:
+            self._spawn(self._flush_bp())
+
+    def _subscribed(self, key: str) -> list[Connection]:
+        characteristic = self._chars.get(key)
+        if characteristic is None:
+            return []
         subs = self.device.gatt_server.subscribers
         out = []
         for conn in list(self.device.connections.values()):
             cccd = subs.get(conn, {}).get(characteristic.handle)
-            if cccd and len(cccd) == 2 and cccd[0] & 0x01:
+            if cccd and len(cccd) == 2 and cccd[0] & 0x03:
                 out.append(conn)
         return out
 
-    async def run(self) -> None:
-        """Produce ECG and heart rate in real time, forever."""
-        self.start_us = time.time_ns() // 1000
-        t_start = time.monotonic()
-        next_index = 0
-        next_hr_s = 1.0
-        last_hr_beat_s = 0.0
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the clock-driven loop ----------------------------------------------
+    async def tick(self, elapsed: float) -> None:
+        """Do everything due at ``elapsed`` seconds since the fleet started."""
+        await self._faults_due(elapsed)
+        if "ecg" in self.services:
+            await self._ecg_due(elapsed)
+        if "hrs" in self.services and elapsed >= self._next_hr_s:
+            self._last_hr_beat_s = await self._send_hr(self._last_hr_beat_s, self._next_hr_s)
+            self._next_hr_s += 1.0
+        while self._faults and elapsed >= self._faults[0]:
+            await self._send_malformed(self._faults.pop(0))
+        if "plx" in self.services and elapsed >= self._next_spo2_s:
+            await self._send_spo2(self._next_spo2_s)
+            self._next_spo2_s += self.spec.spo2_interval_s
+        if "bps" in self.services and elapsed >= self._next_bp_s:
+            self._measure_bp(self._next_bp_s)
+            self._next_bp_s += self.spec.bp_interval_s
+        if "battery" in self.services:
+            await self._battery_due(elapsed)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- faults -------------------------------------------------------------
+    def _draw_drop(self, now: float) -> float:
+        mean = self.spec.faults.disconnect_every_s
+        return float("inf") if mean is None else now + float(self._rng.exponential(mean))
+
+    def _in_range(self, t: float) -> bool:
+        return not any(a <= t < b for a, b in self._windows)
+
+    async def _faults_due(self, t: float) -> None:
+        if t >= self._next_drop_s:
+            lo, hi = self.spec.faults.offline_s
+            away = float(self._rng.uniform(lo, hi))
+            self._next_drop_s = self._draw_drop(t + away)
+            await self._go_away(t, t + away, "drop")
+        for a, b in self._windows:
+            if a <= t < b and self._offline_until < b:
+                await self._go_away(t, b, "out_of_range")
+        if not self._advertising and t >= self._offline_until and self._in_range(t):
+            await self._advertise()
+            self._truth.write(watch=self.spec.address, kind="link", event="back", host_us=time.time_ns() // 1000)
+
+    async def _go_away(self, t: float, until: float, why: str) -> None:
+        self._offline_until = max(self._offline_until, until)
+        self.drops += 1
+        await self._stop_advertising()
+        had = list(self.device.connections.values())
+        self._truth.write(watch=self.spec.address, kind="link", event=why, connected=bool(had),
+                          host_us=time.time_ns() // 1000, away_s=until - t)
+        for conn in had:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+        await self._stop_advertising()  # auto-restart may have re-enabled it on disconnection
+
+    # -- ECG ----------------------------------------------------------------
+    async def _ecg_due(self, elapsed: float) -> None:
+        t = elapsed - self.spec.faults.ecg_start_delay_s
+        if t <= 0:
+            return
         fs = self.spec.sample_rate_hz
-        faults = sorted(self.spec.malformed_hr_at_s)
-        while True:
-            await asyncio.sleep(ECG_TICK_S)
-            elapsed = time.monotonic() - t_start
-            due = int(elapsed * fs)
-            if due > next_index:
-                await self._send_ecg(next_index, due - next_index)
-                next_index = due
-            if elapsed >= next_hr_s:
-                last_hr_beat_s = await self._send_hr(last_hr_beat_s, next_hr_s)
-                next_hr_s += 1.0
-            while faults and elapsed >= faults[0]:
-                await self._send_malformed(faults.pop(0))
+        due = int(t * fs)
+        connections = self._subscribed("ecg")
+        if connections:
+            self._mtu = min(c.att_mtu for c in connections)
+        per_packet = samples_per_packet(self._mtu)
+        while due - self._next_index >= per_packet or (
+                due > self._next_index and (due - self._next_index) / fs >= MAX_PACKET_AGE_S):
+            count = min(per_packet, due - self._next_index)
+            await self._send_ecg_packet(self._next_index, count, connections)
+            self._next_index += count
 
-    def _device_time_us(self, t_s: float) -> int:
-        return self.start_us + round(t_s * 1_000_000)
-
-    async def _send_ecg(self, first: int, count: int) -> None:
+    async def _send_ecg_packet(self, first: int, count: int, connections: list[Connection]) -> None:
+        fs = self.spec.sample_rate_hz
         samples = self.ecg.samples(first, count)
-        connections = self._subscribed(self._ecg)
-        per_packet = samples_per_packet(min((c.att_mtu for c in connections), default=23))
-        fs = self.spec.sample_rate_hz
-        for off in range(0, count, per_packet):
-            chunk = samples[off:off + per_packet]
-            packet = EcgPacket(self.ecg_sequence, self._device_time_us((first + off) / fs), fs, RESOLUTION_NV, chunk)
-            self.ecg_sequence = (self.ecg_sequence + 1) & 0xFFFFFFFF
-            if not connections:
-                continue  # produced but nobody listening: the gateway will see a sequence gap
-            payload = encode_ecg_packet(packet)
-            for conn in connections:
-                await self.device.notify_subscriber(conn, self._ecg, payload, force=True)
-            self.ecg_samples_sent += len(chunk)
-            self._truth.write(watch=self.spec.address, kind="ecg", seq=packet.sequence,
-                              t0_us=packet.first_sample_time_us, fs=fs, res_nv=RESOLUTION_NV,
-                              samples=np.asarray(chunk).tolist())
+        t0_us = self.clock.at((first / fs) + self.spec.faults.ecg_start_delay_s)
+        packet = EcgPacket(self.ecg_sequence, t0_us, fs, RESOLUTION_NV, samples)
+        self.ecg_sequence = (self.ecg_sequence + 1) & 0xFFFFFFFF
+        if not connections:  # produced but nobody listening: the gateway must report a gap
+            self.ecg_samples_unsent += count
+            self._truth.write(watch=self.spec.address, kind="ecg_unsent", seq=packet.sequence, t0_us=t0_us, fs=fs,
+                              n=count)
+            return
+        payload = encode_ecg_packet(packet)
+        for conn in connections:
+            await self.device.notify_subscriber(conn, self._chars["ecg"], payload, force=True)
+        self.ecg_samples_sent += count
+        self._truth.write(watch=self.spec.address, kind="ecg", seq=packet.sequence, t0_us=t0_us, fs=fs,
+                          res_nv=RESOLUTION_NV, samples=np.asarray(samples).tolist())
 
+    # -- heart rate ---------------------------------------------------------
     async def _send_malformed(self, at_s: float) -> None:
-        for conn in self._subscribed(self._hrm):
-            await self.device.notify_subscriber(conn, self._hrm, MALFORMED_HRM, force=True)
-            self._truth.write(watch=self.spec.address, kind="malformed_hr", t_us=self._device_time_us(at_s),
+        for conn in self._subscribed("hrm"):
+            await self.device.notify_subscriber(conn, self._chars["hrm"], MALFORMED_HRM, force=True)
+            self._truth.write(watch=self.spec.address, kind="malformed_hr", t_us=self.clock.at(at_s),
                               payload=MALFORMED_HRM.hex())
 
     async def _send_hr(self, since_s: float, now_s: float) -> float:
@@ -147,13 +328,66 @@ class SimulatedWatch:
                 rr_1024.append(rr_ms_to_1024((all_beats[idx] - all_beats[idx - 1]) * 1000.0))
         m = HeartRateMeasurement(hr, sensor_contact=True, rr_intervals_1024=tuple(rr_1024[:9]))
         self.last_hr = hr
-        connections = self._subscribed(self._hrm)
+        connections = self._subscribed("hrm")
         if connections:
             payload = encode_heart_rate_measurement(m)
             for conn in connections:
-                await self.device.notify_subscriber(conn, self._hrm, payload, force=True)
+                await self.device.notify_subscriber(conn, self._chars["hrm"], payload, force=True)
             self.hr_sent += 1
             # HRM carries no timestamp: its truth time is the device clock when it went on the air.
-            self._truth.write(watch=self.spec.address, kind="hr", t_us=time.time_ns() // 1000, hr=hr,
+            self._truth.write(watch=self.spec.address, kind="hr", t_us=self.clock.at(now_s), hr=hr,
                               rr_1024=list(m.rr_intervals_1024))
         return now_s
+
+    # -- SpO2, blood pressure, battery --------------------------------------
+    def _spo2_at(self, t: float) -> float:
+        return round(97.0 + 0.8 * float(np.sin(t / 37.0 + self.spec.seed)), 1)
+
+    async def _send_spo2(self, t: float) -> None:
+        connections = self._subscribed("plx")
+        if not connections:
+            return
+        spo2, pr = self._spo2_at(t), float(self.last_hr or 72)
+        m = PlxContinuousMeasurement(SpO2PR(sfloat_from_float(spo2, 1), sfloat_from_float(pr, 0)))
+        payload = encode_plx_continuous_measurement(m)
+        for conn in connections:
+            await self.device.notify_subscriber(conn, self._chars["plx"], payload, force=True)
+        self._truth.write(watch=self.spec.address, kind="spo2", t_us=self.clock.at(t), spo2=spo2, pr=pr)
+
+    def _measure_bp(self, t: float) -> None:
+        hr = float(self.last_hr or 72)
+        systolic = round(112.0 + 0.25 * (hr - 70.0) + 4.0 * float(self._rng.standard_normal()))
+        diastolic = round(72.0 + 0.12 * (hr - 70.0) + 3.0 * float(self._rng.standard_normal()))
+        mean = round((systolic + 2 * diastolic) / 3.0, 1)
+        m = BloodPressureMeasurement(sfloat_from_float(systolic, 0), sfloat_from_float(diastolic, 0),
+                                     sfloat_from_float(mean, 1), pulse_rate=sfloat_from_float(hr, 0))
+        self._pending_bp.append(encode_blood_pressure_measurement(m))
+        self._truth.write(watch=self.spec.address, kind="bp", t_us=self.clock.at(t), systolic=systolic,
+                          diastolic=diastolic, mean=mean)
+        self._spawn(self._flush_bp())
+
+    async def _flush_bp(self) -> None:
+        """Indicate stored readings, oldest first; a reading leaves the store only once confirmed."""
+        while self._pending_bp:
+            connections = self._subscribed("bpm")
+            if not connections:
+                return
+            try:
+                await self.device.indicate_subscriber(connections[0], self._chars["bpm"], self._pending_bp[0],
+                                                      force=True)
+            except Exception:  # link lost before the confirmation: keep it for the next connection
+                return
+            self._pending_bp.pop(0)
+
+    async def _battery_due(self, t: float) -> None:
+        level = max(0.0, self.spec.faults.battery_start_percent - self.spec.faults.battery_drain_percent_per_hour
+                    * t / 3600.0)
+        whole = round(level)
+        if whole == self._battery_sent:
+            return
+        self._battery_sent = whole
+        payload = encode_battery_level(whole)
+        self._chars["battery"].value = payload
+        for conn in self._subscribed("battery"):
+            await self.device.notify_subscriber(conn, self._chars["battery"], payload, force=True)
+        self._truth.write(watch=self.spec.address, kind="battery", t_us=self.clock.at(t), percent=whole)

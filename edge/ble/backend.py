@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge.settings import AdapterSettings
 
-def client_kwargs(bumble_transport: str | None) -> dict[str, Any]:
-    """Extra BleakClient arguments: none for BlueZ, the bumble backend otherwise."""
-    if not bumble_transport:
-        return {}
+
+def client_kwargs(adapter: AdapterSettings) -> dict[str, Any]:
+    """Extra BleakClient arguments: the BlueZ adapter name, or the bumble backend and its transport."""
+    if not adapter.bumble_transport:
+        return {"adapter": adapter.name}
     from edge.ble.bumble_backend import BumbleClient
 
-    return {"backend": BumbleClient, "bumble_transport": bumble_transport}
+    return {"backend": BumbleClient, "bumble_transport": adapter.bumble_transport}
 
 
-def scanner_kwargs(bumble_transport: str | None) -> dict[str, Any]:
-    """Extra BleakScanner arguments: none for BlueZ, the bumble backend otherwise."""
-    if not bumble_transport:
-        return {}
+def scanner_kwargs(adapter: AdapterSettings) -> dict[str, Any]:
+    """Extra BleakScanner arguments: the BlueZ adapter name, or the bumble backend and its transport."""
+    if not adapter.bumble_transport:
+        return {"adapter": adapter.name}
     from edge.ble.bumble_backend import BumbleScanner
 
-    return {"backend": BumbleScanner, "bumble_transport": bumble_transport}
+    return {"backend": BumbleScanner, "bumble_transport": adapter.bumble_transport}

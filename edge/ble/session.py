@@ -1,8 +1,10 @@
-"""One wearable's BLE session: find it, connect, subscribe, and reconnect forever.
+"""One wearable's BLE session: wait for it, take a slot, connect, subscribe, reconnect forever.
 
-Failures of any kind (not found, connect timeout, GATT error, link loss) end in a
-jittered exponential backoff and another attempt; the session never gives up and
-needs no restart, unlike gateways that strand a device after repeated disconnects.
+Failures of any kind (not seen, no free slot for long, connect timeout, GATT error,
+link loss) end in a jittered exponential backoff and another attempt; the session
+never gives up and needs no restart, unlike gateways that strand a device after
+repeated disconnects. The backoff resets only after a link that stayed up a while,
+so a device that drops straight after connecting is not hammered.
 """
 
 from __future__ import annotations
@@ -12,81 +14,106 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bleak import BleakClient, BleakScanner
-from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak import BleakClient
 from bleak.exc import BleakError
 
 from cardiogate.logs import get_logger
 from edge.backoff import Backoff
-from edge.ble.backend import client_kwargs, scanner_kwargs
-from edge.codecs.ecg_waveform import ECG_WAVEFORM_UUID
-from edge.codecs.heart_rate import HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
+from edge.ble.adapters import AdapterPool
+from edge.ble.backend import client_kwargs
+from edge.ble.profiles import subscribe_all
 from edge.processing import DeviceProcessor
-from edge.settings import BleSettings
+from edge.settings import BleSettings, PairedDevice
 
 log = get_logger(__name__)
+STABLE_LINK_S = 5.0
 
 
 class DeviceSession:
     """Keeps one paired device connected and feeding its processor."""
 
-    def __init__(self, address: str, processor: DeviceProcessor, settings: BleSettings,
-                 on_state: Callable[[str, bool], None] | None = None) -> None:
-        self.address = address
-        self._processor = processor
+    def __init__(self, device: PairedDevice, processor: DeviceProcessor, pool: AdapterPool, settings: BleSettings,
+                 on_state: Callable[[DeviceSession], None] | None = None) -> None:
+        self.device = device
+        self.address = device.address
+        self.processor = processor
+        self._pool = pool
         self._settings = settings
         self._on_state = on_state
         self.connected = False
+        self.adapter: str | None = None
+        self.rssi: int | None = None
         self.connects = 0
         self.failures = 0
+        self.last_error: str | None = None
+        self.disconnected_since = time.monotonic()
+        self.reconnect_latencies_s: list[float] = []  # link lost -> streaming again
+        self._link_started = 0.0
+        self._link_up_s = 0.0
 
     async def run(self) -> None:
         backoff = Backoff(self._settings.backoff_initial_s, self._settings.backoff_max_s)
         while True:
+            started = time.monotonic()
             try:
-                await self._connect_and_stream(backoff)
+                await self._connect_and_stream(started)
             except asyncio.CancelledError:
                 raise
             except (BleakError, TimeoutError, OSError, EOFError) as exc:
-                self.failures += 1
-                log.info("ble session ended", device=self.address, error=str(exc) or type(exc).__name__)
+                self._failed(str(exc) or type(exc).__name__)
             except Exception as exc:  # a stack bug must not strand the device
-                self.failures += 1
-                log.exception("ble session crashed; retrying", device=self.address, error=repr(exc))
+                self._failed(repr(exc))
+                log.exception("ble session crashed; retrying", device=self.address)
             finally:
+                if self.connected:
+                    self.disconnected_since = time.monotonic()
                 self._set_connected(False)
-                self._processor.on_disconnected()
+                self.processor.on_disconnected()
+            if self.connected_for_s(started) >= STABLE_LINK_S:
+                backoff.reset()
             await asyncio.sleep(backoff.next_delay())
 
-    async def _connect_and_stream(self, backoff: Backoff) -> None:
-        device = await BleakScanner.find_device_by_address(
-            self.address, timeout=self._settings.scan_timeout_s, **scanner_kwargs(self._settings.bumble_transport))
-        if device is None:
-            raise BleakError(f"{self.address} not seen within {self._settings.scan_timeout_s:.0f} s")
-        lost = asyncio.Event()
-        kwargs: dict[str, Any] = client_kwargs(self._settings.bumble_transport)
-        client = BleakClient(device, disconnected_callback=lambda _c: lost.set(),
-                             timeout=self._settings.connect_timeout_s, **kwargs)
-        async with client:
-            await client.start_notify(HEART_RATE_MEASUREMENT_UUID, self._on_heart_rate)
-            if client.services.get_characteristic(ECG_WAVEFORM_UUID) is not None:
-                await client.start_notify(ECG_WAVEFORM_UUID, self._on_ecg)
-            self.connects += 1
-            self._set_connected(True)
-            backoff.reset()
-            log.info("device streaming", device=self.address, mtu=client.mtu_size,
-                     has_hrs=client.services.get_service(HEART_RATE_SERVICE_UUID) is not None)
-            await lost.wait()
-        raise BleakError("link lost")
+    def connected_for_s(self, started: float) -> float:
+        return self._link_up_s if self._link_started >= started else 0.0
 
-    def _on_heart_rate(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
-        self._processor.on_heart_rate(data, time.time_ns())
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        log.info("ble session ended", device=self.address, error=error)
 
-    def _on_ecg(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
-        self._processor.on_ecg(data, time.time_ns())
+    async def _connect_and_stream(self, started: float) -> None:
+        s = self._settings
+        found = await self._pool.find(self.address, since=started - 1.0, timeout=s.scan_timeout_s,
+                                      pinned=self.device.adapter)
+        if found is None:
+            raise BleakError(f"{self.address} not seen within {s.scan_timeout_s:.0f} s")
+        adapter, sighting = found
+        self.rssi = sighting.rssi
+        async with adapter.slot():
+            lost = asyncio.Event()
+            kwargs: dict[str, Any] = client_kwargs(adapter.settings)
+            client = BleakClient(sighting.device, disconnected_callback=lambda _c: lost.set(),
+                                 timeout=s.connect_timeout_s, **kwargs)
+            async with client:
+                async with asyncio.timeout(s.connect_timeout_s):
+                    subscribed = await subscribe_all(client, self.processor)
+                self.connects += 1
+                self.adapter = adapter.name
+                self._link_started = time.monotonic()
+                if self.connects > 1:
+                    self.reconnect_latencies_s.append(self._link_started - self.disconnected_since)
+                self._set_connected(True)
+                log.info("device streaming", device=self.address, adapter=adapter.name, mtu=client.mtu_size,
+                         subscribed=subscribed)
+                try:
+                    await lost.wait()
+                finally:
+                    self._link_up_s = time.monotonic() - self._link_started
+            raise BleakError("link lost")
 
     def _set_connected(self, value: bool) -> None:
         if value != self.connected:
             self.connected = value
+            self.processor.on_link(value)
             if self._on_state is not None:
-                self._on_state(self.address, value)
+                self._on_state(self)

@@ -36,8 +36,12 @@ class RecordingSink:
         self.alarms.append((patient, device_id, event))
 
     def blocks(self) -> list[pb.SampleBlock]:
-        assert all(r.kind == pb.STREAM_KIND_ECG and r.WhichOneof("body") == "samples" for r in self.records)
-        return [r.samples for r in self.records]
+        ecg = [r for r in self.records if r.kind == pb.STREAM_KIND_ECG]
+        assert all(r.WhichOneof("body") == "samples" for r in ecg)
+        return [r.samples for r in ecg]
+
+    def events(self) -> list[pb.DeviceEvent]:
+        return [r.event for r in self.records if r.kind == pb.STREAM_KIND_EVENTS]
 
 
 def make(block_samples: int = 250, rules: list[UpperLimitRule] | None = None) -> tuple[DeviceProcessor, RecordingSink]:
@@ -269,7 +273,13 @@ def test_sequence_gap_flushes_block_and_is_counted() -> None:
     assert sink.records == []
     proc.on_ecg(ecg(4, list(range(40, 50))), R0 + 2)  # packets 2 and 3 lost
     assert proc.counters.ecg_gaps == 1
-    assert proc.counters.ecg_missing_packets == 2
+    assert proc.counters.ecg_missing_samples == 20
+    (gap_event,) = sink.events()
+    gap = gap_event.gap
+    assert (gap.device_sequence_first, gap.device_sequence_last, gap.missing_samples) == (2, 3, 20)
+    assert gap.start_device_time_ns == (BASE_US + 80_000) * 1000  # just after the last received sample
+    assert gap.end_device_time_ns == (BASE_US + 160_000) * 1000   # the first sample after the gap
+    assert (gap.cause, gap.stream, gap.sample_rate_hz) == (pb.GAP_CAUSE_LINK_LOSS, pb.STREAM_KIND_ECG, 250.0)
     (b,) = sink.blocks()
     assert (b.sample_count, b.device_sequence_first, b.device_sequence_last) == (20, 0, 1)
     assert b.samples == le16(list(range(20)))
@@ -282,7 +292,7 @@ def test_sequence_gap_flushes_block_and_is_counted() -> None:
     assert b2.samples == le16(list(range(40, 70)))
     proc.on_ecg(ecg(10, [1]), R0 + 5)
     assert proc.counters.ecg_gaps == 2
-    assert proc.counters.ecg_missing_packets == 5
+    assert proc.counters.ecg_missing_samples == 20 + 30  # packets 7, 8 and 9
 
 
 def test_sequence_going_backwards_is_a_discontinuity_not_billions_of_losses() -> None:
@@ -290,7 +300,8 @@ def test_sequence_going_backwards_is_a_discontinuity_not_billions_of_losses() ->
     proc.on_ecg(ecg(500, list(range(10))), R0)
     proc.on_ecg(ecg(0, list(range(10, 20))), R0 + 1)  # the watch restarted its counter
     assert proc.counters.ecg_gaps == 1
-    assert proc.counters.ecg_missing_packets == 0
+    assert proc.counters.ecg_missing_samples == 0
+    assert sink.events()[0].gap.cause == pb.GAP_CAUSE_DEVICE_RESTART
     (b,) = sink.blocks()
     assert (b.device_sequence_first, b.device_sequence_last, b.sample_count) == (500, 500, 10)
 
@@ -302,7 +313,7 @@ def test_sequence_wrap_is_not_a_gap() -> None:
     proc.on_ecg(ecg(0, [5, 6], t_us=BASE_US + 16_000), R0 + 2)
     proc.on_ecg(ecg(1, [7, 8], t_us=BASE_US + 24_000), R0 + 3)
     assert proc.counters.ecg_gaps == 0
-    assert proc.counters.ecg_missing_packets == 0
+    assert sink.events() == []
     assert [(b.device_sequence_first, b.device_sequence_last, b.samples) for b in sink.blocks()] == [
         (0xFFFFFFFE, 0xFFFFFFFF, le16([1, 2, 3, 4])), (0, 1, le16([5, 6, 7, 8]))]
 

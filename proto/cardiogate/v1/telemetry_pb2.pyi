@@ -40,6 +40,8 @@ class _StreamKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StreamKind
     """heart rate, RR intervals, SpO2, BP (VitalsRecord)"""
     STREAM_KIND_ALARMS: _StreamKind.ValueType  # 3
     """alarm events (Alarm)"""
+    STREAM_KIND_EVENTS: _StreamKind.ValueType  # 4
+    """device events: gaps, clock jumps, link and health changes (DeviceEvent)"""
 
 class StreamKind(_StreamKind, metaclass=_StreamKindEnumTypeWrapper): ...
 
@@ -50,6 +52,8 @@ STREAM_KIND_VITALS: StreamKind.ValueType  # 2
 """heart rate, RR intervals, SpO2, BP (VitalsRecord)"""
 STREAM_KIND_ALARMS: StreamKind.ValueType  # 3
 """alarm events (Alarm)"""
+STREAM_KIND_EVENTS: StreamKind.ValueType  # 4
+"""device events: gaps, clock jumps, link and health changes (DeviceEvent)"""
 Global___StreamKind: _TypeAlias = StreamKind  # noqa: Y015
 
 class _SampleEncoding:
@@ -72,6 +76,36 @@ SAMPLE_ENCODING_INT16_LE: SampleEncoding.ValueType  # 1
 SAMPLE_ENCODING_INT32_LE: SampleEncoding.ValueType  # 2
 """packed little-endian int32 (e.g. 24-bit Polar samples)"""
 Global___SampleEncoding: _TypeAlias = SampleEncoding  # noqa: Y015
+
+class _GapCause:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GapCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GapCause.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GAP_CAUSE_UNSPECIFIED: _GapCause.ValueType  # 0
+    GAP_CAUSE_LINK_LOSS: _GapCause.ValueType  # 1
+    """the BLE link dropped; the wearable kept counting"""
+    GAP_CAUSE_PACKET_LOSS: _GapCause.ValueType  # 2
+    """sequence numbers skipped on a live link"""
+    GAP_CAUSE_EVICTED: _GapCause.ValueType  # 3
+    """the gateway's disk budget forced the outbox to drop it"""
+    GAP_CAUSE_DEVICE_RESTART: _GapCause.ValueType  # 4
+    """the wearable's counter went backwards"""
+
+class GapCause(_GapCause, metaclass=_GapCauseEnumTypeWrapper):
+    """Why samples of a stream are missing: every loss is a record, never silence."""
+
+GAP_CAUSE_UNSPECIFIED: GapCause.ValueType  # 0
+GAP_CAUSE_LINK_LOSS: GapCause.ValueType  # 1
+"""the BLE link dropped; the wearable kept counting"""
+GAP_CAUSE_PACKET_LOSS: GapCause.ValueType  # 2
+"""sequence numbers skipped on a live link"""
+GAP_CAUSE_EVICTED: GapCause.ValueType  # 3
+"""the gateway's disk budget forced the outbox to drop it"""
+GAP_CAUSE_DEVICE_RESTART: GapCause.ValueType  # 4
+"""the wearable's counter went backwards"""
+Global___GapCause: _TypeAlias = GapCause  # noqa: Y015
 
 class _AlarmPriority:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -127,6 +161,7 @@ class SampleBlock(_message.Message):
     SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
     DEVICE_SEQUENCE_FIRST_FIELD_NUMBER: _builtins.int
     DEVICE_SEQUENCE_LAST_FIELD_NUMBER: _builtins.int
+    FIRST_SAMPLE_CORRECTED_TIME_NS_FIELD_NUMBER: _builtins.int
     first_sample_device_time_ns: _builtins.int
     receive_time_ns: _builtins.int
     """arrival of the first notification in the block"""
@@ -142,6 +177,10 @@ class SampleBlock(_message.Message):
     device_sequence_first: _builtins.int
     """the wearable's own packet counter, for gap audits"""
     device_sequence_last: _builtins.int
+    first_sample_corrected_time_ns: _builtins.int
+    """device time mapped onto the gateway's (NTP-disciplined) clock with the estimated
+    offset and drift; 0 while no estimate exists yet
+    """
     def __init__(
         self,
         *,
@@ -155,10 +194,11 @@ class SampleBlock(_message.Message):
         sample_count: _builtins.int = ...,
         device_sequence_first: _builtins.int = ...,
         device_sequence_last: _builtins.int = ...,
+        first_sample_corrected_time_ns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_sequence_first", b"device_sequence_first", "device_sequence_last", b"device_sequence_last", "encoding", b"encoding", "first_sample_device_time_ns", b"first_sample_device_time_ns", "receive_time_ns", b"receive_time_ns", "sample_count", b"sample_count", "sample_rate_hz", b"sample_rate_hz", "samples", b"samples", "scale", b"scale", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_sequence_first", b"device_sequence_first", "device_sequence_last", b"device_sequence_last", "encoding", b"encoding", "first_sample_corrected_time_ns", b"first_sample_corrected_time_ns", "first_sample_device_time_ns", b"first_sample_device_time_ns", "receive_time_ns", b"receive_time_ns", "sample_count", b"sample_count", "sample_rate_hz", b"sample_rate_hz", "samples", b"samples", "scale", b"scale", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -178,6 +218,10 @@ class VitalsRecord(_message.Message):
     SYSTOLIC_MMHG_FIELD_NUMBER: _builtins.int
     DIASTOLIC_MMHG_FIELD_NUMBER: _builtins.int
     SENSOR_CONTACT_FIELD_NUMBER: _builtins.int
+    PULSE_RATE_BPM_FIELD_NUMBER: _builtins.int
+    MEAN_ARTERIAL_MMHG_FIELD_NUMBER: _builtins.int
+    PERFUSION_INDEX_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     device_time_ns: _builtins.int
     receive_time_ns: _builtins.int
     heart_rate_bpm: _builtins.float
@@ -185,6 +229,13 @@ class VitalsRecord(_message.Message):
     systolic_mmhg: _builtins.float
     diastolic_mmhg: _builtins.float
     sensor_contact: _builtins.bool
+    pulse_rate_bpm: _builtins.float
+    """from the oximeter or the cuff"""
+    mean_arterial_mmhg: _builtins.float
+    perfusion_index: _builtins.float
+    """PLX pulse amplitude index, %"""
+    source: _builtins.str
+    """characteristic that produced it: "hrm", "plx", "bpm", ..."""
     @_builtins.property
     def rr_intervals_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -198,15 +249,25 @@ class VitalsRecord(_message.Message):
         systolic_mmhg: _builtins.float | None = ...,
         diastolic_mmhg: _builtins.float | None = ...,
         sensor_contact: _builtins.bool | None = ...,
+        pulse_rate_bpm: _builtins.float | None = ...,
+        mean_arterial_mmhg: _builtins.float | None = ...,
+        perfusion_index: _builtins.float | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_sensor_contact", b"_sensor_contact", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "sensor_contact", b"sensor_contact", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "sensor_contact", b"sensor_contact", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_sensor_contact", b"_sensor_contact", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "device_time_ns", b"device_time_ns", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "receive_time_ns", b"receive_time_ns", "rr_intervals_ms", b"rr_intervals_ms", "sensor_contact", b"sensor_contact", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "device_time_ns", b"device_time_ns", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "receive_time_ns", b"receive_time_ns", "rr_intervals_ms", b"rr_intervals_ms", "sensor_contact", b"sensor_contact", "source", b"source", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diastolic_mmhg: _TypeAlias = _typing.Literal["diastolic_mmhg"]  # noqa: Y015
     _WhichOneofArgType__diastolic_mmhg: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg"]  # noqa: Y015
     _WhichOneofReturnType__heart_rate_bpm: _TypeAlias = _typing.Literal["heart_rate_bpm"]  # noqa: Y015
     _WhichOneofArgType__heart_rate_bpm: _TypeAlias = _typing.Literal["_heart_rate_bpm", b"_heart_rate_bpm"]  # noqa: Y015
+    _WhichOneofReturnType__mean_arterial_mmhg: _TypeAlias = _typing.Literal["mean_arterial_mmhg"]  # noqa: Y015
+    _WhichOneofArgType__mean_arterial_mmhg: _TypeAlias = _typing.Literal["_mean_arterial_mmhg", b"_mean_arterial_mmhg"]  # noqa: Y015
+    _WhichOneofReturnType__perfusion_index: _TypeAlias = _typing.Literal["perfusion_index"]  # noqa: Y015
+    _WhichOneofArgType__perfusion_index: _TypeAlias = _typing.Literal["_perfusion_index", b"_perfusion_index"]  # noqa: Y015
+    _WhichOneofReturnType__pulse_rate_bpm: _TypeAlias = _typing.Literal["pulse_rate_bpm"]  # noqa: Y015
+    _WhichOneofArgType__pulse_rate_bpm: _TypeAlias = _typing.Literal["_pulse_rate_bpm", b"_pulse_rate_bpm"]  # noqa: Y015
     _WhichOneofReturnType__sensor_contact: _TypeAlias = _typing.Literal["sensor_contact"]  # noqa: Y015
     _WhichOneofArgType__sensor_contact: _TypeAlias = _typing.Literal["_sensor_contact", b"_sensor_contact"]  # noqa: Y015
     _WhichOneofReturnType__spo2_percent: _TypeAlias = _typing.Literal["spo2_percent"]  # noqa: Y015
@@ -218,6 +279,12 @@ class VitalsRecord(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__heart_rate_bpm) -> _WhichOneofReturnType__heart_rate_bpm | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mean_arterial_mmhg) -> _WhichOneofReturnType__mean_arterial_mmhg | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__perfusion_index) -> _WhichOneofReturnType__perfusion_index | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pulse_rate_bpm) -> _WhichOneofReturnType__pulse_rate_bpm | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sensor_contact) -> _WhichOneofReturnType__sensor_contact | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__spo2_percent) -> _WhichOneofReturnType__spo2_percent | None: ...
@@ -225,6 +292,185 @@ class VitalsRecord(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__systolic_mmhg) -> _WhichOneofReturnType__systolic_mmhg | None: ...
 
 Global___VitalsRecord: _TypeAlias = VitalsRecord  # noqa: Y015
+
+@_typing.final
+class Gap(_message.Message):
+    """Samples that will never arrive, with exact bounds so consumers can account for them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STREAM_FIELD_NUMBER: _builtins.int
+    DEVICE_SEQUENCE_FIRST_FIELD_NUMBER: _builtins.int
+    DEVICE_SEQUENCE_LAST_FIELD_NUMBER: _builtins.int
+    START_DEVICE_TIME_NS_FIELD_NUMBER: _builtins.int
+    END_DEVICE_TIME_NS_FIELD_NUMBER: _builtins.int
+    MISSING_SAMPLES_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _builtins.int
+    stream: Global___StreamKind.ValueType
+    device_sequence_first: _builtins.int
+    """first missing packet"""
+    device_sequence_last: _builtins.int
+    """last missing packet (inclusive)"""
+    start_device_time_ns: _builtins.int
+    """device time of the first missing sample"""
+    end_device_time_ns: _builtins.int
+    """device time of the first sample after the gap"""
+    missing_samples: _builtins.int
+    """exact when the device time base is continuous"""
+    cause: Global___GapCause.ValueType
+    sample_rate_hz: _builtins.float
+    def __init__(
+        self,
+        *,
+        stream: Global___StreamKind.ValueType = ...,
+        device_sequence_first: _builtins.int = ...,
+        device_sequence_last: _builtins.int = ...,
+        start_device_time_ns: _builtins.int = ...,
+        end_device_time_ns: _builtins.int = ...,
+        missing_samples: _builtins.int = ...,
+        cause: Global___GapCause.ValueType = ...,
+        sample_rate_hz: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "device_sequence_first", b"device_sequence_first", "device_sequence_last", b"device_sequence_last", "end_device_time_ns", b"end_device_time_ns", "missing_samples", b"missing_samples", "sample_rate_hz", b"sample_rate_hz", "start_device_time_ns", b"start_device_time_ns", "stream", b"stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Gap: _TypeAlias = Gap  # noqa: Y015
+
+@_typing.final
+class ClockJump(_message.Message):
+    """The wearable's clock moved by more than drift can explain (set by hand, resynced, rebooted)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPECTED_DEVICE_TIME_NS_FIELD_NUMBER: _builtins.int
+    OBSERVED_DEVICE_TIME_NS_FIELD_NUMBER: _builtins.int
+    expected_device_time_ns: _builtins.int
+    observed_device_time_ns: _builtins.int
+    def __init__(
+        self,
+        *,
+        expected_device_time_ns: _builtins.int = ...,
+        observed_device_time_ns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_device_time_ns", b"expected_device_time_ns", "observed_device_time_ns", b"observed_device_time_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockJump: _TypeAlias = ClockJump  # noqa: Y015
+
+@_typing.final
+class LinkChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    connected: _builtins.bool
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        connected: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected", b"connected", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkChange: _TypeAlias = LinkChange  # noqa: Y015
+
+@_typing.final
+class DeviceHealth(_message.Message):
+    """Per-device health as the gateway sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATTERY_PERCENT_FIELD_NUMBER: _builtins.int
+    RSSI_DBM_FIELD_NUMBER: _builtins.int
+    SENSOR_CONTACT_FIELD_NUMBER: _builtins.int
+    CLOCK_SKEW_PPM_FIELD_NUMBER: _builtins.int
+    CLOCK_OFFSET_NS_FIELD_NUMBER: _builtins.int
+    battery_percent: _builtins.int
+    rssi_dbm: _builtins.int
+    sensor_contact: _builtins.bool
+    clock_skew_ppm: _builtins.float
+    """estimated drift of the wearable's crystal"""
+    clock_offset_ns: _builtins.int
+    """device clock minus gateway clock"""
+    def __init__(
+        self,
+        *,
+        battery_percent: _builtins.int | None = ...,
+        rssi_dbm: _builtins.int | None = ...,
+        sensor_contact: _builtins.bool | None = ...,
+        clock_skew_ppm: _builtins.float = ...,
+        clock_offset_ns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent", "_rssi_dbm", b"_rssi_dbm", "_sensor_contact", b"_sensor_contact", "battery_percent", b"battery_percent", "rssi_dbm", b"rssi_dbm", "sensor_contact", b"sensor_contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent", "_rssi_dbm", b"_rssi_dbm", "_sensor_contact", b"_sensor_contact", "battery_percent", b"battery_percent", "clock_offset_ns", b"clock_offset_ns", "clock_skew_ppm", b"clock_skew_ppm", "rssi_dbm", b"rssi_dbm", "sensor_contact", b"sensor_contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__battery_percent: _TypeAlias = _typing.Literal["battery_percent"]  # noqa: Y015
+    _WhichOneofArgType__battery_percent: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent"]  # noqa: Y015
+    _WhichOneofReturnType__rssi_dbm: _TypeAlias = _typing.Literal["rssi_dbm"]  # noqa: Y015
+    _WhichOneofArgType__rssi_dbm: _TypeAlias = _typing.Literal["_rssi_dbm", b"_rssi_dbm"]  # noqa: Y015
+    _WhichOneofReturnType__sensor_contact: _TypeAlias = _typing.Literal["sensor_contact"]  # noqa: Y015
+    _WhichOneofArgType__sensor_contact: _TypeAlias = _typing.Literal["_sensor_contact", b"_sensor_contact"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__battery_percent) -> _WhichOneofReturnType__battery_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rssi_dbm) -> _WhichOneofReturnType__rssi_dbm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sensor_contact) -> _WhichOneofReturnType__sensor_contact | None: ...
+
+Global___DeviceHealth: _TypeAlias = DeviceHealth  # noqa: Y015
+
+@_typing.final
+class DeviceEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_TIME_NS_FIELD_NUMBER: _builtins.int
+    RECEIVE_TIME_NS_FIELD_NUMBER: _builtins.int
+    GAP_FIELD_NUMBER: _builtins.int
+    CLOCK_JUMP_FIELD_NUMBER: _builtins.int
+    LINK_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    device_time_ns: _builtins.int
+    receive_time_ns: _builtins.int
+    @_builtins.property
+    def gap(self) -> Global___Gap: ...
+    @_builtins.property
+    def clock_jump(self) -> Global___ClockJump: ...
+    @_builtins.property
+    def link(self) -> Global___LinkChange: ...
+    @_builtins.property
+    def health(self) -> Global___DeviceHealth: ...
+    def __init__(
+        self,
+        *,
+        device_time_ns: _builtins.int = ...,
+        receive_time_ns: _builtins.int = ...,
+        gap: Global___Gap | None = ...,
+        clock_jump: Global___ClockJump | None = ...,
+        link: Global___LinkChange | None = ...,
+        health: Global___DeviceHealth | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clock_jump", b"clock_jump", "event", b"event", "gap", b"gap", "health", b"health", "link", b"link"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock_jump", b"clock_jump", "device_time_ns", b"device_time_ns", "event", b"event", "gap", b"gap", "health", b"health", "link", b"link", "receive_time_ns", b"receive_time_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["gap", "clock_jump", "link", "health"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___DeviceEvent: _TypeAlias = DeviceEvent  # noqa: Y015
 
 @_typing.final
 class Alarm(_message.Message):
@@ -296,6 +542,7 @@ class Record(_message.Message):
     SAMPLES_FIELD_NUMBER: _builtins.int
     VITALS_FIELD_NUMBER: _builtins.int
     ALARM_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     """"<device_id>/<kind>", stable for the stream's life"""
     sequence: _builtins.int
@@ -311,6 +558,8 @@ class Record(_message.Message):
     def vitals(self) -> Global___VitalsRecord: ...
     @_builtins.property
     def alarm(self) -> Global___Alarm: ...
+    @_builtins.property
+    def event(self) -> Global___DeviceEvent: ...
     def __init__(
         self,
         *,
@@ -322,12 +571,13 @@ class Record(_message.Message):
         samples: Global___SampleBlock | None = ...,
         vitals: Global___VitalsRecord | None = ...,
         alarm: Global___Alarm | None = ...,
+        event: Global___DeviceEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "samples", b"samples", "vitals", b"vitals"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "event", b"event", "samples", b"samples", "vitals", b"vitals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "device_id", b"device_id", "kind", b"kind", "patient", b"patient", "samples", b"samples", "sequence", b"sequence", "stream_id", b"stream_id", "vitals", b"vitals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "device_id", b"device_id", "event", b"event", "kind", b"kind", "patient", b"patient", "samples", b"samples", "sequence", b"sequence", "stream_id", b"stream_id", "vitals", b"vitals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["samples", "vitals", "alarm"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["samples", "vitals", "alarm", "event"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -1,0 +1,42 @@
+"""What to do with each GATT profile a wearable offers, once connected.
+
+The gateway does not need to be told what a device is: it looks at the discovered
+services and subscribes to every characteristic it understands. Static facts (Device
+Information, Body Sensor Location) are read once per device and remembered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bleak import BleakClient
+from bleak.backends.characteristic import BleakGATTCharacteristic
+
+from edge.codecs.ecg_waveform import ECG_SERVICE_UUID, ECG_WAVEFORM_UUID
+from edge.codecs.heart_rate import HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
+from edge.processing import DeviceProcessor
+
+Handler = Callable[[bytes | bytearray, int], None]
+
+# Advertised services the scanner filters on (a device advertising none of them is ignored).
+SCAN_SERVICE_UUIDS = [HEART_RATE_SERVICE_UUID, ECG_SERVICE_UUID]
+
+
+def _notify(processor: DeviceProcessor, handler: Handler) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+    def deliver(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+        handler(data, time.time_ns())
+    return deliver
+
+
+async def subscribe_all(client: BleakClient, processor: DeviceProcessor) -> list[str]:
+    """Subscribe to everything known on ``client``; returns the names of what was subscribed."""
+    done: list[str] = []
+    services = client.services
+    if services.get_characteristic(HEART_RATE_MEASUREMENT_UUID) is not None:
+        await client.start_notify(HEART_RATE_MEASUREMENT_UUID, _notify(processor, processor.on_heart_rate))
+        done.append("heart_rate")
+    if services.get_characteristic(ECG_WAVEFORM_UUID) is not None:
+        await client.start_notify(ECG_WAVEFORM_UUID, _notify(processor, processor.on_ecg))
+        done.append("ecg")
+    return done
