@@ -18,9 +18,12 @@ import numpy as np
 from cardiogate.logs import get_logger
 from edge.alarms import AlarmEvent, TechnicalAlarm, UpperLimitAlarm, UpperLimitRule
 from edge.clock import ClockTracker
+from edge.codecs.battery import decode_battery_level
+from edge.codecs.blood_pressure import decode_blood_pressure_measurement
 from edge.codecs.ecg_waveform import decode_ecg_packet
 from edge.codecs.errors import DecodeError
 from edge.codecs.heart_rate import decode_heart_rate_measurement
+from edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
 from edge.ecg_assembler import EcgAssembler, EcgFrame
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
@@ -128,7 +131,72 @@ class DeviceProcessor:
         if event is not None:
             self._sink.emit_alarm(self.patient, self.device_id, event)
 
+    # -- pulse oximetry and blood pressure ------------------------------------
+    def on_plx_continuous(self, data: bytes | bytearray, receive_ns: int) -> None:
+        try:
+            m = decode_plx_continuous_measurement(data)
+        except DecodeError as exc:
+            self._decode_error("plx_continuous", exc, data)
+            return
+        self._plx(m.normal.spo2_percent, m.normal.pulse_rate_bpm, m.sensor_off,
+                  m.pulse_amplitude_index.number() if m.pulse_amplitude_index else None, receive_ns, None)
+
+    def on_plx_spot_check(self, data: bytes | bytearray, receive_ns: int) -> None:
+        try:
+            m = decode_plx_spot_check_measurement(data)
+        except DecodeError as exc:
+            self._decode_error("plx_spot_check", exc, data)
+            return
+        stamped = m.timestamp.to_unix_ns() if m.timestamp is not None and not m.clock_not_set else None
+        self._plx(m.reading.spo2_percent, m.reading.pulse_rate_bpm, m.sensor_off,
+                  m.pulse_amplitude_index.number() if m.pulse_amplitude_index else None, receive_ns, stamped)
+
+    def _plx(self, spo2: float | None, pr: float | None, sensor_off: bool | None, pai: float | None,
+             receive_ns: int, device_ns: int | None) -> None:
+        self._seen(receive_ns)
+        device_ns = device_ns if device_ns is not None else self.device_time_for(receive_ns)
+        vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns, source="plx")
+        if spo2 is not None:
+            vitals.spo2_percent = spo2
+            self.state.spo2_percent = spo2
+        if pr is not None:
+            vitals.pulse_rate_bpm = pr
+        if pai is not None:
+            vitals.perfusion_index = pai
+        if sensor_off is not None:
+            vitals.sensor_contact = not sensor_off
+        self.emit_vitals(vitals)
+
+    def on_blood_pressure(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """A cuff reading; stored readings arrive late, so the cuff's own timestamp wins when it has one."""
+        try:
+            m = decode_blood_pressure_measurement(data)
+        except DecodeError as exc:
+            self._decode_error("blood_pressure", exc, data)
+            return
+        self._seen(receive_ns)
+        stamped = m.timestamp.to_unix_ns() if m.timestamp is not None else None
+        device_ns = stamped if stamped is not None else self.device_time_for(receive_ns)
+        vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns, source="bpm")
+        for field_name, value in (("systolic_mmhg", m.systolic_mmhg), ("diastolic_mmhg", m.diastolic_mmhg),
+                                  ("mean_arterial_mmhg", m.mean_arterial_pressure_mmhg)):
+            if value is not None:
+                setattr(vitals, field_name, value)
+        if m.pulse_rate_bpm is not None:
+            vitals.pulse_rate_bpm = m.pulse_rate_bpm
+        self.state.systolic_mmhg = m.systolic_mmhg
+        self.state.diastolic_mmhg = m.diastolic_mmhg
+        self.emit_vitals(vitals)
+
     # -- battery ------------------------------------------------------------
+    def on_battery(self, data: bytes | bytearray, receive_ns: int) -> None:
+        try:
+            percent = decode_battery_level(data)
+        except DecodeError as exc:
+            self._decode_error("battery", exc, data)
+            return
+        self.on_battery_level(percent, receive_ns)
+
     def on_battery_level(self, percent: int, receive_ns: int) -> None:
         self._seen(receive_ns)
         changed = percent != self.state.battery_percent

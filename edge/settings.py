@@ -41,6 +41,8 @@ class BleSettings(StrictModel):
     adapters: list[AdapterSettings] = Field(default_factory=lambda: [AdapterSettings()], min_length=1)
     connect_timeout_s: float = Field(default=15.0, gt=0, le=120)
     scan_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    sighting_max_age_s: float = Field(default=10.0, gt=0, le=300,
+                                      description="connect only to a device advertised this recently (it may be gone)")
     backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
     backoff_max_s: float = Field(default=30.0, gt=0, le=600)
     device_lost_after_s: float = Field(default=30.0, gt=0, le=3600,

@@ -1,18 +1,27 @@
-"""A small physiology engine: a heart-rate timeline drives beat times, beats drive the ECG.
+"""ECG waveform building blocks, plus the original simple engine kept for existing callers.
 
-Pure and deterministic for a given seed, so a test can regenerate exactly what a
-watch produced. The ECG is a sum of Gaussian P, Q, R, S and T waves per beat, with
-the QT interval shortening as the RR interval shortens (Bazett), which is enough
-for realistic R-peaks, heart rate and RR intervals.
+Pure and deterministic for a given seed, so a test can regenerate exactly what a watch
+produced. A beat is a sum of Gaussian waves (P, Q, R, S, T for sinus; no P in AF; a wide,
+bizarre QRS with a discordant T for ventricular beats), with P and T moving with sqrt(RR)
+(Bazett). Artefacts are pure functions of time (sinusoids with seeded phases) or of a fixed
+block number (seeded Gaussian noise, motion spikes per second), so any slicing of time gives
+the same samples. ``HeartRateTimeline``, ``BeatGenerator`` and ``EcgSynthesizer`` are the
+first engine; new code uses :class:`firmware_sim.patient.PatientSimulator`.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from firmware_sim.rhythm import Beat, seed_sequence
+
+F64 = npt.NDArray[np.float64]
 
 # (offset from R peak in s at RR = 1 s, width s, amplitude mV); P and T stretch with sqrt(RR).
 _WAVES: tuple[tuple[float, float, float, bool], ...] = (
@@ -115,5 +124,149 @@ class EcgSynthesizer:
         beats = self.beats.beats_until(float(t[-1]))
         mv = ecg_millivolts(t, beats)
         uv = mv * 1000.0 + self._rng.normal(0.0, self.noise_uv, size=count)
-        lsb = uv * 1000.0 / self.resolution_nv
-        return np.clip(np.round(lsb), -32768, 32767).astype(np.int16)
+        return uv_to_int16(uv, self.resolution_nv)
+
+
+# ---- quantisation -------------------------------------------------------------------------------
+
+INT24_MIN, INT24_MAX = -(1 << 23), (1 << 23) - 1
+
+
+def uv_to_int16(uv: npt.ArrayLike, resolution_nv: int = 1000) -> npt.NDArray[np.int16]:
+    """Microvolts to int16 counts of ``resolution_nv`` nanovolts each, rounded and clipped like a saturating ADC."""
+    if resolution_nv <= 0:
+        raise ValueError("resolution_nv must be positive")
+    lsb = np.asarray(uv, dtype=np.float64) * 1000.0 / resolution_nv
+    return np.clip(np.round(lsb), -32768, 32767).astype(np.int16)
+
+
+def uv_to_int24(uv: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    """Microvolts to the signed 24-bit microvolt samples of a Polar-style ECG stream (held in int32)."""
+    return np.clip(np.round(np.asarray(uv, dtype=np.float64)), INT24_MIN, INT24_MAX).astype(np.int32)
+
+
+# ---- beat morphology ----------------------------------------------------------------------------
+
+Wave = tuple[float, float, float, bool]  # (offset from R at RR = 1 s, width s, amplitude mV, moves with sqrt(RR))
+
+SINUS_WAVES: tuple[Wave, ...] = _WAVES
+AF_WAVES: tuple[Wave, ...] = _WAVES[1:]  # no organised atrial activity: no P wave
+PAC_WAVES: tuple[Wave, ...] = ((-0.16, 0.022, -0.08, True), *_WAVES[1:])  # early, inverted ectopic P
+VENTRICULAR_WAVES: tuple[Wave, ...] = (
+    (-0.050, 0.020, 0.20, False),  # slurred onset
+    (0.000, 0.032, 1.45, False),  # broad R
+    (0.070, 0.030, -0.60, False),  # broad S: QRS ~ 160 ms
+    (0.300, 0.075, -0.45, True),  # T discordant to the QRS
+)
+NOMINAL_R_MV = 1.2
+_SUPPORT = 5.0  # widths either side of a wave's centre; beyond it the wave is exactly zero
+
+
+def beat_waves(beat: Beat) -> tuple[Wave, ...]:
+    """The waves that make up ``beat``'s complex."""
+    if beat.symbol == "V":
+        return VENTRICULAR_WAVES
+    if beat.symbol == "A":
+        return PAC_WAVES
+    return AF_WAVES if beat.rhythm == "af" else SINUS_WAVES
+
+
+def render_beats(t: F64, beats: Sequence[Beat], gains: Sequence[float]) -> F64:
+    """ECG in mV at sorted times ``t`` from ``beats``, each scaled by its gain (1 = R of NOMINAL_R_MV)."""
+    out = np.zeros_like(t)
+    for beat, gain in zip(beats, gains, strict=True):
+        stretch = math.sqrt(min(max(beat.rr_s if beat.rr_s is not None else 1.0, 0.25), 2.0))
+        for offset, width, amp, moves in beat_waves(beat):
+            centre = beat.t_s + (offset * stretch if moves else offset)
+            w = width * stretch if moves else width
+            lo, hi = np.searchsorted(t, (centre - _SUPPORT * w, centre + _SUPPORT * w))
+            if hi > lo:
+                seg = t[lo:hi]
+                out[lo:hi] += gain * amp * np.exp(-0.5 * ((seg - centre) / w) ** 2)
+    return out
+
+
+def qrs_peak_to_peak_mv(gain: float = 1.0) -> float:
+    """Peak-to-peak QRS amplitude of a normal beat: the signal reference for SNR (as in the MIT-BIH NSTDB)."""
+    t = np.arange(-0.1, 0.1, 1e-4)
+    qrs = render_beats(t, [Beat(0.0, "N", "sinus", 1.0)], [gain])
+    return float(qrs.max() - qrs.min())
+
+
+# ---- artefacts and background -------------------------------------------------------------------
+
+_PHASE_STREAM = 0x5A5E
+_NOISE_STREAM = 0x401E
+_MOTION_STREAM = 0x3071
+_SPIKE_STREAM = 0x5B1C
+
+
+@dataclass(frozen=True)
+class Oscillators:
+    """A fixed set of sinusoids (Hz, relative amplitude, phase): deterministic, time-pure background."""
+
+    freqs: tuple[float, ...]
+    amps: tuple[float, ...]
+    phases: tuple[float, ...]
+
+    @classmethod
+    def seeded(cls, seed: int, tag: int, freqs: Sequence[tuple[float, float]], amps: Sequence[float]) -> Oscillators:
+        """Frequencies drawn uniformly from each (low, high) band, phases uniformly, from the seed."""
+        rng = np.random.default_rng(seed_sequence(seed, _PHASE_STREAM, tag))
+        f = tuple(float(rng.uniform(lo, hi)) for lo, hi in freqs)
+        ph = tuple(float(rng.uniform(0.0, 2.0 * math.pi)) for _ in freqs)
+        return cls(f, tuple(amps), ph)
+
+    def __call__(self, t: F64) -> F64:
+        out = np.zeros_like(t)
+        for f, a, ph in zip(self.freqs, self.amps, self.phases, strict=True):
+            out += a * np.sin(2.0 * math.pi * f * t + ph)
+        return out
+
+
+def fibrillatory_oscillators(seed: int) -> Oscillators:
+    """f-waves of AF: 4-9 Hz, irregular in shape, about unit peak amplitude."""
+    return Oscillators.seeded(seed, 1, [(4.5, 5.5), (5.8, 6.8), (7.0, 8.5), (0.15, 0.35)], [0.5, 0.35, 0.2, 0.0])
+
+
+def fibrillatory_mv(osc: Oscillators, t: F64, amplitude_mv: float) -> F64:
+    """f-waves of ``amplitude_mv`` with a slow amplitude modulation (coarse and fine stretches)."""
+    envelope = 1.0 + 0.35 * np.sin(2.0 * math.pi * osc.freqs[-1] * t + osc.phases[-1])
+    return amplitude_mv * envelope * osc(t)
+
+
+def wander_oscillators(seed: int, respiration_hz: float) -> Oscillators:
+    """Baseline wander: the breath plus a slower drift (electrode-skin and posture)."""
+    return Oscillators.seeded(seed, 2, [(respiration_hz, respiration_hz), (0.04, 0.09)], [1.0, 0.6])
+
+
+def block_noise(seed: int, block: int, size: int) -> F64:
+    """Unit Gaussian noise for sample block ``block``: the same whoever asks and however the block is sliced."""
+    return np.random.default_rng(seed_sequence(seed, _NOISE_STREAM, block)).standard_normal(size)
+
+
+def motion_mv(t: F64, seed: int, event: int, start_s: float, end_s: float,
+              amplitude_mv: float, spikes_per_s: float, spike_mv: float) -> F64:
+    """Motion artefact within [start_s, end_s): slow large swings (0.2-2 Hz) plus sharp decaying spikes."""
+    out = np.zeros_like(t)
+    inside = (t >= start_s) & (t < end_s)
+    if not inside.any():
+        return out
+    swings = Oscillators.seeded(seed, _MOTION_STREAM + event, [(0.2, 0.5), (0.7, 1.2), (1.4, 2.0)], [0.6, 0.3, 0.2])
+    out += np.where(inside, amplitude_mv * swings(t), 0.0)
+    if spikes_per_s <= 0 or spike_mv <= 0:
+        return out
+    tau = 0.04
+    first = max(0, math.floor(max(float(t[0]), start_s)) - 1)
+    last = math.floor(min(float(t[-1]), end_s))
+    for second in range(first, last + 1):  # spikes are drawn per whole second: slicing never changes them
+        rng = np.random.default_rng(seed_sequence(seed, _SPIKE_STREAM, event, second))
+        n = int(rng.poisson(spikes_per_s))
+        times = second + rng.random(n)
+        amps = spike_mv * rng.uniform(0.5, 1.0, n) * rng.choice((-1.0, 1.0), n)
+        for ts, a in zip(times, amps, strict=True):
+            if not start_s <= ts < end_s:
+                continue
+            lo, hi = np.searchsorted(t, (ts, ts + 12 * tau))
+            out[lo:hi] += a * np.exp(-(t[lo:hi] - ts) / tau)
+    return out

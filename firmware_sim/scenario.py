@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
 from edge.codecs.address import BleAddress
+from firmware_sim.patient import PatientScenario
 
 Profile = Literal["ecg_watch", "hr_watch", "pulse_oximeter", "bp_cuff", "polar_h10"]
 
@@ -58,6 +59,10 @@ class WatchSpec(StrictModel):
     heart_rate: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 72.0)])
     malformed_hr_at_s: list[float] = Field(default_factory=list,
                                            description="send a malformed Heart Rate Measurement at these times")
+    patient: PatientScenario | None = Field(default=None, description="physiology and events; default: heart_rate")
+    record: Path | None = Field(default=None, description="replay this WFDB record's ECG instead (e.g. mitdb/101)")
+    record_channel: int = Field(default=0, ge=0)
+    record_loop: bool = False
     profile: Profile = "ecg_watch"
     spo2_interval_s: float = Field(default=1.0, gt=0, le=3600)
     bp_interval_s: float = Field(default=300.0, gt=0, le=86400)

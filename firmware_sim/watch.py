@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bumble.controller import Controller
@@ -53,15 +54,20 @@ from edge.codecs.pulse_oximeter import (
     SpO2PR,
     encode_plx_continuous_measurement,
 )
-from edge.codecs.sfloat import sfloat_from_float
-from firmware_sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline
+from edge.codecs.sfloat import GattDateTime, sfloat_from_float
+from firmware_sim.patient import PatientScenario, PatientSimulator
+from firmware_sim.physiology import uv_to_int16
 from firmware_sim.scenario import WatchSpec
 from firmware_sim.truth import GroundTruthLog
+
+if TYPE_CHECKING:
+    from firmware_sim.wfdb_replay import WfdbRecordSource
 
 HRS = UUID.from_16_bits(0x180D)
 HRM = UUID.from_16_bits(0x2A37)
 RESOLUTION_NV = 1000
 NOMINAL_MTU = 247
+ADVERTISING_INTERVAL_MS = 100  # fast advertising, as wearables do while they wait for a connection
 MAX_PACKET_AGE_S = 0.5  # a partly filled ECG packet goes out after this long
 MALFORMED_HRM = b"\x10\x48\x01"  # RR-interval flag set but an odd number of RR bytes
 _SERVICES: dict[str, tuple[str, ...]] = {
@@ -78,17 +84,30 @@ def _uuid(u: str) -> UUID:
 
 
 class DeviceClock:
-    """The watch's own clock: host time at start, plus drift and jumps."""
+    """The watch's own clock: host time at start, plus crystal drift and jumps (the clock being set).
+
+    The watch samples on its own crystal: sample k is taken at device time k / fs, which is
+    k / (fs * (1 + drift)) of real time. A jump moves the timestamps, not the sampling.
+    """
 
     def __init__(self, start_us: int, drift_ppm: float, jumps: list[tuple[float, float]]) -> None:
         self.start_us = start_us
-        self._scale = 1.0 + drift_ppm * 1e-6
+        self.scale = 1.0 + drift_ppm * 1e-6
         self._jumps = sorted(jumps)
 
+    def device_elapsed_s(self, t_s: float) -> float:
+        """Seconds the watch's crystal has counted after ``t_s`` seconds of real time."""
+        return t_s * self.scale
+
+    def stamp_us(self, device_elapsed_s: float) -> int:
+        """The timestamp the watch writes for an instant ``device_elapsed_s`` into its own time base."""
+        real_s = device_elapsed_s / self.scale
+        jump = sum(j for at, j in self._jumps if at <= real_s)
+        return self.start_us + round((device_elapsed_s + jump) * 1_000_000)
+
     def at(self, t_s: float) -> int:
-        """Device time in µs at ``t_s`` seconds of real time since the watch started."""
-        jump = sum(j for at, j in self._jumps if at <= t_s)
-        return self.start_us + round((t_s * self._scale + jump) * 1_000_000)
+        """The watch's timestamp at ``t_s`` seconds of real time since it started."""
+        return self.stamp_us(self.device_elapsed_s(t_s))
 
 
 class SimulatedWatch:
@@ -104,9 +123,15 @@ class SimulatedWatch:
         self.services = _SERVICES[spec.profile]
         self._chars: dict[str, Characteristic[Any]] = {}
         self.device.add_services(self._build_services())
-        timeline = HeartRateTimeline(tuple((float(t), float(h)) for t, h in spec.heart_rate))
-        self.beats = BeatGenerator(timeline, seed=spec.seed)
-        self.ecg = EcgSynthesizer(self.beats, spec.sample_rate_hz, RESOLUTION_NV, seed=spec.seed)
+        self.patient: PatientSimulator | None = None
+        self.source: PatientSimulator | WfdbRecordSource
+        if spec.record is not None:
+            from firmware_sim.wfdb_replay import WfdbRecordSource  # wfdb is heavy: only replays pay for it
+
+            self.source = WfdbRecordSource(spec.record, spec.record_channel, spec.sample_rate_hz, loop=spec.record_loop)
+        else:
+            scenario = spec.patient or PatientScenario.from_heart_rate_knots(spec.heart_rate)
+            self.source = self.patient = PatientSimulator(scenario, seed=spec.seed, ecg_rate_hz=spec.sample_rate_hz)
         self.clock = DeviceClock(0, spec.faults.clock_drift_ppm, spec.faults.clock_jumps)
         self.ecg_sequence = 0
         self.ecg_samples_sent = 0
@@ -167,6 +192,10 @@ class SimulatedWatch:
         self.device.gatt_server.on("characteristic_subscription", self._on_subscription)
         await self.device.power_on()
         await self._advertise()
+        if self.patient is not None:
+            for event in self.patient.truth_events():
+                self._truth.write(watch=self.spec.address, kind="scenario_event", start_us=self.clock.at(0.0),
+                                  **event.as_record())
 
     async def _advertise(self) -> None:
         if self._advertising:
@@ -179,14 +208,15 @@ class SimulatedWatch:
         scan_rsp = bytes(AdvertisingData([
             (AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(ECG_SERVICE_UUID))),
         ])) if "ecg" in self.services else b""
-        await self.device.start_advertising(advertising_data=adv, scan_response_data=scan_rsp, auto_restart=True)
+        await self.device.start_advertising(advertising_data=adv, scan_response_data=scan_rsp, auto_restart=True,
+                                            advertising_interval_min=ADVERTISING_INTERVAL_MS,
+                                            advertising_interval_max=ADVERTISING_INTERVAL_MS)
         self._advertising = True
 
     async def _stop_advertising(self) -> None:
-        if self._advertising:
-            with contextlib.suppress(Exception):
-                await self.device.stop_advertising()
-            self._advertising = False
+        with contextlib.suppress(Exception):  # also when bumble's auto-restart re-enabled it behind our back
+            await self.device.stop_advertising()
+        self._advertising = False
 
     def _on_subscription(self, connection: Connection, characteristic: Characteristic[Any],
                          notify_enabled: bool, indicate_enabled: bool) -> None:
@@ -222,7 +252,7 @@ class SimulatedWatch:
         if "ecg" in self.services:
             await self._ecg_due(elapsed)
         if "hrs" in self.services and elapsed >= self._next_hr_s:
-            self._last_hr_beat_s = await self._send_hr(self._last_hr_beat_s, self._next_hr_s)
+            await self._send_hr(self._next_hr_s - 1.0, self._next_hr_s)
             self._next_hr_s += 1.0
         while self._faults and elapsed >= self._faults[0]:
             await self._send_malformed(self._faults.pop(0))
@@ -275,7 +305,7 @@ class SimulatedWatch:
 
     # -- ECG ----------------------------------------------------------------
     async def _ecg_due(self, elapsed: float) -> None:
-        t = elapsed - self.spec.faults.ecg_start_delay_s
+        t = self.clock.device_elapsed_s(elapsed) - self.spec.faults.ecg_start_delay_s
         if t <= 0:
             return
         fs = self.spec.sample_rate_hz
@@ -292,8 +322,12 @@ class SimulatedWatch:
 
     async def _send_ecg_packet(self, first: int, count: int, connections: list[Connection]) -> None:
         fs = self.spec.sample_rate_hz
-        samples = self.ecg.samples(first, count)
-        t0_us = self.clock.at((first / fs) + self.spec.faults.ecg_start_delay_s)
+        samples = uv_to_int16(self.source.ecg_uv(first, count), RESOLUTION_NV)
+        if len(samples) < count:  # a replayed record ran out
+            if not len(samples):
+                return
+            count = len(samples)
+        t0_us = self.clock.stamp_us(first / fs + self.spec.faults.ecg_start_delay_s)
         packet = EcgPacket(self.ecg_sequence, t0_us, fs, RESOLUTION_NV, samples)
         self.ecg_sequence = (self.ecg_sequence + 1) & 0xFFFFFFFF
         if not connections:  # produced but nobody listening: the gateway must report a gap
@@ -315,18 +349,11 @@ class SimulatedWatch:
             self._truth.write(watch=self.spec.address, kind="malformed_hr", t_us=self.clock.at(at_s),
                               payload=MALFORMED_HRM.hex())
 
-    async def _send_hr(self, since_s: float, now_s: float) -> float:
-        beats = self.beats.beats_between(since_s, now_s)
-        all_beats = self.beats.beats_until(now_s)
-        recent = [b for b in all_beats if b < now_s][-5:]
-        rr_recent = np.diff(recent) if len(recent) > 1 else np.array([0.8])
-        hr = round(60.0 / float(np.mean(rr_recent)))
-        rr_1024 = []
-        for b in beats:
-            idx = all_beats.index(b)
-            if idx > 0:
-                rr_1024.append(rr_ms_to_1024((all_beats[idx] - all_beats[idx - 1]) * 1000.0))
-        m = HeartRateMeasurement(hr, sensor_contact=True, rr_intervals_1024=tuple(rr_1024[:9]))
+    async def _send_hr(self, since_s: float, now_s: float) -> None:
+        contact = self.source.sensor_contact(now_s)
+        hr = max(1, round(self.source.heart_rate_bpm(now_s)))
+        rr = [rr_ms_to_1024(rr_s * 1000.0) for rr_s in self.source.rr_intervals_s(since_s, now_s)] if contact else []
+        m = HeartRateMeasurement(min(hr, 0xFFFF), sensor_contact=contact, rr_intervals_1024=tuple(rr[:9]))
         self.last_hr = hr
         connections = self._subscribed("hrm")
         if connections:
@@ -336,18 +363,17 @@ class SimulatedWatch:
             self.hr_sent += 1
             # HRM carries no timestamp: its truth time is the device clock when it went on the air.
             self._truth.write(watch=self.spec.address, kind="hr", t_us=self.clock.at(now_s), hr=hr,
-                              rr_1024=list(m.rr_intervals_1024))
-        return now_s
+                              rr_1024=list(m.rr_intervals_1024), contact=contact)
 
     # -- SpO2, blood pressure, battery --------------------------------------
-    def _spo2_at(self, t: float) -> float:
-        return round(97.0 + 0.8 * float(np.sin(t / 37.0 + self.spec.seed)), 1)
-
     async def _send_spo2(self, t: float) -> None:
         connections = self._subscribed("plx")
         if not connections:
             return
-        spo2, pr = self._spo2_at(t), float(self.last_hr or 72)
+        if self.patient is not None:
+            spo2, pr = round(self.patient.spo2_pct(t), 1), float(round(self.patient.pulse_rate_bpm(t)))
+        else:
+            spo2, pr = 97.0, float(self.last_hr or 72)
         m = PlxContinuousMeasurement(SpO2PR(sfloat_from_float(spo2, 1), sfloat_from_float(pr, 0)))
         payload = encode_plx_continuous_measurement(m)
         for conn in connections:
@@ -356,13 +382,17 @@ class SimulatedWatch:
 
     def _measure_bp(self, t: float) -> None:
         hr = float(self.last_hr or 72)
-        systolic = round(112.0 + 0.25 * (hr - 70.0) + 4.0 * float(self._rng.standard_normal()))
-        diastolic = round(72.0 + 0.12 * (hr - 70.0) + 3.0 * float(self._rng.standard_normal()))
+        sys_f, dia_f, _ = self.patient.blood_pressure(t) if self.patient is not None else (120.0, 80.0, 93.3)
+        systolic = round(sys_f + 3.0 * float(self._rng.standard_normal()))  # a cuff's reading error
+        diastolic = min(systolic - 10, round(dia_f + 2.0 * float(self._rng.standard_normal())))
         mean = round((systolic + 2 * diastolic) / 3.0, 1)
+        stamp = datetime.fromtimestamp(self.clock.at(t) // 1_000_000, tz=UTC)
         m = BloodPressureMeasurement(sfloat_from_float(systolic, 0), sfloat_from_float(diastolic, 0),
-                                     sfloat_from_float(mean, 1), pulse_rate=sfloat_from_float(hr, 0))
+                                     sfloat_from_float(mean, 1), timestamp=GattDateTime.from_datetime(stamp),
+                                     pulse_rate=sfloat_from_float(hr, 0))
         self._pending_bp.append(encode_blood_pressure_measurement(m))
-        self._truth.write(watch=self.spec.address, kind="bp", t_us=self.clock.at(t), systolic=systolic,
+        self._truth.write(watch=self.spec.address, kind="bp", t_us=self.clock.at(t) // 1_000_000 * 1_000_000,
+                          systolic=systolic,
                           diastolic=diastolic, mean=mean)
         self._spawn(self._flush_bp())
 

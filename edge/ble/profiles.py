@@ -13,14 +13,22 @@ from collections.abc import Callable
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 
+from edge.codecs.battery import BATTERY_LEVEL_UUID
+from edge.codecs.blood_pressure import BLOOD_PRESSURE_MEASUREMENT_UUID, BLOOD_PRESSURE_SERVICE_UUID
 from edge.codecs.ecg_waveform import ECG_SERVICE_UUID, ECG_WAVEFORM_UUID
 from edge.codecs.heart_rate import HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
+from edge.codecs.pulse_oximeter import (
+    PLX_CONTINUOUS_MEASUREMENT_UUID,
+    PLX_SPOT_CHECK_MEASUREMENT_UUID,
+    PULSE_OXIMETER_SERVICE_UUID,
+)
 from edge.processing import DeviceProcessor
 
 Handler = Callable[[bytes | bytearray, int], None]
 
 # Advertised services the scanner filters on (a device advertising none of them is ignored).
-SCAN_SERVICE_UUIDS = [HEART_RATE_SERVICE_UUID, ECG_SERVICE_UUID]
+SCAN_SERVICE_UUIDS = [HEART_RATE_SERVICE_UUID, ECG_SERVICE_UUID, PULSE_OXIMETER_SERVICE_UUID,
+                      BLOOD_PRESSURE_SERVICE_UUID]
 
 
 def _notify(processor: DeviceProcessor, handler: Handler) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
@@ -39,4 +47,16 @@ async def subscribe_all(client: BleakClient, processor: DeviceProcessor) -> list
     if services.get_characteristic(ECG_WAVEFORM_UUID) is not None:
         await client.start_notify(ECG_WAVEFORM_UUID, _notify(processor, processor.on_ecg))
         done.append("ecg")
+    for uuid, handler, name in ((PLX_CONTINUOUS_MEASUREMENT_UUID, processor.on_plx_continuous, "plx_continuous"),
+                                (PLX_SPOT_CHECK_MEASUREMENT_UUID, processor.on_plx_spot_check, "plx_spot_check"),
+                                (BLOOD_PRESSURE_MEASUREMENT_UUID, processor.on_blood_pressure, "blood_pressure")):
+        if services.get_characteristic(uuid) is not None:
+            await client.start_notify(uuid, _notify(processor, handler))  # notify or indicate, bleak picks
+            done.append(name)
+    battery = services.get_characteristic(BATTERY_LEVEL_UUID)
+    if battery is not None:
+        processor.on_battery(await client.read_gatt_char(battery), time.time_ns())
+        if "notify" in battery.properties:
+            await client.start_notify(battery, _notify(processor, processor.on_battery))
+        done.append("battery")
     return done

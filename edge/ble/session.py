@@ -83,7 +83,8 @@ class DeviceSession:
 
     async def _connect_and_stream(self, started: float) -> None:
         s = self._settings
-        found = await self._pool.find(self.address, since=started - 1.0, timeout=s.scan_timeout_s,
+        found = await self._pool.find(self.address, since=time.monotonic() - s.sighting_max_age_s,
+                                      timeout=s.scan_timeout_s,
                                       pinned=self.device.adapter)
         if found is None:
             raise BleakError(f"{self.address} not seen within {s.scan_timeout_s:.0f} s")

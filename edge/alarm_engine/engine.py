@@ -1,0 +1,489 @@
+"""The alarm engine: one state machine per (patient, condition), commands, timers and the audit trail.
+
+Pure core: inputs carry device times (of the samples) and decision times (the gateway clock, read by the
+caller), so the engine is deterministic and every notice can prove its sample-to-decision latency.
+
+Life of one alarm episode::
+
+    inactive -> pending (limit exceeded, onset delay running) -> active (notice "raised")
+    active   -> "escalated" (a more severe tier held its onset delay, or unacknowledged too long)
+    active   -> "cleared" once the value stays past the clear threshold for the clear delay,
+                or "latched" instead when the episode reached the condition's latch priority
+                and was not acknowledged: it stays visible until acknowledged ("acknowledged", "cleared")
+    any      -> "silenced" / "unsilenced" (audio pause, expires by itself in tick())
+
+A notice is emitted only on a transition, so repeated or stale inputs never repeat a notice; an episode
+keeps its ``alarm_id`` from raise to clear, and a latched alarm whose condition returns stays the same alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edge.alarm_engine.commands import Acknowledge, Command, CommandError, SetLimits, Silence, Unsilence
+from edge.alarm_engine.config import ConditionSpec, EngineConfig, check_pairs
+from edge.alarm_engine.model import (
+    ENGINE_ACTOR,
+    PRIORITIES,
+    AlarmNotice,
+    AlarmStatus,
+    AlarmView,
+    AuditEntry,
+    AuditOutcome,
+    Condition,
+    NoticeState,
+    Outcome,
+    Priority,
+    TechnicalCondition,
+    rank,
+)
+from edge.alarm_engine.news2 import Consciousness, News2Result, Rhythm, news2
+
+NS = 1_000_000_000
+BeatLabel = Literal["N", "S", "V", "F", "Q"]  # AAMI EC57 beat classes
+_SIGNAL_INOPS: tuple[TechnicalCondition, ...] = ("lead_off", "poor_signal")  # no ECG analysis possible
+_AVPU: tuple[Consciousness, ...] = ("A", "C", "V", "P", "U")
+_OPS = {"above": ">", "at_least": ">=", "below": "<"}
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One detected beat from the ECG analyser, at its device time, with its class."""
+
+    device_time_ns: int
+    label: BeatLabel = "N"
+
+
+@dataclass(slots=True)
+class _Episode:
+    alarm_id: str
+    priority: Priority
+    onset_ns: int
+    trigger_ns: int
+    value: float
+    limit: float
+    raised_ns: int
+    priority_since_ns: int  # the escalation clock: raise or last escalation, gateway time
+    present: bool = True  # False: condition gone, alarm latched until acknowledged
+    acknowledged: bool = False
+    silenced_until_ns: int | None = None
+    latched_noticed: bool = False
+
+
+@dataclass(slots=True)
+class _Tracker:
+    since: dict[Priority, int] = field(default_factory=dict)  # tier -> first sample beyond its limit
+    clear_since: int | None = None
+    last_sample_ns: int | None = None
+    episode: _Episode | None = None
+    episodes: int = 0
+
+
+@dataclass(slots=True)
+class _Patient:
+    specs: dict[Condition, ConditionSpec]
+    trackers: dict[Condition, _Tracker] = field(default_factory=dict)
+    latest: dict[str, tuple[float | bool | str, int]] = field(default_factory=dict)  # NEWS2 inputs
+    rhythm: Rhythm | None = None
+    technical_inputs: set[TechnicalCondition] = field(default_factory=set)
+    last_beat_ns: int | None = None
+    v_run: tuple[int, int, int] | None = None  # (first V beat, last V beat, count)
+
+    def tracker(self, condition: Condition) -> _Tracker:
+        return self.trackers.setdefault(condition, _Tracker())
+
+
+class _Sink:
+    """Collects notices and their audit entries during one engine call."""
+
+    def __init__(self) -> None:
+        self.notices: list[AlarmNotice] = []
+        self.audit: list[AuditEntry] = []
+
+    def outcome(self, error: str | None = None) -> Outcome:
+        return Outcome(tuple(self.notices), tuple(self.audit), error)
+
+
+class AlarmEngine:
+    """Alarm state for every patient of one gateway."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._patients: dict[str, _Patient] = {}
+        self._seen_ids: deque[str] = deque(maxlen=self.config.remembered_command_ids)
+
+    # ---- inputs -------------------------------------------------------------------------------
+
+    def observe_vitals(self, patient: str, device_time_ns: int, decision_time_ns: int, *, hr: float | None = None,
+                       spo2: float | None = None, systolic: float | None = None,
+                       respiration_rate: float | None = None, temperature: float | None = None,
+                       consciousness: Consciousness | None = None, on_oxygen: bool | None = None) -> Outcome:
+        """Vital signs measured at ``device_time_ns``; absent (or NaN) ones were not measured."""
+        hr, spo2, systolic, respiration_rate, temperature = (
+            v if v is not None and math.isfinite(v) else None
+            for v in (hr, spo2, systolic, respiration_rate, temperature))
+        p, sink, t = self._patient(patient), _Sink(), device_time_ns
+        if hr is not None:
+            self._feed(sink, patient, p, "hr_high", hr, t, decision_time_ns)
+            self._feed(sink, patient, p, "hr_low", hr, t, decision_time_ns)
+        if spo2 is not None:
+            self._feed(sink, patient, p, "spo2_low", spo2, t, decision_time_ns)
+        if systolic is not None:
+            self._feed(sink, patient, p, "sbp_high", systolic, t, decision_time_ns)
+            self._feed(sink, patient, p, "sbp_low", systolic, t, decision_time_ns)
+        given = {"pulse": hr, "spo2": spo2, "systolic": systolic, "respiration_rate": respiration_rate,
+                 "temperature": temperature, "consciousness": consciousness, "on_oxygen": on_oxygen}
+        fresh = {k: v for k, v in given.items() if v is not None}
+        if fresh:
+            for key, value in fresh.items():
+                if key not in p.latest or p.latest[key][1] <= t:
+                    p.latest[key] = (value, t)
+            score = self.news2(patient, t)
+            self._feed(sink, patient, p, "news2", float(score.total), t, decision_time_ns, _news2_note(score))
+        return sink.outcome()
+
+    def observe_beats(self, patient: str, device_time_ns: int, beats: Sequence[Beat], decision_time_ns: int) -> Outcome:
+        """Beats from the ECG analyser; ``device_time_ns`` is how far beat detection is complete.
+
+        The pause since the last beat drives asystole, the current run of ventricular beats drives VT.
+        While the leads are off or the signal is poor nothing is evaluated: a flat or noisy trace is not
+        asystole, and the pause is measured again from when the signal returns.
+        """
+        p, sink, now = self._patient(patient), _Sink(), decision_time_ns
+        if p.technical_inputs.intersection(_SIGNAL_INOPS):
+            p.last_beat_ns, p.v_run = None, None
+            beat_conditions: tuple[Condition, ...] = ("asystole", "vt")
+            for condition in beat_conditions:
+                tracker = p.tracker(condition)
+                tracker.since.clear()
+                tracker.clear_since = None
+            return sink.outcome()
+        for beat in sorted(beats, key=lambda b: b.device_time_ns):
+            b = beat.device_time_ns
+            if p.last_beat_ns is not None and b <= p.last_beat_ns:
+                continue  # already seen (overlapping analysis windows)
+            if p.last_beat_ns is not None:
+                self._feed(sink, patient, p, "asystole", (b - p.last_beat_ns) / NS, b, now)
+            p.last_beat_ns = b
+            if beat.label == "V":
+                first, _, count = p.v_run or (b, b, 0)
+                p.v_run = (first, b, count + 1)
+            else:
+                p.v_run = None
+            self._feed(sink, patient, p, "vt", self._vt_value(p.v_run), b, now)
+        if p.last_beat_ns is None:
+            p.last_beat_ns = device_time_ns  # no beat yet: count the pause from the first analysed time
+        if device_time_ns >= p.last_beat_ns:
+            self._feed(sink, patient, p, "asystole", (device_time_ns - p.last_beat_ns) / NS, device_time_ns, now)
+        return sink.outcome()
+
+    def observe_rhythm(self, patient: str, device_time_ns: int, rhythm: Rhythm, decision_time_ns: int) -> Outcome:
+        """The rhythm model's class for the window ending at ``device_time_ns`` (drives the AF advisory).
+
+        A noisy window neither confirms nor refutes AF: it restarts a pending onset but never clears.
+        """
+        p, sink = self._patient(patient), _Sink()
+        p.rhythm = rhythm
+        if rhythm == "noisy":
+            p.tracker("af").since.clear()
+            return sink.outcome()
+        self._feed(sink, patient, p, "af", 1.0 if rhythm == "af" else 0.0, device_time_ns, decision_time_ns)
+        return sink.outcome()
+
+    def technical(self, patient: str, kind: TechnicalCondition, active: bool, device_time_ns: int,
+                  decision_time_ns: int) -> Outcome:
+        """A technical condition seen (``active``) or gone, as detected by the caller at ``device_time_ns``."""
+        p, sink = self._patient(patient), _Sink()
+        if active:
+            p.technical_inputs.add(kind)
+        else:
+            p.technical_inputs.discard(kind)
+        self._feed(sink, patient, p, kind, 1.0 if active else 0.0, device_time_ns, decision_time_ns)
+        return sink.outcome()
+
+    def tick(self, now_ns: int) -> Outcome:
+        """Time-driven transitions on the gateway clock: silences expire, unacknowledged alarms escalate."""
+        sink = _Sink()
+        for patient, p in self._patients.items():
+            for condition, tracker in p.trackers.items():
+                ep = tracker.episode
+                if ep is None:
+                    continue
+                if ep.silenced_until_ns is not None and now_ns >= ep.silenced_until_ns:
+                    ep.silenced_until_ns = None
+                    self._notify(sink, patient, p, condition, ep, "unsilenced", now_ns, "silence expired")
+                after = p.specs[condition].escalate_after_s
+                while (after is not None and not ep.acknowledged and ep.priority != "high"
+                       and now_ns - ep.priority_since_ns >= round(after * NS)):
+                    old = ep.priority
+                    ep.priority = PRIORITIES[rank(ep.priority) + 1]
+                    ep.priority_since_ns += round(after * NS)
+                    ep.silenced_until_ns = None  # the higher priority must be heard
+                    self._notify(sink, patient, p, condition, ep, "escalated", now_ns,
+                                 f"unacknowledged for {after:g} s: {old} -> {ep.priority}")
+        return sink.outcome()
+
+    # ---- commands -----------------------------------------------------------------------------
+
+    def apply(self, command: Command | CommandError, now_ns: int) -> Outcome:
+        """Apply a parsed command (or record a rejected one); every command leaves an audit entry."""
+        sink = _Sink()
+        if isinstance(command, CommandError):
+            self._audit_command(sink, now_ns, command.by, command.command or "unknown", "rejected",
+                                command.patient, None, None, command.message, command.command_id)
+            return sink.outcome(command.message)
+        cid = command.command_id
+        if cid is not None and cid in self._seen_ids:
+            self._audit_command(sink, now_ns, command.by, _command_name(command), "duplicate", command.patient, None,
+                                None, f"command id {cid} already applied", cid)
+            return sink.outcome()
+        outcome = self._apply(sink, command, now_ns)
+        if cid is not None and outcome.accepted:  # a rejected command may be retried under the same id
+            self._seen_ids.append(cid)
+        return outcome
+
+    def _apply(self, sink: _Sink, command: Command, now_ns: int) -> Outcome:
+        name, cid = _command_name(command), command.command_id
+        p = self._patient(command.patient)
+        if isinstance(command, SetLimits):
+            return self._set_limits(sink, p, command, now_ns)
+        targets = self._targets(p, command.alarm_id, command.condition)
+        if not targets:
+            what = command.alarm_id or command.condition or "alarm"
+            error = f"patient {command.patient} has no current {what}"
+            self._audit_command(sink, now_ns, command.by, name, "rejected", command.patient, command.alarm_id,
+                                command.condition, error, cid)
+            return sink.outcome(error)
+        changed = 0
+        for condition, ep in targets:
+            if isinstance(command, Acknowledge):
+                changed += self._acknowledge(sink, command, p, condition, ep, now_ns)
+            elif isinstance(command, Silence):
+                until = now_ns + round(command.duration_s * NS)
+                if ep.acknowledged or ep.silenced_until_ns == until:
+                    continue  # acknowledged alarms are already audio-off
+                ep.silenced_until_ns = until
+                self._notify(sink, command.patient, p, condition, ep, "silenced", now_ns,
+                             _with_reason(f"audio paused for {command.duration_s:g} s", command.reason), command.by)
+                changed += 1
+            elif ep.silenced_until_ns is not None:
+                ep.silenced_until_ns = None
+                self._notify(sink, command.patient, p, condition, ep, "unsilenced", now_ns,
+                             _with_reason("audio pause ended by user", command.reason), command.by)
+                changed += 1
+        one = targets[0] if len(targets) == 1 else None
+        self._audit_command(sink, now_ns, command.by, name, "applied" if changed else "no_change", command.patient,
+                            one[1].alarm_id if one else None, one[0] if one else None,
+                            _with_reason(f"{name} {len(targets)} alarm(s), {changed} changed", command.reason), cid)
+        return sink.outcome()
+
+    def _acknowledge(self, sink: _Sink, command: Acknowledge, p: _Patient, condition: Condition, ep: _Episode,
+                     now_ns: int) -> int:
+        if ep.acknowledged:
+            return 0
+        ep.acknowledged, ep.silenced_until_ns = True, None
+        self._notify(sink, command.patient, p, condition, ep, "acknowledged", now_ns,
+                     _with_reason("acknowledged", command.reason), command.by)
+        if not ep.present:
+            p.tracker(condition).episode = None
+            self._notify(sink, command.patient, p, condition, ep, "cleared", now_ns,
+                         "latched alarm acknowledged after its condition ended", command.by)
+        return 1
+
+    def _set_limits(self, sink: _Sink, p: _Patient, command: SetLimits, now_ns: int) -> Outcome:
+        old = p.specs[command.condition]
+        try:
+            new = old.with_limits(command.limits, command.hysteresis)
+            check_pairs({**p.specs, command.condition: new})
+        except ValueError as exc:
+            error = f"limits rejected: {exc}"
+            self._audit_command(sink, now_ns, command.by, "set_limits", "rejected", command.patient, None,
+                                command.condition, error, command.command_id)
+            return sink.outcome(error)
+        p.specs[command.condition] = new
+        outcome: AuditOutcome = "no_change" if new == old else "applied"
+        self._audit_command(sink, now_ns, command.by, "set_limits", outcome, command.patient, None, command.condition,
+                            _with_reason(f"{_describe(old)} -> {_describe(new)}", command.reason), command.command_id)
+        return sink.outcome()
+
+    # ---- queries ------------------------------------------------------------------------------
+
+    def active(self, patient: str) -> list[AlarmView]:
+        """Visible alarms (active or latched), most severe first, for the retained state topic."""
+        p = self._patients.get(patient)
+        if p is None:
+            return []
+        views = [AlarmView(ep.alarm_id, patient, c, p.specs[c].category, ep.priority,
+                           "active" if ep.present else "latched", ep.acknowledged, ep.silenced_until_ns, ep.value,
+                           ep.limit, ep.onset_ns, ep.raised_ns)
+                 for c, ep in self._targets(p, None, None)]
+        return sorted(views, key=lambda v: (-rank(v.priority), v.raised_time_ns, v.alarm_id))
+
+    def status(self, patient: str, condition: Condition) -> AlarmStatus:
+        p = self._patients.get(patient)
+        tracker = p.trackers.get(condition) if p else None
+        if tracker is None:
+            return "inactive"
+        if tracker.episode is not None:
+            return "active" if tracker.episode.present else "latched"
+        return "pending" if tracker.since else "inactive"
+
+    def limits(self, patient: str) -> dict[Condition, ConditionSpec]:
+        """The specs in force for this patient (defaults, config overrides, then set_limits commands)."""
+        return dict(self._patient(patient).specs)
+
+    def news2(self, patient: str, device_time_ns: int) -> News2Result:
+        """NEWS2 from the latest readings no older than ``news2_max_age_s`` at ``device_time_ns``."""
+        p = self._patient(patient)
+        max_age = round(self.config.news2_max_age_s * NS)
+        vals = {k: v for k, (v, t) in p.latest.items() if 0 <= device_time_ns - t <= max_age}
+
+        def num(key: str) -> float | None:
+            v = vals.get(key)
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        avpu = vals.get("consciousness")
+        oxygen = vals.get("on_oxygen")
+        return news2(pulse=num("pulse"), spo2=num("spo2"), systolic=num("systolic"),
+                     respiration_rate=num("respiration_rate"), temperature=num("temperature"),
+                     consciousness=next((c for c in _AVPU if c == avpu), None),
+                     on_oxygen=oxygen if isinstance(oxygen, bool) else None, rhythm=p.rhythm)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _patient(self, patient: str) -> _Patient:
+        p = self._patients.get(patient)
+        if p is None:
+            p = self._patients[patient] = _Patient(self.config.specs_for(patient))
+        return p
+
+    def _vt_value(self, run: tuple[int, int, int] | None) -> float:
+        """Length of the current ventricular run, or 0 when it is slower than the VT rate."""
+        if run is None:
+            return 0.0
+        first, last, count = run
+        if count < 2:
+            return float(count)
+        rate = 60 * NS * (count - 1) / max(last - first, 1)
+        return float(count) if rate > self.config.vt_min_rate_bpm else 0.0
+
+    @staticmethod
+    def _targets(p: _Patient, alarm_id: str | None, condition: Condition | None) -> list[tuple[Condition, _Episode]]:
+        found = []
+        for c, tracker in p.trackers.items():
+            ep = tracker.episode
+            if ep is None or (alarm_id is not None and ep.alarm_id != alarm_id):
+                continue
+            if condition is not None and c != condition:
+                continue
+            found.append((c, ep))
+        return found
+
+    def _feed(self, sink: _Sink, patient: str, p: _Patient, condition: Condition, value: float, t: int, now: int,
+              note: str = "") -> None:
+        """One sample of one condition's value stream: the onset/hysteresis state machine."""
+        spec, tracker, value = p.specs[condition], p.tracker(condition), float(value)
+        if tracker.last_sample_ns is not None and t < tracker.last_sample_ns:
+            return  # stale or reordered sample: device time never runs backwards within a stream
+        tracker.last_sample_ns = t
+        confirmed = None
+        for tier in spec.tiers:
+            if spec.beyond(value, tier.limit):
+                start = tracker.since.setdefault(tier.priority, t)
+                if t - start >= round(tier.onset_delay_s * NS):
+                    confirmed = tier
+            else:
+                tracker.since.pop(tier.priority, None)
+        ep = tracker.episode
+        if ep is None:
+            if confirmed is None:
+                return
+            tracker.episodes += 1
+            onset = tracker.since[confirmed.priority]
+            ep = tracker.episode = _Episode(f"{patient}:{condition}:{tracker.episodes}:{onset}", confirmed.priority,
+                                            onset, t, value, confirmed.limit, now, now)
+            self._notify(sink, patient, p, condition, ep, "raised", now,
+                         _with_reason(_crossing(spec, value, confirmed.limit, confirmed.onset_delay_s), note))
+            return
+        ep.value = value
+        if confirmed is not None:
+            tracker.clear_since = None
+            ep.present = True  # a latched alarm whose condition returns stays the same alarm
+            if rank(confirmed.priority) > rank(ep.priority):
+                old = ep.priority
+                ep.priority, ep.priority_since_ns = confirmed.priority, now
+                ep.onset_ns, ep.trigger_ns, ep.limit = tracker.since[confirmed.priority], t, confirmed.limit
+                ep.silenced_until_ns = None
+                self._notify(sink, patient, p, condition, ep, "escalated", now, _with_reason(
+                    f"{old} -> {confirmed.priority}: "
+                    f"{_crossing(spec, value, confirmed.limit, confirmed.onset_delay_s)}", note))
+            return
+        if not ep.present or not spec.cleared_by(value):
+            tracker.clear_since = None
+            return
+        start = tracker.clear_since = t if tracker.clear_since is None else tracker.clear_since
+        if t - start < round(spec.clear_delay_s * NS):
+            return
+        tracker.clear_since = None
+        ep.onset_ns, ep.trigger_ns, ep.limit = start, t, spec.clear_threshold
+        why = _with_reason(f"back past {spec.clear_threshold:g} {spec.unit} for {spec.clear_delay_s:g} s", note)
+        if spec.latches(ep.priority) and not ep.acknowledged:
+            ep.present = False
+            if not ep.latched_noticed:
+                ep.latched_noticed = True
+                self._notify(sink, patient, p, condition, ep, "latched", now,
+                             f"{why}; stays until acknowledged")
+            return
+        tracker.episode = None
+        self._notify(sink, patient, p, condition, ep, "cleared", now, why)
+
+    def _notify(self, sink: _Sink, patient: str, p: _Patient, condition: Condition, ep: _Episode,
+                state: NoticeState, now: int, reason: str, by: str = ENGINE_ACTOR) -> None:
+        spec = p.specs[condition]
+        sink.notices.append(AlarmNotice(ep.alarm_id, patient, condition, spec.category, ep.priority, state, ep.value,
+                                        ep.limit, ep.onset_ns, ep.trigger_ns, now, ep.acknowledged,
+                                        ep.silenced_until_ns, by, reason))
+        sink.audit.append(AuditEntry(now, by, f"alarm.{state}", "applied", patient, ep.alarm_id, condition, reason,
+                                     priority=ep.priority, value=ep.value))
+
+    @staticmethod
+    def _audit_command(sink: _Sink, now: int, by: str | None, name: str, outcome: AuditOutcome, patient: str | None,
+                       alarm_id: str | None, condition: str | None, reason: str, command_id: str | None) -> None:
+        """The command's own entry goes first: it is the cause of the transitions recorded after it."""
+        sink.audit.insert(0, AuditEntry(now, by or "unknown", f"command.{name}", outcome, patient, alarm_id,
+                                        condition, reason, command_id))
+
+
+def _command_name(command: Command) -> str:
+    if isinstance(command, Acknowledge):
+        return "acknowledge"
+    if isinstance(command, Silence):
+        return "silence"
+    if isinstance(command, Unsilence):
+        return "unsilence"
+    return "set_limits"
+
+
+def _crossing(spec: ConditionSpec, value: float, limit: float, delay_s: float) -> str:
+    return f"{spec.condition} {value:g} {_OPS[spec.direction]} {limit:g} {spec.unit} for >= {delay_s:g} s"
+
+
+def _with_reason(text: str, reason: str) -> str:
+    return f"{text} ({reason})" if reason else text
+
+
+def _describe(spec: ConditionSpec) -> str:
+    tiers = ", ".join(f"{t.priority} {_OPS[spec.direction]} {t.limit:g}" for t in spec.tiers)
+    return f"[{tiers}; hysteresis {spec.hysteresis:g} {spec.unit}]"
+
+
+def _news2_note(score: News2Result) -> str:
+    parts: Iterable[str] = (f"{k}={v}" for k, v in score.subscores.items() if v is not None)
+    note = f"NEWS2 {score.band}: " + " ".join(parts)
+    if score.partial:
+        note += f"; partial, missing {', '.join(score.missing)}"
+    return note
