@@ -20,9 +20,17 @@ from edge.alarms import AlarmEvent, TechnicalAlarm, UpperLimitAlarm, UpperLimitR
 from edge.clock import ClockTracker
 from edge.codecs.battery import decode_battery_level
 from edge.codecs.blood_pressure import decode_blood_pressure_measurement
+from edge.codecs.current_time import decode_current_time
 from edge.codecs.ecg_waveform import decode_ecg_packet
 from edge.codecs.errors import DecodeError
 from edge.codecs.heart_rate import decode_heart_rate_measurement
+from edge.codecs.polar_pmd import (
+    ECG_SAMPLE_RATE_HZ,
+    decode_pmd_response,
+    decode_polar_ecg_frame,
+    first_sample_time_ns,
+    polar_to_unix_ns,
+)
 from edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
 from edge.ecg_assembler import EcgAssembler, EcgFrame
 from proto.cardiogate.v1 import telemetry_pb2 as pb
@@ -50,6 +58,7 @@ class DeviceCounters:
     ecg_gaps: int = 0
     ecg_missing_samples: int = 0
     clock_jumps: int = 0
+    pmd_refusals: int = 0
     last_heart_rate: int | None = None
 
 
@@ -86,6 +95,7 @@ class DeviceProcessor:
         self._battery_low = TechnicalAlarm("battery_low", patient, 0.0)
         self._battery_low_percent = battery_low_percent
         self._assembler = EcgAssembler(block_samples)
+        self.polar_rate_hz = ECG_SAMPLE_RATE_HZ
         self.clock = ClockTracker()
         self.counters = DeviceCounters()
         self.state = DeviceState()
@@ -219,6 +229,43 @@ class DeviceProcessor:
         samples = np.asarray(p.samples, dtype=np.int32)
         self.on_ecg_frame(EcgFrame(p.first_sample_time_us * 1000, float(p.sample_rate_hz), p.resolution_nv / 1000.0,
                                    samples, p.sequence, receive_ns))
+
+    def on_polar_ecg(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """Polar Measurement Data ECG: 24-bit microvolt samples, the last sample's time in ns since 2000."""
+        try:
+            f = decode_polar_ecg_frame(data)
+            first_ns = polar_to_unix_ns(first_sample_time_ns(f, self.polar_rate_hz))
+        except DecodeError as exc:
+            self._decode_error("polar_ecg", exc, data)
+            return
+        except ValueError as exc:  # a timestamp that cannot be placed in time
+            self._decode_error("polar_ecg", DecodeError(str(exc)), data)
+            return
+        self.on_ecg_frame(EcgFrame(first_ns, float(self.polar_rate_hz), 1.0, f.samples_uv, None, receive_ns))
+
+    def on_pmd_control(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """A control point response: a refused start is logged and counted (the session keeps the other streams)."""
+        try:
+            r = decode_pmd_response(data)
+        except DecodeError as exc:
+            self._decode_error("pmd_control", exc, data)
+            return
+        self._seen(receive_ns)
+        if not r.ok:
+            self.counters.pmd_refusals += 1
+            log.warning("polar measurement refused", device=self.device_id, op=r.op_code.name,
+                        error=r.error.name if r.error else r.error_code)
+
+    def on_current_time(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """A Current Time read: one observation of the wearable's clock for devices without timestamped data."""
+        try:
+            ct = decode_current_time(data)
+        except DecodeError as exc:
+            self._decode_error("current_time", exc, data)
+            return
+        device_ns = ct.to_unix_ns()
+        if device_ns is not None and self.counters.ecg_packets == 0:
+            self.clock.observe(device_ns, receive_ns)
 
     def on_ecg_frame(self, frame: EcgFrame) -> None:
         """Any wearable's ECG frame, already decoded (our watch, Polar PMD)."""

@@ -15,9 +15,9 @@ A scenario is TOML, for example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
 from edge.codecs.address import BleAddress
@@ -67,6 +67,15 @@ class WatchSpec(StrictModel):
     spo2_interval_s: float = Field(default=1.0, gt=0, le=3600)
     bp_interval_s: float = Field(default=300.0, gt=0, le=86400)
     faults: WatchFaults = WatchFaults()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _polar_rate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("profile") == "polar_h10":
+            if data.get("sample_rate_hz", 130) != 130:
+                raise ValueError("a polar_h10 strap samples ECG at 130 Hz")
+            data = {**data, "sample_rate_hz": 130}
+        return data
 
     @field_validator("heart_rate")
     @classmethod

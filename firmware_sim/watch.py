@@ -26,7 +26,7 @@ import numpy as np
 from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
-from bumble.gatt import Characteristic, Service
+from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.hci import Address
 from bumble.host import Host
 from bumble.link import LocalLink
@@ -39,6 +39,15 @@ from edge.codecs.blood_pressure import (
     BloodPressureMeasurement,
     encode_blood_pressure_measurement,
 )
+from edge.codecs.current_time import CURRENT_TIME_SERVICE_UUID, CURRENT_TIME_UUID, CurrentTime, encode_current_time
+from edge.codecs.device_information import (
+    DEVICE_INFORMATION_SERVICE_UUID,
+    FIRMWARE_REVISION_UUID,
+    MANUFACTURER_NAME_UUID,
+    MODEL_NUMBER_UUID,
+    SERIAL_NUMBER_UUID,
+    encode_dis_string,
+)
 from edge.codecs.ecg_waveform import (
     ECG_SERVICE_UUID,
     ECG_WAVEFORM_UUID,
@@ -47,6 +56,20 @@ from edge.codecs.ecg_waveform import (
     samples_per_packet,
 )
 from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
+from edge.codecs.polar_pmd import (
+    PMD_CONTROL_POINT_UUID,
+    PMD_DATA_UUID,
+    PMD_SERVICE_UUID,
+    PmdError,
+    PmdMeasurementType,
+    PmdOpCode,
+    PmdResponse,
+    PolarEcgFrame,
+    decode_pmd_request,
+    encode_pmd_response,
+    encode_polar_ecg_frame,
+    unix_to_polar_ns,
+)
 from edge.codecs.pulse_oximeter import (
     PLX_CONTINUOUS_MEASUREMENT_UUID,
     PULSE_OXIMETER_SERVICE_UUID,
@@ -56,7 +79,7 @@ from edge.codecs.pulse_oximeter import (
 )
 from edge.codecs.sfloat import GattDateTime, sfloat_from_float
 from firmware_sim.patient import PatientScenario, PatientSimulator
-from firmware_sim.physiology import uv_to_int16
+from firmware_sim.physiology import uv_to_int16, uv_to_int24
 from firmware_sim.scenario import WatchSpec
 from firmware_sim.truth import GroundTruthLog
 
@@ -71,12 +94,15 @@ ADVERTISING_INTERVAL_MS = 100  # fast advertising, as wearables do while they wa
 MAX_PACKET_AGE_S = 0.5  # a partly filled ECG packet goes out after this long
 MALFORMED_HRM = b"\x10\x48\x01"  # RR-interval flag set but an odd number of RR bytes
 _SERVICES: dict[str, tuple[str, ...]] = {
-    "ecg_watch": ("hrs", "ecg", "plx", "bps", "battery"),
-    "hr_watch": ("hrs", "battery"),
-    "pulse_oximeter": ("plx", "battery"),
-    "bp_cuff": ("bps", "battery"),
-    "polar_h10": ("hrs", "battery"),
+    "ecg_watch": ("hrs", "ecg", "plx", "bps", "battery", "dis", "cts"),
+    "hr_watch": ("hrs", "battery", "dis"),
+    "pulse_oximeter": ("plx", "battery", "dis"),
+    "bp_cuff": ("bps", "battery", "dis", "cts"),
+    "polar_h10": ("hrs", "pmd", "battery", "dis"),
 }
+_MODEL = {"ecg_watch": "CG-ECG-1", "hr_watch": "CG-HR-1", "pulse_oximeter": "CG-OX-1", "bp_cuff": "CG-BP-1",
+          "polar_h10": "H10-SIM"}
+POLAR_SAMPLES_PER_FRAME = 73  # what an H10 sends per notification
 
 
 def _uuid(u: str) -> UUID:
@@ -154,6 +180,10 @@ class SimulatedWatch:
         self._advertising = False
         self._mtu = NOMINAL_MTU
         self._tasks: set[asyncio.Task[None]] = set()
+        self._t0: float | None = None
+        self._pmd_started_at: float | None = None  # real seconds since start when ECG was requested
+        self._pmd_next_index = 0
+        self.pmd_frames = 0
 
     # -- GATT ------------------------------------------------------------
     def _char(self, key: str, uuid: UUID, props: Characteristic.Properties, value: bytes = b"") -> Characteristic[Any]:
@@ -179,10 +209,35 @@ class SimulatedWatch:
             level = encode_battery_level(round(self.spec.faults.battery_start_percent))
             out.append(Service(_uuid(BATTERY_SERVICE_UUID),
                                [self._char("battery", _uuid(BATTERY_LEVEL_UUID), read | notify, level)]))
+        if "pmd" in self.services:
+            cp: Characteristic[Any] = Characteristic(
+                _uuid(PMD_CONTROL_POINT_UUID), Characteristic.Properties.WRITE | indicate | read,
+                Characteristic.READABLE | Characteristic.WRITEABLE,
+                CharacteristicValue(read=lambda _c: b"\x0f\x01\x00", write=self._on_pmd_write))
+            self._chars["pmd_cp"] = cp
+            out.append(Service(_uuid(PMD_SERVICE_UUID), [cp, self._char("pmd_data", _uuid(PMD_DATA_UUID), notify)]))
+        if "dis" in self.services:
+            out.append(Service(_uuid(DEVICE_INFORMATION_SERVICE_UUID), [
+                self._char("dis_mfr", _uuid(MANUFACTURER_NAME_UUID), read, encode_dis_string("cardiogate-sim")),
+                self._char("dis_model", _uuid(MODEL_NUMBER_UUID), read, encode_dis_string(_MODEL[self.spec.profile])),
+                self._char("dis_serial", _uuid(SERIAL_NUMBER_UUID), read,
+                           encode_dis_string(self.spec.address.replace(":", ""))),
+                self._char("dis_fw", _uuid(FIRMWARE_REVISION_UUID), read, encode_dis_string("1.4.2")),
+            ]))
+        if "cts" in self.services:
+            cts: Characteristic[Any] = Characteristic(
+                _uuid(CURRENT_TIME_UUID), read, Characteristic.READABLE,
+                CharacteristicValue(read=lambda _c: encode_current_time(
+                    CurrentTime.from_unix_ns(self.clock.at(self._now_s()) * 1000))))
+            self._chars["cts"] = cts
+            out.append(Service(_uuid(CURRENT_TIME_SERVICE_UUID), [cts]))
         return out
 
+    def _now_s(self) -> float:
+        return time.monotonic() - self._t0 if self._t0 is not None else 0.0
+
     def _advertised_16(self) -> bytes:
-        ids = {"hrs": 0x180D, "plx": 0x1822, "bps": 0x1810}
+        ids = {"hrs": 0x180D, "plx": 0x1822, "bps": 0x1810, "cts": 0x1805}
         return b"".join(bytes(UUID.from_16_bits(ids[s])) for s in self.services if s in ids)
 
     async def start(self) -> None:
@@ -195,7 +250,7 @@ class SimulatedWatch:
         if self.patient is not None:
             for event in self.patient.truth_events():
                 self._truth.write(watch=self.spec.address, kind="scenario_event", start_us=self.clock.at(0.0),
-                                  **event.as_record())
+                                  event=event.as_record())
 
     async def _advertise(self) -> None:
         if self._advertising:
@@ -205,9 +260,10 @@ class SimulatedWatch:
             (AdvertisingData.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS, self._advertised_16()),
             (AdvertisingData.COMPLETE_LOCAL_NAME, self.spec.name.encode()),
         ]))
+        extra = ECG_SERVICE_UUID if "ecg" in self.services else PMD_SERVICE_UUID if "pmd" in self.services else None
         scan_rsp = bytes(AdvertisingData([
-            (AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(ECG_SERVICE_UUID))),
-        ])) if "ecg" in self.services else b""
+            (AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(extra))),
+        ])) if extra else b""
         await self.device.start_advertising(advertising_data=adv, scan_response_data=scan_rsp, auto_restart=True,
                                             advertising_interval_min=ADVERTISING_INTERVAL_MS,
                                             advertising_interval_max=ADVERTISING_INTERVAL_MS)
@@ -248,7 +304,11 @@ class SimulatedWatch:
     # -- the clock-driven loop ----------------------------------------------
     async def tick(self, elapsed: float) -> None:
         """Do everything due at ``elapsed`` seconds since the fleet started."""
+        if self._t0 is None:
+            self._t0 = time.monotonic() - elapsed
         await self._faults_due(elapsed)
+        if "pmd" in self.services:
+            await self._pmd_due(elapsed)
         if "ecg" in self.services:
             await self._ecg_due(elapsed)
         if "hrs" in self.services and elapsed >= self._next_hr_s:
@@ -341,6 +401,62 @@ class SimulatedWatch:
         self.ecg_samples_sent += count
         self._truth.write(watch=self.spec.address, kind="ecg", seq=packet.sequence, t0_us=t0_us, fs=fs,
                           res_nv=RESOLUTION_NV, samples=np.asarray(samples).tolist())
+
+    # -- Polar Measurement Data (H10-like strap) -----------------------------
+    def _on_pmd_write(self, connection: Connection, value: bytes) -> None:
+        """Control point: start/stop ECG, answered with an indication as a strap does."""
+        try:
+            request = decode_pmd_request(value)
+        except Exception:
+            response = PmdResponse(PmdOpCode.START_MEASUREMENT, 0, PmdError.INVALID_PARAMETER)
+        else:
+            if request.measurement_type != PmdMeasurementType.ECG:
+                response = PmdResponse(request.op_code, request.measurement_type, PmdError.NOT_SUPPORTED)
+            elif request.op_code == PmdOpCode.START_MEASUREMENT:
+                if self._pmd_started_at is None:  # a real strap starts its stream late (15-30 s on an H10)
+                    self._pmd_started_at = self._now_s()
+                response = PmdResponse(request.op_code, request.measurement_type, PmdError.SUCCESS,
+                                       settings=request.settings)
+            elif request.op_code == PmdOpCode.STOP_MEASUREMENT:
+                self._pmd_started_at = None
+                response = PmdResponse(request.op_code, request.measurement_type, PmdError.SUCCESS)
+            else:
+                response = PmdResponse(request.op_code, request.measurement_type, PmdError.SUCCESS)
+        self._truth.write(watch=self.spec.address, kind="pmd_request", payload=bytes(value).hex(),
+                          host_us=time.time_ns() // 1000)
+        self._spawn(self._indicate_pmd(connection, encode_pmd_response(response)))
+
+    async def _indicate_pmd(self, connection: Connection, payload: bytes) -> None:
+        with contextlib.suppress(Exception):
+            await self.device.indicate_subscriber(connection, self._chars["pmd_cp"], payload, force=True)
+
+    async def _pmd_due(self, elapsed: float) -> None:
+        """Stream ECG frames on the strap's own time base once started (after the late-start delay)."""
+        if self._pmd_started_at is None:
+            return
+        connections = self._subscribed("pmd_data")
+        if not connections:
+            self._pmd_started_at = None  # the strap stops streaming when its client is gone
+            return
+        fs = self.spec.sample_rate_hz
+        t = self.clock.device_elapsed_s(elapsed) - self.spec.faults.ecg_start_delay_s - self._pmd_started_at
+        if t <= 0:
+            return
+        due = int(self.clock.device_elapsed_s(elapsed) * fs)
+        if self._pmd_next_index == 0 or due - self._pmd_next_index > 10 * fs:
+            self._pmd_next_index = due  # (re)start streaming from now: the first frame is a frame from now
+        while due - self._pmd_next_index >= POLAR_SAMPLES_PER_FRAME:
+            first = self._pmd_next_index
+            samples = uv_to_int24(self.source.ecg_uv(first, POLAR_SAMPLES_PER_FRAME))
+            last_us = self.clock.stamp_us((first + POLAR_SAMPLES_PER_FRAME - 1) / fs)
+            frame = PolarEcgFrame(unix_to_polar_ns(last_us * 1000), samples)
+            payload = encode_polar_ecg_frame(frame)
+            for conn in connections:
+                await self.device.notify_subscriber(conn, self._chars["pmd_data"], payload, force=True)
+            self._truth.write(watch=self.spec.address, kind="polar_ecg", seq=self.pmd_frames,
+                              t0_us=self.clock.stamp_us(first / fs), fs=fs, samples=samples.tolist())
+            self.pmd_frames += 1
+            self._pmd_next_index += POLAR_SAMPLES_PER_FRAME
 
     # -- heart rate ---------------------------------------------------------
     async def _send_malformed(self, at_s: float) -> None:

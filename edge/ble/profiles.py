@@ -15,8 +15,18 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 
 from edge.codecs.battery import BATTERY_LEVEL_UUID
 from edge.codecs.blood_pressure import BLOOD_PRESSURE_MEASUREMENT_UUID, BLOOD_PRESSURE_SERVICE_UUID
+from edge.codecs.current_time import CURRENT_TIME_UUID
+from edge.codecs.device_information import DIS_STRING_CHARACTERISTICS, decode_dis_string
 from edge.codecs.ecg_waveform import ECG_SERVICE_UUID, ECG_WAVEFORM_UUID
+from edge.codecs.errors import DecodeError
 from edge.codecs.heart_rate import HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
+from edge.codecs.polar_pmd import (
+    PMD_CONTROL_POINT_UUID,
+    PMD_DATA_UUID,
+    PMD_SERVICE_UUID,
+    ecg_start_request,
+    encode_pmd_request,
+)
 from edge.codecs.pulse_oximeter import (
     PLX_CONTINUOUS_MEASUREMENT_UUID,
     PLX_SPOT_CHECK_MEASUREMENT_UUID,
@@ -28,7 +38,7 @@ Handler = Callable[[bytes | bytearray, int], None]
 
 # Advertised services the scanner filters on (a device advertising none of them is ignored).
 SCAN_SERVICE_UUIDS = [HEART_RATE_SERVICE_UUID, ECG_SERVICE_UUID, PULSE_OXIMETER_SERVICE_UUID,
-                      BLOOD_PRESSURE_SERVICE_UUID]
+                      BLOOD_PRESSURE_SERVICE_UUID, PMD_SERVICE_UUID]
 
 
 def _notify(processor: DeviceProcessor, handler: Handler) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
@@ -53,6 +63,18 @@ async def subscribe_all(client: BleakClient, processor: DeviceProcessor) -> list
         if services.get_characteristic(uuid) is not None:
             await client.start_notify(uuid, _notify(processor, handler))  # notify or indicate, bleak picks
             done.append(name)
+    if services.get_characteristic(PMD_DATA_UUID) is not None:
+        # Polar straps: data first, then control point indications, then ask for ECG (it may start late).
+        await client.start_notify(PMD_DATA_UUID, _notify(processor, processor.on_polar_ecg))
+        await client.start_notify(PMD_CONTROL_POINT_UUID, _notify(processor, processor.on_pmd_control))
+        request = ecg_start_request()
+        await client.write_gatt_char(PMD_CONTROL_POINT_UUID, encode_pmd_request(request), response=True)
+        done.append("polar_ecg")
+    await _read_static(client, processor)
+    cts = services.get_characteristic(CURRENT_TIME_UUID)
+    if cts is not None:
+        processor.on_current_time(await client.read_gatt_char(cts), time.time_ns())
+        done.append("current_time")
     battery = services.get_characteristic(BATTERY_LEVEL_UUID)
     if battery is not None:
         processor.on_battery(await client.read_gatt_char(battery), time.time_ns())
@@ -60,3 +82,23 @@ async def subscribe_all(client: BleakClient, processor: DeviceProcessor) -> list
             await client.start_notify(battery, _notify(processor, processor.on_battery))
         done.append("battery")
     return done
+
+
+async def _read_static(client: BleakClient, processor: DeviceProcessor) -> None:
+    """Device Information, once per device: it does not change while the gateway runs."""
+    state = processor.state
+    if state.model is not None:
+        return
+    found: dict[str, str] = {}
+    for uuid, field_name in DIS_STRING_CHARACTERISTICS.items():
+        char = client.services.get_characteristic(uuid)
+        if char is None:
+            continue
+        data = await client.read_gatt_char(char)
+        try:
+            found[field_name] = decode_dis_string(data)
+        except DecodeError as exc:
+            processor.decode_error(field_name, exc, data)
+    state.manufacturer = found.get("manufacturer_name")
+    state.model = found.get("model_number", "")
+    state.firmware = found.get("firmware_revision")
