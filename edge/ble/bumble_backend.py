@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bleak.args import SizedBuffer
@@ -29,7 +30,7 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError
 from bumble import core as bumble_core
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt import Characteristic
-from bumble.gatt_client import CharacteristicProxy, ServiceProxy
+from bumble.gatt_client import CharacteristicProxy, DescriptorProxy, ServiceProxy
 from bumble.hci import Address
 from bumble.transport import open_transport
 
@@ -50,6 +51,33 @@ _AD_UUID_TYPES = (
     bumble_core.AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
     bumble_core.AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedCharacteristic:
+    handle: int
+    end_group_handle: int
+    uuid: bumble_core.UUID
+    properties: int
+    descriptors: tuple[tuple[int, bumble_core.UUID], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedService:
+    handle: int
+    end_group_handle: int
+    uuid: bumble_core.UUID
+    characteristics: tuple[_CachedCharacteristic, ...]
+
+
+# Service discovery costs dozens of ATT round trips; a device's GATT database does not change between
+# reconnects unless its firmware does, so the layout is remembered per address (as BlueZ does) and
+# forgotten on any GATT error.
+_GATT_CACHE: dict[str, tuple[_CachedService, ...]] = {}
+
+
+def forget_services(address: str) -> None:
+    _GATT_CACHE.pop(address.upper(), None)
 
 
 def bleak_uuid(u: bumble_core.UUID) -> str:
@@ -197,6 +225,7 @@ class BumbleClient(BaseBleakClient):
         self._peer: Peer | None = None
         self._proxies: dict[int, CharacteristicProxy[bytes]] = {}
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
+        self.discovery_cached = False
 
     @property
     def name(self) -> str:
@@ -225,20 +254,43 @@ class BumbleClient(BaseBleakClient):
             raise
 
     async def _discover(self, peer: Peer) -> BleakGATTServiceCollection:
+        cached = _GATT_CACHE.get(self.address.upper())
+        if cached is None:
+            cached = await self._discover_remote(peer)
+            _GATT_CACHE[self.address.upper()] = cached
+        else:
+            self.discovery_cached = True
         collection = BleakGATTServiceCollection()
-        services: list[ServiceProxy] = await peer.discover_services()
-        for svc in services:
-            service = BleakGATTService(svc, svc.handle, bleak_uuid(svc.uuid))
+        client = peer.gatt_client
+        for svc in cached:
+            proxy_svc = ServiceProxy(client, svc.handle, svc.end_group_handle, svc.uuid)  # type: ignore[no-untyped-call]
+            service = BleakGATTService(proxy_svc, svc.handle, bleak_uuid(svc.uuid))
             collection.add_service(service)
-            for chr_proxy in await peer.discover_characteristics(service=svc):
-                props = [name for bit, name in _PROPERTY_NAMES if chr_proxy.properties & bit]
-                char = BleakGATTCharacteristic(chr_proxy, chr_proxy.handle, bleak_uuid(chr_proxy.uuid), props,  # type: ignore[arg-type]
+            for c in svc.characteristics:
+                proxy: CharacteristicProxy[bytes] = CharacteristicProxy(client, c.handle, c.end_group_handle, c.uuid,
+                                                                        c.properties)
+                proxy.descriptors = [DescriptorProxy(client, h, t) for h, t in c.descriptors]
+                proxy.descriptors_discovered = True
+                props = [name for bit, name in _PROPERTY_NAMES if c.properties & bit]
+                char = BleakGATTCharacteristic(proxy, c.handle, bleak_uuid(c.uuid), props,  # type: ignore[arg-type]
                                                lambda: self.mtu_size - 3, service)
                 collection.add_characteristic(char)
-                self._proxies[chr_proxy.handle] = chr_proxy
-                for desc in await peer.discover_descriptors(chr_proxy):
-                    collection.add_descriptor(BleakGATTDescriptor(desc, desc.handle, bleak_uuid(desc.type), char))
+                self._proxies[c.handle] = proxy
+                for d in proxy.descriptors:
+                    collection.add_descriptor(BleakGATTDescriptor(d, d.handle, bleak_uuid(d.type), char))
         return collection
+
+    @staticmethod
+    async def _discover_remote(peer: Peer) -> tuple[_CachedService, ...]:
+        out = []
+        for svc in await peer.discover_services():
+            chars = []
+            for c in await peer.discover_characteristics(service=svc):
+                descs = await peer.discover_descriptors(c)
+                chars.append(_CachedCharacteristic(c.handle, c.end_group_handle, c.uuid, int(c.properties),
+                                                   tuple((d.handle, d.type) for d in descs)))
+            out.append(_CachedService(svc.handle, svc.end_group_handle, svc.uuid, tuple(chars)))
+        return tuple(out)
 
     def _on_disconnection(self, reason: int) -> None:
         self._connection = None
@@ -269,15 +321,26 @@ class BumbleClient(BaseBleakClient):
             raise BleakError("Not connected")
         return self._peer
 
+    @contextlib.contextmanager
+    def _gatt_errors(self) -> Iterator[None]:
+        """A GATT error may mean a stale cached layout: forget it so the next connect rediscovers."""
+        try:
+            yield
+        except (bumble_core.BaseBumbleError, KeyError):
+            forget_services(self.address)
+            raise
+
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
-        return bytearray(await self._require_peer().read_value(characteristic.handle))
+        with self._gatt_errors():
+            return bytearray(await self._require_peer().read_value(characteristic.handle))
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
         return bytearray(await self._require_peer().read_value(descriptor.handle))
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: SizedBuffer,
                               response: bool) -> None:
-        await self._require_peer().write_value(characteristic.handle, bytes(data), with_response=response)
+        with self._gatt_errors():
+            await self._require_peer().write_value(characteristic.handle, bytes(data), with_response=response)
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
         await self._require_peer().write_value(descriptor.handle, bytes(data), with_response=True)
@@ -291,7 +354,8 @@ class BumbleClient(BaseBleakClient):
             callback(bytearray(value))
 
         self._subscribers[characteristic.handle] = deliver
-        await peer.subscribe(proxy, deliver)
+        with self._gatt_errors():
+            await peer.subscribe(proxy, deliver)
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         peer = self._require_peer()
