@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cardiogate.logs import get_logger
-from edge.alarms import TechnicalAlarm, UpperLimitRule
 from edge.ble.adapters import AdapterPool
 from edge.ble.profiles import SCAN_SERVICE_UUIDS
 from edge.ble.session import DeviceSession
@@ -32,22 +31,17 @@ class ManagedDevice:
     processor: DeviceProcessor
     session: DeviceSession
     task: asyncio.Task[None] | None = None
-    lost: TechnicalAlarm = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lost = TechnicalAlarm("device_lost", self.device.patient, 0.0)
+    lost: bool = False
 
 
 class DeviceManager:
     """Sessions for every paired device, kept in step with the registry."""
 
-    def __init__(self, registry: PairingRegistry, settings: BleSettings, sink: RecordSink,
-                 rules: list[UpperLimitRule], block_samples: int,
+    def __init__(self, registry: PairingRegistry, settings: BleSettings, sink: RecordSink, block_samples: int,
                  on_state: Callable[[ManagedDevice], None] | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self._sink = sink
-        self._rules = rules
         self._block_samples = block_samples
         self._on_state = on_state
         self.pool = AdapterPool(settings.adapters, SCAN_SERVICE_UUIDS)
@@ -64,8 +58,8 @@ class DeviceManager:
     def _add(self, device: PairedDevice) -> ManagedDevice:
         self._check_adapter(device)
         s = self.settings
-        proc = DeviceProcessor(device.address, device.patient, self._sink, self._rules, self._block_samples,
-                               lead_off_after_s=s.lead_off_after_s, battery_low_percent=s.battery_low_percent)
+        proc = DeviceProcessor(device.address, device.patient, self._sink, self._block_samples,
+                               battery_low_percent=s.battery_low_percent)
         managed = ManagedDevice(device, proc, DeviceSession(device, proc, self.pool, s, self._session_state))
         self.devices[device.address] = managed
         if self._running:
@@ -88,11 +82,10 @@ class DeviceManager:
             self._state_changed(managed)
 
     def _state_changed(self, managed: ManagedDevice) -> None:
-        if managed.session.connected:
-            now = time.time_ns()
-            event = managed.lost.update(False, managed.processor.device_time_for(now), now)
-            if event is not None:
-                self._sink.emit_alarm(managed.device.patient, managed.device.address, event)
+        if managed.session.connected and managed.lost:
+            managed.lost = False
+            self._sink.observe_technical(managed.device.patient, managed.device.address, "device_lost", False,
+                                         managed.processor.device_time_for(time.time_ns()))
         if self._on_state is not None:
             self._on_state(managed)
 
@@ -101,15 +94,12 @@ class DeviceManager:
         now_mono = time.monotonic()
         for managed in self.devices.values():
             session = managed.session
-            if session.connected or managed.lost.active:
+            if session.connected or managed.lost:
                 continue
             if now_mono - session.disconnected_since >= self.settings.device_lost_after_s:
-                now = time.time_ns()
-                event = managed.lost.update(True, managed.processor.device_time_for(now), now,
-                                            value=now_mono - session.disconnected_since,
-                                            limit=self.settings.device_lost_after_s)
-                if event is not None:
-                    self._sink.emit_alarm(managed.device.patient, managed.device.address, event)
+                managed.lost = True
+                self._sink.observe_technical(managed.device.patient, managed.device.address, "device_lost", True,
+                                             managed.processor.device_time_for(time.time_ns()))
 
     async def run(self) -> None:
         self._running = True

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
+from typing import Any
+
+from pydantic import ValidationError
 
 from cardiogate.logs import get_logger
-from edge.alarms import AlarmEvent, UpperLimitRule
+from edge.alarm_bridge import AlarmBridge
+from edge.alarm_engine.model import TechnicalCondition
 from edge.device_manager import DeviceManager, ManagedDevice
-from edge.mqtt import MqttPublisher, Outgoing, alarm_payload
+from edge.mqtt import MqttPublisher, Outgoing
 from edge.outbox import Outbox
-from edge.pairing import PairingRegistry
-from edge.settings import GatewaySettings, ThresholdAlarmSettings
+from edge.pairing import PairingError, PairingRegistry
+from edge.settings import GatewaySettings, PairedDevice
 from edge.uplink import Uplink
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
-_PRIORITY = {"low": pb.ALARM_PRIORITY_LOW, "medium": pb.ALARM_PRIORITY_MEDIUM,
-             "high": pb.ALARM_PRIORITY_HIGH, "technical": pb.ALARM_PRIORITY_TECHNICAL}
-
-
-def _rule(condition: str, s: ThresholdAlarmSettings) -> UpperLimitRule:
-    return UpperLimitRule(condition, s.limit_bpm, s.clear_below_bpm, s.onset_delay_s, s.priority)
 
 
 class Gateway:
@@ -35,12 +34,25 @@ class Gateway:
         self.outbox = Outbox(settings.outbox.path)
         self.uplink = Uplink(settings.gateway_id, self.outbox, settings.uplink)
         self.mqtt = MqttPublisher(settings.mqtt, client_id=f"cardiogate-{settings.gateway_id}")
-        rules = [_rule("tachycardia", settings.alarms.tachycardia),
-                 _rule("extreme_tachycardia", settings.alarms.extreme_tachycardia)]
-        self.alarms_raised = 0
         self.registry = PairingRegistry(settings.devices, settings.state.pairings_path)
-        self.devices = DeviceManager(self.registry, settings.ble, self, rules, settings.ecg_block_samples,
+        self.alarms = AlarmBridge(settings.alarms, settings.site, self._publish_patient, self.emit_record,
+                                  lambda patient: any(d.patient == patient for d in self.registry.devices()))
+        self.devices = DeviceManager(self.registry, settings.ble, self, settings.ecg_block_samples,
                                      on_state=self._on_device_state)
+        self.gateway_commands_rejected = 0
+        site, prefix = settings.site, settings.mqtt.topic_prefix
+        self._gateway_topic = f"{prefix}/{site}/gateway/{settings.gateway_id}"
+        self.mqtt.subscribe(f"{prefix}/{site}/+/commands", self._on_patient_command)
+        self.mqtt.subscribe(f"{self._gateway_topic}/commands", self._on_gateway_command)
+
+    @property
+    def alarms_raised(self) -> int:
+        return self.alarms.raised
+
+    def _publish_patient(self, patient: str, leaf: str, payload: dict[str, Any], qos: int, retain: bool,
+                         stamp: bool) -> None:
+        self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, patient, leaf), payload, qos=qos,
+                                   retain=retain, stamp_publish_time=stamp))
 
     # -- RecordSink ---------------------------------------------------------
     def emit_record(self, record: pb.Record) -> None:
@@ -48,28 +60,61 @@ class Gateway:
         self.uplink.notify()
         if record.kind == pb.STREAM_KIND_VITALS:
             v = record.vitals
-            self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, record.patient, "vitals"), {
-                "schema": 1, "patient": record.patient, "device": record.device_id,
-                "heart_rate_bpm": v.heart_rate_bpm, "rr_intervals_ms": list(v.rr_intervals_ms),
-                "device_time_ns": v.device_time_ns, "receive_time_ns": v.receive_time_ns,
-            }, qos=0))
+            body: dict[str, Any] = {"schema": 1, "patient": record.patient, "device": record.device_id,
+                                    "source": v.source, "device_time_ns": v.device_time_ns,
+                                    "receive_time_ns": v.receive_time_ns}
+            for name in ("heart_rate_bpm", "spo2_percent", "pulse_rate_bpm", "systolic_mmhg", "diastolic_mmhg",
+                         "mean_arterial_mmhg", "sensor_contact"):
+                if v.HasField(name):
+                    body[name] = getattr(v, name)
+            if v.rr_intervals_ms:
+                body["rr_intervals_ms"] = list(v.rr_intervals_ms)
+            body["news2"] = self.alarms.news2(record.patient, v.device_time_ns)
+            self._publish_patient(record.patient, "vitals", body, 0, False, False)
 
-    def emit_alarm(self, patient: str, device_id: str, event: AlarmEvent) -> None:
-        if event.raised:
-            self.alarms_raised += 1
-        log.warning("alarm", patient=patient, condition=event.condition, priority=event.priority,
-                    state="raised" if event.raised else "cleared", value=event.value, limit=event.limit)
-        self.mqtt.publish(Outgoing(self.mqtt.topic(self.settings.site, patient, "alarms"),
-                                   alarm_payload(self.settings.site, patient, device_id, event), qos=1,
-                                   stamp_publish_time=True))
-        alarm = pb.Alarm(
-            alarm_id=event.alarm_id, condition=event.condition, priority=_PRIORITY[event.priority],
-            state=pb.ALARM_STATE_RAISED if event.raised else pb.ALARM_STATE_CLEARED,
-            message=f"{event.condition} {event.value:.0f} (limit {event.limit:.0f})", value=event.value,
-            limit=event.limit, onset_sample_device_time_ns=event.onset_sample_time_ns,
-            trigger_sample_device_time_ns=event.trigger_sample_time_ns, decision_time_ns=event.decision_time_ns)
-        self.emit_record(pb.Record(stream_id=f"{device_id}/alarms", device_id=device_id, patient=patient,
-                                   kind=pb.STREAM_KIND_ALARMS, alarm=alarm))
+    def observe_vitals(self, patient: str, device_id: str, device_ns: int, *, hr: float | None = None,
+                       spo2: float | None = None, systolic: float | None = None) -> None:
+        self.alarms.observe_vitals(patient, device_id, device_ns, hr=hr, spo2=spo2, systolic=systolic)
+
+    def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
+                          device_ns: int) -> None:
+        self.alarms.observe_technical(patient, device_id, kind, active, device_ns)
+
+    # -- commands -----------------------------------------------------------
+    def _on_patient_command(self, topic: str, payload: bytes) -> None:
+        patient = topic.split("/")[-2]
+        if patient == "gateway":
+            return
+        self.alarms.handle_command(patient, payload)
+
+    def _on_gateway_command(self, _topic: str, payload: bytes) -> None:
+        """pair / unpair: {"schema": 1, "command": "pair", "address": ..., "patient": ..., "by": ...}."""
+        result: dict[str, Any] = {"schema": 1, "time_ns": time.time_ns()}
+        try:
+            doc = json.loads(payload)
+            if not isinstance(doc, dict) or doc.get("schema") != 1:
+                raise ValueError("expected a JSON object with schema 1")
+            command, by = doc.get("command"), doc.get("by")
+            result.update(command=command, by=by)
+            if not isinstance(by, str) or not by:
+                raise ValueError("'by' must name who sent the command")
+            if command == "pair":
+                device = PairedDevice.model_validate({k: doc[k] for k in ("address", "patient", "name", "adapter")
+                                                      if k in doc})
+                self.registry.pair(device)
+                result.update(outcome="applied", address=device.address, patient=device.patient)
+            elif command == "unpair":
+                removed = self.registry.unpair(str(doc.get("address", "")))
+                result.update(outcome="applied", address=removed.address, patient=removed.patient)
+            else:
+                raise ValueError(f"unknown command {command!r} (pair, unpair)")
+            log.info("gateway command applied", **{k: v for k, v in result.items() if k != "schema"})
+        except (ValueError, ValidationError, PairingError) as exc:
+            self.gateway_commands_rejected += 1
+            message = str(exc).splitlines()[0]
+            result.update(outcome="rejected", error=message)
+            log.warning("gateway command rejected", error=message)
+        self.mqtt.publish(Outgoing(f"{self._gateway_topic}/events", result, qos=1))
 
     def _on_device_state(self, managed: ManagedDevice) -> None:
         self.publish_device_state(managed)
@@ -87,7 +132,8 @@ class Gateway:
     # -- lifecycle ----------------------------------------------------------
     async def run(self, status_interval_s: float = 10.0) -> None:
         tasks = [asyncio.create_task(self.uplink.run(), name="uplink"),
-                 asyncio.create_task(self.mqtt.run(), name="mqtt")]
+                 asyncio.create_task(self.mqtt.run(), name="mqtt"),
+                 asyncio.create_task(self._tick_alarms(), name="alarm-ticks")]
         tasks.append(asyncio.create_task(self.devices.run(), name="devices"))
         log.info("gateway started", gateway=self.settings.gateway_id, devices=len(self.devices.devices),
                  outbox_depth=self.outbox.depth())
@@ -104,6 +150,11 @@ class Gateway:
             bumble_backend = sys.modules.get("edge.ble.bumble_backend")  # only loaded off BlueZ
             if bumble_backend is not None:
                 await bumble_backend.BumbleRadio.close_all()
+
+    async def _tick_alarms(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.alarms.tick()
 
     def _log_status(self) -> None:
         for managed in self.devices.devices.values():

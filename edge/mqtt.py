@@ -1,10 +1,15 @@
-"""Local MQTT publishing: alarms (QoS 1), vitals (QoS 0), retained per-patient state.
+"""Local MQTT: alarms (QoS 1), vitals (QoS 0), retained state, and commands coming in.
 
-Topic tree (docs/architecture.md has the payload schemas)::
+Topic tree (docs/architecture.md and docs/alarms.md have the payload schemas)::
 
-    <prefix>/<site>/<patient>/alarms   JSON alarm events, QoS 1
-    <prefix>/<site>/<patient>/vitals   JSON vitals, QoS 0
-    <prefix>/<site>/<patient>/state    JSON device state, retained, QoS 1
+    <prefix>/<site>/<patient>/alarms        JSON alarm notices, QoS 1
+    <prefix>/<site>/<patient>/alarm_state   JSON visible alarms, retained, QoS 1
+    <prefix>/<site>/<patient>/audit         JSON audit entries and command results, QoS 1
+    <prefix>/<site>/<patient>/vitals        JSON vitals with the NEWS2 score, QoS 0
+    <prefix>/<site>/<patient>/state         JSON device state and health, retained, QoS 1
+    <prefix>/<site>/<patient>/commands      IN: acknowledge / silence / unsilence / set_limits
+    <prefix>/<site>/gateway/<id>/commands   IN: pair / unpair
+    <prefix>/<site>/gateway/<id>/events     JSON results of gateway commands, QoS 1
 
 Messages wait in a queue while the broker is unreachable; alarms are never dropped
 from it (they are also in the outbox), vitals are dropped oldest-first beyond a cap.
@@ -16,13 +21,13 @@ import asyncio
 import collections
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 
 from cardiogate.logs import get_logger
-from edge.alarms import AlarmEvent
 from edge.backoff import Backoff
 from edge.settings import MqttSettings
 
@@ -40,16 +45,7 @@ class Outgoing:
     stamp_publish_time: bool = False
 
 
-def alarm_payload(site: str, patient: str, device_id: str, event: AlarmEvent) -> dict[str, Any]:
-    """The alarm message body (publish_time_ns is stamped when handed to the client)."""
-    return {
-        "schema": SCHEMA_VERSION, "site": site, "patient": patient, "device": device_id,
-        "alarm_id": event.alarm_id, "condition": event.condition, "priority": event.priority,
-        "state": "raised" if event.raised else "cleared", "value": event.value, "limit": event.limit,
-        "onset_sample_device_time_ns": event.onset_sample_time_ns,
-        "trigger_sample_device_time_ns": event.trigger_sample_time_ns,
-        "decision_time_ns": event.decision_time_ns,
-    }
+Handler = Callable[[str, bytes], None]  # (topic, payload)
 
 
 class MqttPublisher:
@@ -64,6 +60,13 @@ class MqttPublisher:
         self.published = 0
         self.connected = False
         self.publish_latency_ns: list[int] = []
+        self._subscriptions: list[tuple[str, Handler]] = []
+        self.received = 0
+        self.handler_errors = 0
+
+    def subscribe(self, topic_filter: str, handler: Handler) -> None:
+        """Call ``handler`` for every message on ``topic_filter`` (QoS 1; resubscribed after reconnects)."""
+        self._subscriptions.append((topic_filter, handler))
 
     def topic(self, site: str, patient: str, leaf: str) -> str:
         return f"{self._settings.topic_prefix}/{site}/{patient}/{leaf}"
@@ -82,12 +85,34 @@ class MqttPublisher:
                     self.connected = True
                     backoff.reset()
                     log.info("mqtt connected", host=self._settings.host, port=self._settings.port)
-                    await self._drain(client)
+                    for topic_filter, _ in self._subscriptions:
+                        await client.subscribe(topic_filter, qos=1)
+                    tasks = [asyncio.create_task(self._read(client)), asyncio.create_task(self._drain(client))]
+                    try:
+                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done:
+                            task.result()  # re-raise the broken connection's error
+                    finally:
+                        for task in tasks:
+                            task.cancel()
+                        await asyncio.gather(*tasks, return_exceptions=True)
             except aiomqtt.MqttError as exc:
                 log.warning("mqtt unavailable", error=str(exc))
             finally:
                 self.connected = False
             await asyncio.sleep(backoff.next_delay())
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.received += 1
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            for topic_filter, handler in self._subscriptions:
+                if message.topic.matches(topic_filter):
+                    try:
+                        handler(message.topic.value, payload)
+                    except Exception:  # one bad command must not stop the gateway listening
+                        self.handler_errors += 1
+                        log.exception("mqtt handler failed", topic=message.topic.value)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:

@@ -1,7 +1,7 @@
-"""Per-device processing: decode notifications, time-stamp, cut ECG blocks, run alarm rules.
+"""Per-device processing: decode notifications, time-stamp, cut ECG blocks, feed the alarm engine.
 
 Pure apart from the clock passed in: the BLE session hands raw bytes and the receive
-time; a :class:`RecordSink` receives protobuf records and alarm events. Malformed
+time; a :class:`RecordSink` receives protobuf records and observations for the alarm engine. Malformed
 packets are counted and logged, and never end the session. Every sample carries the
 device time (the wearable's clock, or the gateway's estimate of it for characteristics
 without timestamps) and the receive time; ECG blocks also carry the device time mapped
@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from cardiogate.logs import get_logger
-from edge.alarms import AlarmEvent, TechnicalAlarm, UpperLimitAlarm, UpperLimitRule
+from edge.alarm_engine.model import TechnicalCondition
 from edge.clock import ClockTracker
 from edge.codecs.battery import decode_battery_level
 from edge.codecs.blood_pressure import decode_blood_pressure_measurement
@@ -39,11 +39,15 @@ log = get_logger(__name__)
 
 
 class RecordSink(Protocol):
-    """Where a device's output goes (outbox, MQTT, tests)."""
+    """Where a device's output goes: records to the outbox, observations to the alarm engine."""
 
     def emit_record(self, record: pb.Record) -> None: ...
 
-    def emit_alarm(self, patient: str, device_id: str, event: AlarmEvent) -> None: ...
+    def observe_vitals(self, patient: str, device_id: str, device_ns: int, *, hr: float | None = None,
+                       spo2: float | None = None, systolic: float | None = None) -> None: ...
+
+    def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
+                          device_ns: int) -> None: ...
 
 
 @dataclass
@@ -85,14 +89,11 @@ def stream_id(device_id: str, kind: pb.StreamKind.ValueType) -> str:
 class DeviceProcessor:
     """Turns one wearable's notifications into records and alarms."""
 
-    def __init__(self, device_id: str, patient: str, sink: RecordSink, rules: list[UpperLimitRule],
-                 block_samples: int = 250, lead_off_after_s: float = 5.0, battery_low_percent: int = 15) -> None:
+    def __init__(self, device_id: str, patient: str, sink: RecordSink, block_samples: int = 250,
+                 battery_low_percent: int = 15) -> None:
         self.device_id = device_id
         self.patient = patient
         self._sink = sink
-        self._alarms = [UpperLimitAlarm(rule, patient) for rule in rules]
-        self._lead_off = TechnicalAlarm("lead_off", patient, lead_off_after_s)
-        self._battery_low = TechnicalAlarm("battery_low", patient, 0.0)
         self._battery_low_percent = battery_low_percent
         self._assembler = EcgAssembler(block_samples)
         self.polar_rate_hz = ECG_SAMPLE_RATE_HZ
@@ -124,22 +125,18 @@ class DeviceProcessor:
                                  heart_rate_bpm=float(m.heart_rate_bpm), rr_intervals_ms=m.rr_intervals_ms)
         if m.sensor_contact is not None:
             vitals.sensor_contact = m.sensor_contact
-            self._contact(m.sensor_contact, device_ns, receive_ns)
+            self._contact(m.sensor_contact, device_ns)
         self.emit_vitals(vitals)
-        for alarm in self._alarms:
-            event = alarm.update(float(m.heart_rate_bpm), device_ns, receive_ns)
-            if event is not None:
-                self._sink.emit_alarm(self.patient, self.device_id, event)
+        if m.sensor_contact is not False:  # a rate measured without skin contact is not a heart rate
+            self._sink.observe_vitals(self.patient, self.device_id, device_ns, hr=float(m.heart_rate_bpm))
 
     def emit_vitals(self, vitals: pb.VitalsRecord) -> None:
         self.counters.vitals_packets += 1
         self._sink.emit_record(self._record(pb.STREAM_KIND_VITALS, vitals=vitals))
 
-    def _contact(self, contact: bool, device_ns: int, receive_ns: int) -> None:
+    def _contact(self, contact: bool, device_ns: int) -> None:
         self.state.sensor_contact = contact
-        event = self._lead_off.update(not contact, device_ns, receive_ns)
-        if event is not None:
-            self._sink.emit_alarm(self.patient, self.device_id, event)
+        self._sink.observe_technical(self.patient, self.device_id, "lead_off", not contact, device_ns)
 
     # -- pulse oximetry and blood pressure ------------------------------------
     def on_plx_continuous(self, data: bytes | bytearray, receive_ns: int) -> None:
@@ -175,7 +172,10 @@ class DeviceProcessor:
             vitals.perfusion_index = pai
         if sensor_off is not None:
             vitals.sensor_contact = not sensor_off
+            self._contact(not sensor_off, device_ns)
         self.emit_vitals(vitals)
+        if spo2 is not None and not sensor_off:
+            self._sink.observe_vitals(self.patient, self.device_id, device_ns, spo2=spo2)
 
     def on_blood_pressure(self, data: bytes | bytearray, receive_ns: int) -> None:
         """A cuff reading; stored readings arrive late, so the cuff's own timestamp wins when it has one."""
@@ -197,6 +197,8 @@ class DeviceProcessor:
         self.state.systolic_mmhg = m.systolic_mmhg
         self.state.diastolic_mmhg = m.diastolic_mmhg
         self.emit_vitals(vitals)
+        if m.systolic_mmhg is not None:
+            self._sink.observe_vitals(self.patient, self.device_id, device_ns, systolic=m.systolic_mmhg)
 
     # -- battery ------------------------------------------------------------
     def on_battery(self, data: bytes | bytearray, receive_ns: int) -> None:
@@ -211,10 +213,8 @@ class DeviceProcessor:
         self._seen(receive_ns)
         changed = percent != self.state.battery_percent
         self.state.battery_percent = percent
-        event = self._battery_low.update(percent <= self._battery_low_percent, self.device_time_for(receive_ns),
-                                         receive_ns, value=float(percent), limit=float(self._battery_low_percent))
-        if event is not None:
-            self._sink.emit_alarm(self.patient, self.device_id, event)
+        self._sink.observe_technical(self.patient, self.device_id, "battery_low",
+                                     percent <= self._battery_low_percent, self.device_time_for(receive_ns))
         if changed:
             self.emit_health(receive_ns)
 

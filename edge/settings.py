@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator
 
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
+from edge.alarm_engine.model import Condition
 from edge.codecs.address import BleAddress
 
 Pseudonym = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
@@ -48,7 +49,6 @@ class BleSettings(StrictModel):
     device_lost_after_s: float = Field(default=30.0, gt=0, le=3600,
                                        description="raise the device-lost technical alarm after this long unreachable")
     battery_low_percent: int = Field(default=15, ge=1, le=50)
-    lead_off_after_s: float = Field(default=5.0, ge=0, le=120)
     health_interval_s: float = Field(default=30.0, gt=0, le=3600,
                                      description="how often device health goes to MQTT (retained) and the cloud")
 
@@ -92,22 +92,23 @@ class StateSettings(StrictModel):
     pairings_path: Path = Path("gateway-pairings.json")
 
 
-class ThresholdAlarmSettings(StrictModel):
-    """An upper-limit alarm on heart rate with an onset delay and hysteresis."""
+class ConditionOverride(StrictModel):
+    """Changes to one alarm condition's defaults (docs/alarms.md): tier limits, hysteresis, onset delay."""
 
-    limit_bpm: float = Field(gt=0, le=300)
-    clear_below_bpm: float = Field(gt=0, le=300)
-    onset_delay_s: float = Field(ge=0, le=120)
-    priority: Priority
+    low: float | None = None
+    medium: float | None = None
+    high: float | None = None
+    hysteresis: float | None = Field(default=None, ge=0)
+    onset_delay_s: float | None = Field(default=None, ge=0, le=600)
 
 
 class AlarmSettings(StrictModel):
-    """Physiological alarm limits (the defaults follow common bedside monitor presets)."""
+    """Alarm limits: the engine's defaults (bedside-monitor presets), changed gateway-wide or per patient."""
 
-    tachycardia: ThresholdAlarmSettings = ThresholdAlarmSettings(
-        limit_bpm=120, clear_below_bpm=110, onset_delay_s=5, priority="medium")
-    extreme_tachycardia: ThresholdAlarmSettings = ThresholdAlarmSettings(
-        limit_bpm=150, clear_below_bpm=140, onset_delay_s=5, priority="high")
+    conditions: dict[Condition, ConditionOverride] = Field(default_factory=dict)
+    patients: dict[Pseudonym, dict[Condition, ConditionOverride]] = Field(default_factory=dict)
+    max_silence_s: float = Field(default=300.0, gt=0, le=3600)
+    default_silence_s: float = Field(default=120.0, gt=0, le=3600)
 
 
 class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):

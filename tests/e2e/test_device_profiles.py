@@ -63,7 +63,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not port_open("127.0.0.1", 1883):
         pytest.fail("Mosquitto must answer on 127.0.0.1:1883 for the e2e tests (.ci/run starts it)")
     stack = LocalStack(tmp_path_factory.mktemp("profiles"), _patients(), gateway_id="gw-profiles", site="prof-site",
-                       gateway_extra={"ble": {"lead_off_after_s": 3.0, "battery_low_percent": 15}})
+                       gateway_extra={"ble": {"battery_low_percent": 15},
+                                      "alarms": {"conditions": {"lead_off": {"onset_delay_s": 3.0}}}})
     return asyncio.run(_drive(stack))
 
 
@@ -168,7 +169,7 @@ def test_lead_off_and_battery_low_raise_technical_alarms(run: dict[str, Any]) ->
     mine = [a for a in run["alarms"] if a["device"] == HRW]
     raised = {a["condition"] for a in mine if a["state"] == "raised"}
     assert {"lead_off", "battery_low"} <= raised
-    assert all(a["priority"] == "technical" for a in mine if a["condition"] in ("lead_off", "battery_low"))
+    assert all(a["category"] == "technical" for a in mine if a["condition"] in ("lead_off", "battery_low"))
     assert any(a["condition"] == "lead_off" and a["state"] == "cleared" for a in mine), "lead back on must clear"
     contact = [v.sensor_contact for v in _vitals(run["records"], HRW, "hrm")]
     assert False in contact and contact[-1] is True

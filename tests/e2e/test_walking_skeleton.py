@@ -141,8 +141,11 @@ def test_heart_rates_in_kafka_match_and_the_malformed_packet_was_survived(skelet
 
 def test_tachycardia_alarm_on_mqtt_with_pseudonym_priority_and_triggering_sample(
         skeleton_run: dict[str, Any]) -> None:
-    raised = [a for a in skeleton_run["alarms"] if a["condition"] == "tachycardia" and a["state"] == "raised"]
+    raised = [a for a in skeleton_run["alarms"] if a["condition"] == "hr_high" and a["state"] == "raised"]
     assert len(raised) == 1, skeleton_run["alarms"]
+    # Above 150 bpm the same episode escalates to high priority; it is never raised twice.
+    escalated = [a for a in skeleton_run["alarms"] if a["condition"] == "hr_high" and a["state"] == "escalated"]
+    assert escalated and escalated[0]["alarm_id"] == raised[0]["alarm_id"] and escalated[0]["priority"] == "high"
     alarm = raised[0]
     assert alarm["patient"] == PATIENT and alarm["priority"] == "medium" and alarm["device"] == ADDRESS
     assert alarm["schema"] == 1

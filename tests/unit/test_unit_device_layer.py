@@ -1,4 +1,4 @@
-"""The device layer's pure parts: clock tracking, ECG assembly with gaps and jumps, pairing, technical alarms."""
+"""The device layer's pure parts: clock tracking, ECG assembly with gaps and jumps, pairing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.alarms import TechnicalAlarm
 from edge.clock import ClockTracker, is_clock_jump
 from edge.ecg_assembler import EcgAssembler, EcgFrame
 from edge.pairing import PairingError, PairingRegistry
@@ -161,17 +160,3 @@ def test_a_corrupt_registry_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('{"paired": [{"address": "nonsense", "patient": "pt-0001"}]}')
     with pytest.raises(PairingError, match="unreadable pairing registry"):
         PairingRegistry([], path)
-
-
-# -- technical alarms ---------------------------------------------------------------------------------
-def test_technical_alarm_needs_its_onset_delay_and_clears_at_once() -> None:
-    alarm = TechnicalAlarm("lead_off", "pt-0001", onset_delay_s=5.0)
-    assert alarm.update(True, G0, G0) is None
-    assert alarm.update(True, G0 + 4 * S, G0) is None
-    raised = alarm.update(True, G0 + 5 * S, G0 + 5 * S)
-    assert raised is not None and raised.raised and raised.priority == "technical"
-    assert raised.onset_sample_time_ns == G0
-    assert alarm.update(True, G0 + 6 * S, G0) is None  # no duplicate while active
-    cleared = alarm.update(False, G0 + 7 * S, G0 + 7 * S)
-    assert cleared is not None and not cleared.raised and cleared.alarm_id == raised.alarm_id
-    assert alarm.update(False, G0 + 8 * S, G0) is None

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.alarms import AlarmEvent, UpperLimitRule
 from edge.codecs.ecg_waveform import EcgPacket, encode_ecg_packet
 from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement
 from edge.processing import DeviceProcessor, stream_id
@@ -25,15 +24,20 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.records: list[pb.Record] = []
-        self.alarms: list[tuple[str, str, AlarmEvent]] = []
+        self.vitals: list[tuple[str, str, int, dict[str, float | None]]] = []
+        self.technical: list[tuple[str, str, str, bool, int]] = []
 
     def emit_record(self, record: pb.Record) -> None:
         copy = pb.Record()
         copy.CopyFrom(record)
         self.records.append(copy)
 
-    def emit_alarm(self, patient: str, device_id: str, event: AlarmEvent) -> None:
-        self.alarms.append((patient, device_id, event))
+    def observe_vitals(self, patient: str, device_id: str, device_ns: int, *, hr: float | None = None,
+                       spo2: float | None = None, systolic: float | None = None) -> None:
+        self.vitals.append((patient, device_id, device_ns, {"hr": hr, "spo2": spo2, "systolic": systolic}))
+
+    def observe_technical(self, patient: str, device_id: str, kind: str, active: bool, device_ns: int) -> None:
+        self.technical.append((patient, device_id, kind, active, device_ns))
 
     def blocks(self) -> list[pb.SampleBlock]:
         ecg = [r for r in self.records if r.kind == pb.STREAM_KIND_ECG]
@@ -44,9 +48,9 @@ class RecordingSink:
         return [r.event for r in self.records if r.kind == pb.STREAM_KIND_EVENTS]
 
 
-def make(block_samples: int = 250, rules: list[UpperLimitRule] | None = None) -> tuple[DeviceProcessor, RecordingSink]:
+def make(block_samples: int = 250) -> tuple[DeviceProcessor, RecordingSink]:
     sink = RecordingSink()
-    return DeviceProcessor(ADDR, PATIENT, sink, rules or [], block_samples=block_samples), sink
+    return DeviceProcessor(ADDR, PATIENT, sink, block_samples=block_samples), sink
 
 
 def hr(bpm: int, contact: bool | None = None, rr: tuple[int, ...] = ()) -> bytes:
@@ -75,7 +79,7 @@ def test_heart_rate_packet_becomes_vitals_record() -> None:
     proc, sink = make()
     proc.on_heart_rate(b"\x16\x48\x00\x04\x00\x02", R0)  # 72 bpm, contact detected, RR 1024 and 512
     assert len(sink.records) == 1
-    assert sink.alarms == []
+    assert [v["hr"] for _, _, _, v in sink.vitals] == [72.0]
     r = sink.records[0]
     assert r.stream_id == f"{ADDR}/vitals"
     assert r.device_id == ADDR
@@ -116,13 +120,13 @@ def test_uint16_heart_rate() -> None:
 
 @pytest.mark.parametrize("bad", [b"\x10\x48\x01", b"", b"\x20\x48", b"\x00\x48\x00", bytearray(b"\x01\x48")])
 def test_malformed_heart_rate_is_counted_and_skipped(bad: bytes) -> None:
-    proc, sink = make(rules=[UpperLimitRule("tachycardia", 120.0, 110.0, 0.0, "medium")])
+    proc, sink = make()
     proc.on_heart_rate(bad, R0)
     assert proc.counters.decode_errors == 1
     assert proc.counters.hr_packets == 0
     assert proc.counters.last_heart_rate is None
     assert sink.records == []
-    assert sink.alarms == []
+    assert sink.vitals == []
     proc.on_heart_rate(hr(80), R0 + S)
     assert proc.counters.decode_errors == 1
     assert proc.counters.hr_packets == 1
@@ -144,58 +148,37 @@ def test_malformed_ecg_is_counted_and_skipped() -> None:
     assert proc.counters.ecg_gaps == 0
 
 
-def test_tachycardia_alarm_after_onset_delay() -> None:
-    rule = UpperLimitRule("tachycardia", limit=120.0, clear_below=110.0, onset_delay_s=5.0, priority="medium")
-    proc, sink = make(rules=[rule])
-    for k in range(5):
-        proc.on_heart_rate(hr(130), R0 + k * S)
-    assert sink.alarms == []
-    proc.on_heart_rate(hr(131), R0 + 5 * S)
-    assert len(sink.alarms) == 1
-    patient, device, ev = sink.alarms[0]
-    assert (patient, device) == (PATIENT, ADDR)
-    assert ev.raised
-    assert ev.condition == "tachycardia"
-    assert ev.priority == "medium"
-    assert ev.value == 131.0
-    assert ev.onset_sample_time_ns == R0
-    assert ev.trigger_sample_time_ns == R0 + 5 * S
-    assert ev.decision_time_ns == R0 + 5 * S
-    assert len(sink.records) == 6  # every packet is still recorded
-    for k in range(6, 20):
-        proc.on_heart_rate(hr(135), R0 + k * S)
-    assert len(sink.alarms) == 1
-    for k in range(20, 26):
-        proc.on_heart_rate(hr(100), R0 + k * S)
-    assert len(sink.alarms) == 2
-    assert sink.alarms[1][2].raised is False
-    assert sink.alarms[1][2].alarm_id == ev.alarm_id
-
-
-def test_alarm_sample_times_are_device_times() -> None:
-    rule = UpperLimitRule("tachycardia", limit=120.0, clear_below=110.0, onset_delay_s=5.0, priority="medium")
-    proc, sink = make(block_samples=1000, rules=[rule])
+def test_heart_rates_go_to_the_alarm_engine_with_device_times() -> None:
+    proc, sink = make(block_samples=1000)
     # Device clock runs 3 s behind the gateway: 25 samples ending at BASE+100 ms arrive at that instant + 3 s.
     end_device = BASE_US * 1000 + 100_000_000
     proc.on_ecg(ecg(0, [0] * 25, t_us=BASE_US), end_device + 3 * S)
     offset = -3 * S
-    for k in range(6):
-        proc.on_heart_rate(hr(130), R0 + k * S)
-    ((_, _, ev),) = sink.alarms
-    assert ev.onset_sample_time_ns == R0 + offset
-    assert ev.trigger_sample_time_ns == R0 + 5 * S + offset
-    assert ev.decision_time_ns == R0 + 5 * S  # the decision is stamped with the gateway clock
-    assert sink.records[-1].vitals.device_time_ns == R0 + 5 * S + offset
+    for k in range(3):
+        proc.on_heart_rate(hr(130, contact=True), R0 + k * S)
+    assert [(p, d, t, v["hr"]) for p, d, t, v in sink.vitals] == [
+        (PATIENT, ADDR, R0 + k * S + offset, 130.0) for k in range(3)]
+    assert sink.records[-1].vitals.device_time_ns == R0 + 2 * S + offset
+    assert [kind for _, _, kind, active, _ in sink.technical] == ["lead_off"] * 3
+    assert not any(active for _, _, _, active, _ in sink.technical)
 
 
-def test_each_rule_runs() -> None:
-    rules = [UpperLimitRule("tachycardia", 120.0, 110.0, 0.0, "medium"),
-             UpperLimitRule("extreme_tachycardia", 150.0, 140.0, 0.0, "high")]
-    proc, sink = make(rules=rules)
-    proc.on_heart_rate(hr(130), R0)
-    assert [e.condition for _, _, e in sink.alarms] == ["tachycardia"]
-    proc.on_heart_rate(hr(160), R0 + S)
-    assert [e.condition for _, _, e in sink.alarms] == ["tachycardia", "extreme_tachycardia"]
+def test_a_rate_without_skin_contact_is_not_a_heart_rate_but_a_lead_off() -> None:
+    proc, sink = make()
+    proc.on_heart_rate(hr(200, contact=False), R0)
+    assert sink.vitals == []
+    assert sink.technical == [(PATIENT, ADDR, "lead_off", True, R0)]
+    assert sink.records[0].vitals.sensor_contact is False
+
+
+def test_battery_level_feeds_the_battery_low_condition() -> None:
+    proc, sink = make()
+    proc.on_battery(bytes([40]), R0)
+    proc.on_battery(bytes([12]), R0 + S)
+    assert [(kind, active) for _, _, kind, active, _ in sink.technical] == [("battery_low", False),
+                                                                          ("battery_low", True)]
+    proc.on_battery(bytes([101]), R0 + 2 * S)  # not a percentage: counted, ignored
+    assert proc.counters.decode_errors == 1 and len(sink.technical) == 2
 
 
 def test_heart_rate_device_time_uses_min_delay_ecg_offset() -> None:

@@ -48,11 +48,13 @@ name = "bed 2"
 target = "ingest.example:443"
 batch_max_records = 50
 
-[alarms.tachycardia]
-limit_bpm = 125
-clear_below_bpm = 115
+[alarms.conditions.hr_high]
+medium = 125
 onset_delay_s = 8
-priority = "high"
+
+[alarms.patients.pt-0002.spo2_low]
+medium = 88
+high = 84
 """
 
 
@@ -64,8 +66,8 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ("C0:00:00:00:00:01", "pt-0001", None), ("C0:00:00:00:00:02", "pt-0002", "bed 2")]
     assert (s.uplink.target, s.uplink.batch_max_records) == ("ingest.example:443", 50)
     assert s.uplink.max_in_flight == 4  # untouched fields keep defaults
-    assert (s.alarms.tachycardia.limit_bpm, s.alarms.tachycardia.priority) == (125.0, "high")
-    assert s.alarms.extreme_tachycardia.limit_bpm == 150.0
+    assert (s.alarms.conditions["hr_high"].medium, s.alarms.conditions["hr_high"].onset_delay_s) == (125.0, 8.0)
+    assert s.alarms.patients["pt-0002"]["spo2_low"].high == 84.0
 
 
 def test_no_file_gives_defaults() -> None:
@@ -87,8 +89,8 @@ def test_no_file_gives_defaults() -> None:
         ('site = "site one"\n', "site"),
         ("ecg_block_samples = 8\n", "ecg_block_samples"),
         ("[mqtt]\nport = 70000\n", "mqtt.port"),
-        ('[alarms.tachycardia]\nlimit_bpm = 120\nclear_below_bpm = 110\nonset_delay_s = 5\npriority = "urgent"\n',
-         "alarms.tachycardia.priority"),
+        ("[alarms.conditions.hr_high]\nmedium = 120\nurgent = 5\n", "alarms.conditions.hr_high.urgent"),
+        ("[alarms.conditions.hr_high]\nonset_delay_s = -1\n", "alarms.conditions.hr_high.onset_delay_s"),
         ("[ble]\nconnect_timeout_s = -1\n", "ble.connect_timeout_s"),
     ],
 )

@@ -137,12 +137,28 @@ class _AlarmStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlarmState
     ALARM_STATE_UNSPECIFIED: _AlarmState.ValueType  # 0
     ALARM_STATE_RAISED: _AlarmState.ValueType  # 1
     ALARM_STATE_CLEARED: _AlarmState.ValueType  # 2
+    ALARM_STATE_ESCALATED: _AlarmState.ValueType  # 3
+    """unacknowledged too long, or crossed into a more severe tier"""
+    ALARM_STATE_ACKNOWLEDGED: _AlarmState.ValueType  # 4
+    ALARM_STATE_SILENCED: _AlarmState.ValueType  # 5
+    """audible signal paused for a period; the alarm stays visible"""
+    ALARM_STATE_UNSILENCED: _AlarmState.ValueType  # 6
+    ALARM_STATE_LATCHED: _AlarmState.ValueType  # 7
+    """the condition ended but the alarm stays until acknowledged"""
 
 class AlarmState(_AlarmState, metaclass=_AlarmStateEnumTypeWrapper): ...
 
 ALARM_STATE_UNSPECIFIED: AlarmState.ValueType  # 0
 ALARM_STATE_RAISED: AlarmState.ValueType  # 1
 ALARM_STATE_CLEARED: AlarmState.ValueType  # 2
+ALARM_STATE_ESCALATED: AlarmState.ValueType  # 3
+"""unacknowledged too long, or crossed into a more severe tier"""
+ALARM_STATE_ACKNOWLEDGED: AlarmState.ValueType  # 4
+ALARM_STATE_SILENCED: AlarmState.ValueType  # 5
+"""audible signal paused for a period; the alarm stays visible"""
+ALARM_STATE_UNSILENCED: AlarmState.ValueType  # 6
+ALARM_STATE_LATCHED: AlarmState.ValueType  # 7
+"""the condition ended but the alarm stays until acknowledged"""
 Global___AlarmState: _TypeAlias = AlarmState  # noqa: Y015
 
 @_typing.final
@@ -487,6 +503,11 @@ class Alarm(_message.Message):
     TRIGGER_SAMPLE_DEVICE_TIME_NS_FIELD_NUMBER: _builtins.int
     DECISION_TIME_NS_FIELD_NUMBER: _builtins.int
     PUBLISH_TIME_NS_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    SILENCED_UNTIL_NS_FIELD_NUMBER: _builtins.int
     alarm_id: _builtins.str
     """unique per raise; the clear reuses it"""
     condition: _builtins.str
@@ -505,6 +526,14 @@ class Alarm(_message.Message):
     """gateway clock, when the rule fired"""
     publish_time_ns: _builtins.int
     """gateway clock, when handed to MQTT"""
+    category: _builtins.str
+    """"physiological" or "technical" """
+    actor: _builtins.str
+    """"engine", or who acknowledged/silenced it"""
+    reason: _builtins.str
+    acknowledged: _builtins.bool
+    silenced_until_ns: _builtins.int
+    """0 when not silenced"""
     def __init__(
         self,
         *,
@@ -519,10 +548,15 @@ class Alarm(_message.Message):
         trigger_sample_device_time_ns: _builtins.int = ...,
         decision_time_ns: _builtins.int = ...,
         publish_time_ns: _builtins.int = ...,
+        category: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        acknowledged: _builtins.bool = ...,
+        silenced_until_ns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm_id", b"alarm_id", "condition", b"condition", "decision_time_ns", b"decision_time_ns", "limit", b"limit", "message", b"message", "onset_sample_device_time_ns", b"onset_sample_device_time_ns", "priority", b"priority", "publish_time_ns", b"publish_time_ns", "state", b"state", "trigger_sample_device_time_ns", b"trigger_sample_device_time_ns", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "actor", b"actor", "alarm_id", b"alarm_id", "category", b"category", "condition", b"condition", "decision_time_ns", b"decision_time_ns", "limit", b"limit", "message", b"message", "onset_sample_device_time_ns", b"onset_sample_device_time_ns", "priority", b"priority", "publish_time_ns", b"publish_time_ns", "reason", b"reason", "silenced_until_ns", b"silenced_until_ns", "state", b"state", "trigger_sample_device_time_ns", b"trigger_sample_device_time_ns", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
