@@ -111,7 +111,10 @@ class Gateway:
             log.info("gateway command applied", **{k: v for k, v in result.items() if k != "schema"})
         except (ValueError, ValidationError, PairingError) as exc:
             self.gateway_commands_rejected += 1
-            message = str(exc).splitlines()[0]
+            if isinstance(exc, ValidationError):
+                message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            else:
+                message = str(exc).splitlines()[0]
             result.update(outcome="rejected", error=message)
             log.warning("gateway command rejected", error=message)
         self.mqtt.publish(Outgoing(f"{self._gateway_topic}/events", result, qos=1))
