@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cardiogate import __version__
 from cardiogate.config import ConfigError
+from cardiogate.evaluation import add_eval_parser
 from cardiogate.logs import setup_logging
 
 
@@ -39,6 +40,39 @@ def _cmd_gateway_run(ns: argparse.Namespace) -> int:
     setup_logging(ns.log_level, ns.log_format, "gateway")
     asyncio.run(run_gateway(settings))
     return 0
+
+
+def _cmd_gateway_enroll(ns: argparse.Namespace) -> int:
+    from edge.enrollment import EnrollmentError, enroll
+    from edge.settings import load_gateway_settings
+
+    settings = load_gateway_settings(ns.config)
+    setup_logging(ns.log_level, ns.log_format, "gateway")
+    try:
+        paths = enroll(ns.target, settings.gateway_id, ns.token, settings.uplink.identity_dir, ns.ca)
+    except EnrollmentError as exc:
+        print(f"cardiogate: enrollment failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"enrolled {settings.gateway_id}: identity in {paths.cert.parent}")
+    return 0
+
+
+def _cmd_cloud_consume(ns: argparse.Namespace) -> int:
+    from cloud.consumers import run_consumers
+    from cloud.settings import load_cloud_settings
+
+    settings = load_cloud_settings(ns.config)
+    setup_logging(ns.log_level, ns.log_format, "consumers")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_consumers(settings))
+    return 0
+
+
+def _cmd_cloud_admin(ns: argparse.Namespace) -> int:
+    from cloud.admin import main as admin_main
+
+    setup_logging(ns.log_level, ns.log_format, "admin")
+    return admin_main(list(ns.args))
 
 
 def _cmd_cloud_run(ns: argparse.Namespace) -> int:
@@ -100,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
                                        "CARDIOGATE_GATEWAY__* environment variables.")
     grun.add_argument("--config", type=Path, default=None, help="gateway TOML settings file")
     grun.set_defaults(func=_cmd_gateway_run)
+    genroll = gsub.add_parser("enroll", help="get this gateway's client certificate with a one-time token",
+                              description="Create the gateway's private key (it never leaves this machine), send a "
+                                          "certificate request with the token to the cloud's enrollment service, "
+                                          "and store key, certificate and the cloud CA in uplink.identity_dir.")
+    genroll.add_argument("--config", type=Path, default=None, help="gateway TOML settings file")
+    genroll.add_argument("--target", required=True, help="HOST:PORT of the cloud enrollment service")
+    genroll.add_argument("--token", required=True, help="one-time token from `cardiogate cloud admin token`")
+    genroll.add_argument("--ca", type=Path, required=True, help="the cloud CA certificate (PEM), obtained out of band")
+    genroll.set_defaults(func=_cmd_gateway_enroll)
 
     cloud = sub.add_parser("cloud", help="the cloud tier (gRPC ingest -> Kafka)")
     csub = cloud.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -109,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "CARDIOGATE_CLOUD__* environment variables.")
     crun.add_argument("--config", type=Path, default=None, help="cloud TOML settings file")
     crun.set_defaults(func=_cmd_cloud_run)
+    cconsume = csub.add_parser("consume", help="run the Kafka consumers that keep dashboard tables up to date",
+                               description="Read vitals, alarms and device events from Kafka into the cloud database "
+                                           "(latest vitals, alarm history and state, gaps), idempotently.")
+    cconsume.add_argument("--config", type=Path, default=None, help="cloud TOML settings file")
+    cconsume.set_defaults(func=_cmd_cloud_consume)
+    cadmin = csub.add_parser("admin", help="PKI, enrollment tokens, assignments, revocation", add_help=False)
+    cadmin.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate cloud admin --help`")
+    cadmin.set_defaults(func=_cmd_cloud_admin)
 
     sim = sub.add_parser("sim", help="simulated wearables on a virtual BLE radio")
     ssub = sim.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -120,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     srun.add_argument("--watches", type=int, default=None, help="ignore the file's watches; simulate N demo watches")
     srun.add_argument("--listen", default=None, help="HOST:PORT for the gateway-facing controller")
     srun.set_defaults(func=_cmd_sim_run)
+
+    add_eval_parser(sub)  # `eval rpeaks` (and later `eval rhythm`); heavy imports happen in the handlers
     return parser
 
 

@@ -108,6 +108,7 @@ class LocalStack:
     kafka_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     air_port: int = field(default_factory=free_port)
+    enroll_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway_extra: dict[str, Any] = field(default_factory=dict)  # merged into the gateway config
     sim_extra: dict[str, Any] = field(default_factory=dict)      # merged into the simulator config
@@ -116,6 +117,10 @@ class LocalStack:
     @property
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def identity_dir(self) -> Path:
+        return self.workdir / "identity"
 
     @property
     def truth_path(self) -> Path:
@@ -128,8 +133,12 @@ class LocalStack:
 
     def write_configs(self) -> dict[str, Path]:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
         cloud = {"listen": f"127.0.0.1:{self.grpc_port}", "database": str(self.workdir / "cloud.sqlite3"),
-                 "kafka": {"bootstrap": self.kafka_bootstrap}}
+                 "kafka": {"bootstrap": self.kafka_bootstrap},
+                 "pki": {"ca_cert": str(pki / "ca.crt"), "ca_key": str(pki / "ca.key"),
+                         "server_cert": str(pki / "server.crt"), "server_key": str(pki / "server.key")},
+                 "enrollment": {"listen": f"127.0.0.1:{self.enroll_port}"}}
         sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
                             "heart_rate": [list(k) for k in p.heart_rate],
@@ -142,7 +151,8 @@ class LocalStack:
                            "scan_timeout_s": 5.0, "backoff_max_s": 5.0, "connect_timeout_s": 5.0,
                            "sighting_max_age_s": 1.5},
                    "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port},
-                   "uplink": {"target": f"127.0.0.1:{self.grpc_port}", "backoff_max_s": 5.0},
+                   "uplink": {"target": f"127.0.0.1:{self.grpc_port}", "backoff_max_s": 5.0, "server_name": "localhost",
+                              "identity_dir": str(self.identity_dir)},
                    "outbox": {"path": str(self.workdir / "gateway-outbox.sqlite3")},
                    "state": {"pairings_path": str(self.workdir / "gateway-pairings.json")}}
         gateway = _merge(gateway, self.gateway_extra)
@@ -155,15 +165,24 @@ class LocalStack:
 
     def start(self) -> None:
         """Start every part; raises if one fails to come up."""
+        from cloud.admin import provision_local
+        from cloud.settings import load_cloud_settings
         from cloud.tansu import start_tansu, wait_for_port
+        from edge.enrollment import enroll
 
         paths = self.write_configs()
+        # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token.
+        token = provision_local(load_cloud_settings(paths["cloud"]), self.gateway_id,
+                                [p.pseudonym for p in self.patients])
         self.procs["tansu"] = start_tansu(self.kafka_port, log_path=self.workdir / "tansu.log")
         py = [sys.executable, "-m", "cardiogate"]
         self._spawn("cloud", [*py, "cloud", "run", "--config", str(paths["cloud"])])
         self._spawn("sim", [*py, "sim", "run", "--config", str(paths["sim"])])
         try:
             wait_for_port("127.0.0.1", self.grpc_port, 30.0)
+            wait_for_port("127.0.0.1", self.enroll_port, 30.0)
+            enroll(f"127.0.0.1:{self.enroll_port}", self.gateway_id, token, self.identity_dir,
+                   self.workdir / "pki" / "ca.crt", server_name="localhost")
             # Not a port probe: the virtual radio's HCI socket serves one client, and a probe's late
             # disconnect could detach the gateway that connects right after it.
             wait_for_text(self.workdir / "sim.log", "simulator: ", 30.0)

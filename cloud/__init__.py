@@ -1,4 +1,5 @@
-"""The cloud tier: gRPC ingest, the Kafka bridge, and (later) registries and the dashboard.
+"""The cloud tier: identity (CA, enrollment, revocation), gRPC ingest, the Kafka bridge, the
+consumers behind the dashboards, and (later) registries and the dashboard itself.
 
 May import ``proto``, ``models`` and the ``cardiogate`` kernel; never ``edge``.
 """

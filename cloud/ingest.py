@@ -1,29 +1,119 @@
-"""The Ingest service: validate, de-duplicate, write to Kafka, then ack.
+"""The Ingest service: authenticate, validate, authorize, rate-limit, de-duplicate, write to Kafka, ack.
 
 Per stream, records before the ledger's next-expected sequence are duplicates (a
 gateway replaying after a break) and are acked without being written again. A
 record's ack means Kafka has it: the ledger advances only over records whose
 delivery succeeded, contiguously, so a partial failure is retried, not skipped.
+
+Refusals the gateway can do nothing about (a malformed batch) are answered with
+``BatchRejected`` (INVALID_ARGUMENT); refusals that may pass later end the stream
+with a status and the gateway keeps its records: UNAUTHENTICATED (no, unknown or
+revoked certificate), PERMISSION_DENIED (Hello names another gateway, or a record
+for a patient/device not assigned to it), RESOURCE_EXHAUSTED (over its rate),
+UNAVAILABLE (Kafka failed, or the replica is draining).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
+from sqlalchemy import Engine
 
 from cardiogate.logs import get_logger
+from cloud.authz import GrantCache, first_unauthorized, load_grants
 from cloud.dedup import SequenceLedger
+from cloud.identity import certificate_status
 from cloud.kafka_bridge import KafkaBridge, OutgoingRecord
+from cloud.metrics import Metrics
+from cloud.pki import GATEWAY_ID, CertificateError, GatewayIdentity, gateway_identity
+from cloud.ratelimit import GatewayLimiter, TokenBucket
 from cloud.settings import CloudSettings
 from cloud.validation import InvalidBatch, validate_batch
 from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
+
+Ranges = dict[str, tuple[int, int]]
+
+
+# -- pure core ------------------------------------------------------------------------------------
+
+
+def _widen(ranges: Ranges, stream_id: str, seq: int) -> None:
+    lo, hi = ranges.get(stream_id, (seq, seq))
+    ranges[stream_id] = (min(lo, seq), max(hi, seq))
+
+
+def split_duplicates(records: Iterable[pb.Record], next_seq: dict[str, int]) -> tuple[list[pb.Record], Ranges]:
+    """Records still to write, and the ranges already written, per stream."""
+    fresh: list[pb.Record] = []
+    dups: Ranges = {}
+    for r in records:
+        if r.sequence < next_seq[r.stream_id]:
+            _widen(dups, r.stream_id, r.sequence)
+        else:
+            fresh.append(r)
+    return fresh, dups
+
+
+def delivered_ranges(fresh: Sequence[pb.Record], errors: Sequence[Exception | None]) -> tuple[Ranges, int]:
+    """Per stream, the records Kafka confirmed up to the first failure; and the failure count."""
+    written: Ranges = {}
+    blocked: set[str] = set()
+    for r, err in zip(fresh, errors, strict=True):
+        if r.stream_id in blocked:
+            continue
+        if err is not None:
+            blocked.add(r.stream_id)
+            continue
+        _widen(written, r.stream_id, r.sequence)
+    return written, len(blocked)
+
+
+def ack_for(batch_id: int, dups: Ranges, written: Ranges) -> ingest_pb2.UploadResponse:
+    ack = ingest_pb2.BatchAck(batch_id=batch_id, duplicates=sum(hi - lo + 1 for lo, hi in dups.values()))
+    for ranges in (dups, written):
+        for stream_id, (lo, hi) in ranges.items():
+            ack.ranges.add(stream_id=stream_id, first=lo, last=hi)
+    return ingest_pb2.UploadResponse(ack=ack)
+
+
+def lenient_request(data: bytes) -> ingest_pb2.UploadRequest | None:
+    """Deserializer that turns undecodable bytes into None, so they are counted and refused
+    with INVALID_ARGUMENT instead of failing inside gRPC."""
+    try:
+        return ingest_pb2.UploadRequest.FromString(data)
+    except DecodeError:
+        return None
+
+
+def peer_identity(context: grpc.aio.ServicerContext[Any, Any]) -> GatewayIdentity:
+    """The gateway named by the client certificate gRPC already verified against the CA."""
+    pems = list(context.auth_context().get("x509_pem_cert") or [])
+    if not pems:
+        raise CertificateError("no client certificate")
+    return gateway_identity(pems[0])
+
+
+# -- the shell ----------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, detail: str, metric: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.metric = metric
 
 
 @dataclass
@@ -35,73 +125,276 @@ class IngestCounters:
     kafka_failures: int = 0
 
 
+class InFlight:
+    """A bound on records produced but not yet confirmed: when Kafka is slow, streams wait here,
+    stop reading, and HTTP/2 flow control pushes back on the gateways."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, n: int) -> int:
+        n = min(n, self.limit)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used + n <= self.limit)
+            self.used += n
+        return n
+
+    async def release(self, n: int) -> None:
+        async with self._changed:
+            self.used -= n
+            self._changed.notify_all()
+
+
+@dataclass
+class _Stream:
+    identity: GatewayIdentity | None
+    gateway: str
+    checked_at: float = field(default_factory=time.monotonic)
+
+
 class IngestService(ingest_pb2_grpc.IngestServicer):
-    def __init__(self, settings: CloudSettings, bridge: KafkaBridge, ledger: SequenceLedger) -> None:
+    def __init__(self, settings: CloudSettings, bridge: KafkaBridge, engine: Engine,
+                 metrics: Metrics | None = None) -> None:
         self._settings = settings
         self._bridge = bridge
-        self._ledger = ledger
+        self._engine = engine
+        self._ledger = SequenceLedger(engine, settings.flow.claim_ttl_s, settings.replica)
+        self._grants = GrantCache(lambda g: load_grants(engine, g), settings.authz.cache_ttl_s)
+        self._limiters: dict[str, GatewayLimiter] = {}
+        self._in_flight = InFlight(settings.flow.max_in_flight_records)
         self._topics = {pb.STREAM_KIND_ECG: settings.kafka.topic_ecg,
                         pb.STREAM_KIND_VITALS: settings.kafka.topic_vitals,
                         pb.STREAM_KIND_ALARMS: settings.kafka.topic_alarms,
                         pb.STREAM_KIND_EVENTS: settings.kafka.topic_events}
+        self._draining = asyncio.Event()
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._no_streams = asyncio.Event()
+        self._no_streams.set()
+        self.active_streams = 0
         self.counters = IngestCounters()
+        self.metrics = metrics or Metrics()
 
-    async def Upload(self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
+    # -- lifecycle
+
+    def start_drain(self) -> None:
+        """Each stream finishes the batch it is on, acks it, and ends with UNAVAILABLE."""
+        self._draining.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait for the streams and the (shielded) Kafka writes still in progress."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._no_streams.wait()
+                if self._writes:
+                    await asyncio.wait(set(self._writes))
+        except TimeoutError:
+            return False
+        return True
+
+    # -- the RPC
+
+    async def Upload(self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest | None],
                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ingest_pb2.UploadResponse]:
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("message") != "hello" or not first.hello.gateway_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello with gateway_id")
-            return
-        gateway = first.hello.gateway_id
-        log.info("gateway connected", gateway=gateway, version=first.hello.software_version, peer=context.peer())
-        async for request in request_iterator:
-            if request.WhichOneof("message") != "batch":
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "after Hello only batches may follow")
-                return
-            batch = request.batch
-            try:
-                validate_batch(batch, self._settings.limits)
-            except InvalidBatch as exc:
-                self.counters.rejected_batches += 1
-                log.warning("batch rejected", gateway=gateway, batch_id=batch.batch_id, reason=str(exc))
-                yield ingest_pb2.UploadResponse(rejected=ingest_pb2.BatchRejected(batch_id=batch.batch_id,
-                                                                                  reason=str(exc)))
-                continue
-            yield await self._write(gateway, batch)
+        if self._draining.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "ingest is draining; reconnect")
+        self.active_streams += 1
+        self._no_streams.clear()
+        drained = asyncio.ensure_future(self._draining.wait())
+        try:
+            stream: _Stream | None = None
+            while True:
+                request = await self._next(request_iterator, drained)
+                if request is _DRAINED:
+                    self.metrics.inc("ingest_streams_drained")
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "ingest is draining; reconnect")
+                if request is _END:
+                    return
+                if request is None:
+                    self.metrics.inc("ingest_rejected_batches", reason="malformed")
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid UploadRequest")
+                assert isinstance(request, ingest_pb2.UploadRequest)
+                try:
+                    if stream is None:
+                        stream = await self._open(request, context)
+                        continue
+                    if request.WhichOneof("message") != "batch":
+                        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "after Hello only batches may follow",
+                                       "protocol")
+                    reply, partial = await self._batch(stream, request.batch)
+                except _Refused as exc:
+                    self.metrics.inc("ingest_refused_streams", reason=exc.metric)
+                    log.warning("stream refused", gateway=stream.gateway if stream else None, reason=exc.detail,
+                                code=exc.code.name, peer=context.peer())
+                    await context.abort(exc.code, exc.detail)
+                    return
+                except Exception:  # the database or broker misbehaved: nothing is acked, the gateway resends
+                    self.metrics.inc("ingest_refused_streams", reason="internal")
+                    log.exception("batch failed", gateway=stream.gateway if stream else None)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the ingest could not store the batch; resend")
+                    return
+                yield reply
+                if partial:  # the unacked rest is resent after the gateway reconnects
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "Kafka did not confirm every record; resend")
+        finally:
+            drained.cancel()
+            self.active_streams -= 1
+            if not self.active_streams:
+                self._no_streams.set()
 
-    async def _write(self, gateway: str, batch: pb.TelemetryBatch) -> ingest_pb2.UploadResponse:
+    async def _next(self, it: AsyncIterator[Any], drained: asyncio.Future[Any]) -> Any:
+        read = asyncio.ensure_future(anext(it, _END))
+        await asyncio.wait({read, drained}, return_when=asyncio.FIRST_COMPLETED)
+        if read.done():
+            return read.result()
+        read.cancel()
+        return _DRAINED
+
+    async def _open(self, request: ingest_pb2.UploadRequest, context: grpc.aio.ServicerContext[Any, Any]) -> _Stream:
+        if request.WhichOneof("message") != "hello" or not request.hello.gateway_id:
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello with gateway_id",
+                           "protocol")
+        claimed = request.hello.gateway_id
+        if not GATEWAY_ID.fullmatch(claimed):
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "gateway_id must be 1-64 of A-Z a-z 0-9 . _ -",
+                           "protocol")
+        identity: GatewayIdentity | None = None
+        if self._settings.tls:
+            try:
+                identity = peer_identity(context)
+            except (CertificateError, ValueError) as exc:
+                raise _Refused(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}",
+                               "certificate") from None
+            if claimed != identity.gateway_id:
+                raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
+                               f"Hello names {claimed!r} but the certificate is for {identity.gateway_id!r}",
+                               "hello_mismatch")
+            await self._check_certificate(identity)
+        stream = _Stream(identity, claimed)
+        self.metrics.inc("ingest_streams_opened")
+        log.info("gateway connected", gateway=claimed, version=request.hello.software_version, peer=context.peer(),
+                 serial=identity.serial if identity else None)
+        return stream
+
+    async def _check_certificate(self, identity: GatewayIdentity) -> None:
+        status = await asyncio.to_thread(certificate_status, self._engine, identity.serial)
+        if status != "ok":
+            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
+                           f"certificate {identity.serial} of {identity.gateway_id!r} is {status}", f"cert_{status}")
+
+    async def _batch(self, stream: _Stream, batch: pb.TelemetryBatch) -> tuple[ingest_pb2.UploadResponse, bool]:
+        """The reply, and whether Kafka refused part of the batch."""
+        try:
+            validate_batch(batch, self._settings.limits)
+        except InvalidBatch as exc:
+            self.counters.rejected_batches += 1
+            self.metrics.inc("ingest_rejected_batches", reason=exc.code)
+            log.warning("batch rejected", gateway=stream.gateway, batch_id=batch.batch_id, reason=str(exc))
+            return ingest_pb2.UploadResponse(rejected=ingest_pb2.BatchRejected(
+                batch_id=batch.batch_id, reason=str(exc), reason_code=exc.code)), False
+        if stream.identity is not None and \
+                time.monotonic() - stream.checked_at >= self._settings.authz.revocation_recheck_s:
+            await self._check_certificate(stream.identity)
+            stream.checked_at = time.monotonic()
+        if self._settings.authz.enforce:
+            await self._authorize(stream.gateway, batch)
+        await self._throttle(stream.gateway, batch)
+        # The write continues if the gateway goes away meanwhile, so the ledger never misses what Kafka has.
+        task = asyncio.create_task(self._write(stream.gateway, batch))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    async def _authorize(self, gateway: str, batch: pb.TelemetryBatch) -> None:
+        grants = self._grants.cached(gateway)
+        if grants is None or first_unauthorized(batch.records, grants) is not None:
+            grants = await asyncio.to_thread(self._grants.load, gateway)  # a refusal is always re-checked
+        bad = first_unauthorized(batch.records, grants)
+        if bad is not None:
+            raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
+                           f"gateway {gateway!r} is not assigned patient {bad.patient!r} / device {bad.device_id!r}",
+                           "not_assigned")
+
+    async def _throttle(self, gateway: str, batch: pb.TelemetryBatch) -> None:
+        rate = self._settings.rate
+        now = time.monotonic()
+        limiter = self._limiters.get(gateway)
+        if limiter is None:
+            limiter = self._limiters[gateway] = GatewayLimiter(
+                TokenBucket.full(rate.records_per_s, rate.burst_s, now),
+                TokenBucket.full(rate.bytes_per_s, rate.burst_s, now))
+        wait = limiter.admit(len(batch.records), batch.ByteSize(), now, rate.max_wait_s)
+        if wait is None:
+            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"gateway {gateway!r} is over its rate limit",
+                           "rate_limited")
+        if wait > 0:
+            self.metrics.inc("ingest_throttled_batches")
+            await asyncio.sleep(wait)
+
+    async def _write(self, gateway: str, batch: pb.TelemetryBatch) -> tuple[ingest_pb2.UploadResponse, bool]:
         self.counters.batches += 1
-        fresh: list[pb.Record] = []
-        dup_ranges: dict[str, tuple[int, int]] = {}
-        for r in batch.records:
-            if r.sequence < self._ledger.next_expected(gateway, r.stream_id):
-                lo, hi = dup_ranges.get(r.stream_id, (r.sequence, r.sequence))
-                dup_ranges[r.stream_id] = (min(lo, r.sequence), max(hi, r.sequence))
-            else:
-                fresh.append(r)
+        streams = list(dict.fromkeys(r.stream_id for r in batch.records))
+        owner = self._ledger.new_owner()
+        expected = await self._claim(gateway, streams, owner)
+        fresh, dups = split_duplicates(batch.records, expected)
         outgoing = [OutgoingRecord(self._topics[r.kind], r.patient.encode(), r.SerializeToString(),
                                    [("gateway", gateway.encode()), ("stream", r.stream_id.encode()),
                                     ("seq", str(r.sequence).encode())]) for r in fresh]
-        results = await self._bridge.send(outgoing) if outgoing else []
-        written: dict[str, tuple[int, int]] = {}
-        blocked: set[str] = set()
-        for r, err in zip(fresh, results, strict=True):
-            if r.stream_id in blocked:
-                continue
-            if err is not None:
-                blocked.add(r.stream_id)
-                self.counters.kafka_failures += 1
-                log.warning("kafka delivery failed", gateway=gateway, stream=r.stream_id, seq=r.sequence,
-                            error=str(err))
-                continue
-            lo, hi = written.get(r.stream_id, (r.sequence, r.sequence))
-            written[r.stream_id] = (min(lo, r.sequence), max(hi, r.sequence))
-        self._ledger.advance(gateway, {s: hi + 1 for s, (_, hi) in written.items()})
-        duplicates = sum(hi - lo + 1 for lo, hi in dup_ranges.values())
-        self.counters.records_written += sum(hi - lo + 1 for lo, hi in written.values())
-        self.counters.duplicates += duplicates
-        ack = ingest_pb2.BatchAck(batch_id=batch.batch_id, duplicates=duplicates)
-        for ranges in (dup_ranges, written):
-            for stream_id, (lo, hi) in ranges.items():
-                ack.ranges.add(stream_id=stream_id, first=lo, last=hi)
-        return ingest_pb2.UploadResponse(ack=ack)
+        errors: list[Exception | None] = []
+        try:
+            if outgoing:
+                held = await self._in_flight.acquire(len(outgoing))
+                try:
+                    errors = await self._send_renewing(gateway, streams, owner, outgoing)
+                finally:
+                    await self._in_flight.release(held)
+        finally:
+            written, failed = delivered_ranges(fresh, errors) if errors else ({}, 0)
+            lost = await asyncio.to_thread(self._ledger.commit, gateway, owner, expected,
+                                           {s: hi + 1 for s, (_, hi) in written.items()})
+        if lost:
+            self.metrics.inc("ingest_ledger_claims_lost", len(lost))
+            log.warning("ledger claim lost while writing; records may be duplicated", gateway=gateway, streams=lost)
+        if failed:
+            self.counters.kafka_failures += failed
+            self.metrics.inc("ingest_kafka_failures", failed)
+            log.warning("kafka delivery failed", gateway=gateway, streams=failed,
+                        error=str(next(e for e in errors if e is not None)))
+        n_written = sum(hi - lo + 1 for lo, hi in written.values())
+        n_dups = sum(hi - lo + 1 for lo, hi in dups.values())
+        self.counters.records_written += n_written
+        self.counters.duplicates += n_dups
+        self.metrics.inc("ingest_records_written", n_written)
+        self.metrics.inc("ingest_records_duplicate", n_dups)
+        return ack_for(batch.batch_id, dups, written), failed > 0
+
+    async def _claim(self, gateway: str, streams: list[str], owner: str) -> dict[str, int]:
+        """Wait (bounded) until no other replica or connection is writing these streams."""
+        deadline = time.monotonic() + self._settings.flow.claim_ttl_s + self._settings.kafka.delivery_timeout_s
+        delay = 0.005
+        while True:
+            got = await asyncio.to_thread(self._ledger.claim, gateway, streams, owner)
+            if got:
+                return got
+            self.metrics.inc("ingest_claim_waits")
+            if time.monotonic() > deadline:
+                raise _Refused(grpc.StatusCode.UNAVAILABLE, "streams are busy on another ingest replica; retry",
+                               "claim_timeout")
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.1)
+
+    async def _send_renewing(self, gateway: str, streams: list[str], owner: str,
+                             outgoing: list[OutgoingRecord]) -> list[Exception | None]:
+        send = asyncio.ensure_future(self._bridge.send(outgoing))
+        interval = self._settings.flow.claim_ttl_s / 3
+        while True:
+            done, _ = await asyncio.wait({send}, timeout=interval)
+            if done:
+                return send.result()
+            with contextlib.suppress(Exception):  # a failed renewal shows up as a lost claim at commit
+                await asyncio.to_thread(self._ledger.renew, gateway, streams, owner)
+
+
+_END = object()
+_DRAINED = object()

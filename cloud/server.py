@@ -1,4 +1,11 @@
-"""The cloud process: gRPC ingest (and fleet heartbeats) in front of Kafka."""
+"""The cloud process: gRPC ingest and fleet heartbeats (mTLS) in front of Kafka, plus enrollment (TLS).
+
+Two gRPC servers: the ingest port requires a client certificate signed by the cloud
+CA; the enrollment port authenticates only the server, because an enrolling gateway
+has no certificate yet (it proves itself with a one-time token). With ``tls = false``
+there is one plaintext ingest port, no enrollment, and the gateway id is whatever the
+Hello says: for a local demo only, and logged as such.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,24 @@ import asyncio
 import contextlib
 import signal
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
+from sqlalchemy import Engine
 
+from cardiogate.config import ConfigError
 from cardiogate.logs import get_logger
-from cloud.dedup import SequenceLedger
-from cloud.ingest import IngestService
+from cloud.db import make_engine
+from cloud.enrollment import EnrollmentService
+from cloud.identity import certificate_status
+from cloud.ingest import IngestService, lenient_request, peer_identity
 from cloud.kafka_bridge import KafkaBridge, ensure_topics
+from cloud.metrics import Metrics
+from cloud.pki import CertificateError, load_ca
 from cloud.settings import CloudSettings
-from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2_grpc
+from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2
 
 log = get_logger(__name__)
 
@@ -24,30 +38,105 @@ log = get_logger(__name__)
 class FleetService(fleet_pb2_grpc.FleetServicer):
     """Keeps the latest heartbeat per gateway (the registry arrives with the fleet issue)."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine, tls: bool) -> None:
+        self._engine = engine
+        self._tls = tls
         self.latest: dict[str, fleet_pb2.GatewayHeartbeat] = {}
 
     async def Heartbeat(self, request: fleet_pb2.GatewayHeartbeat,
                         context: grpc.aio.ServicerContext[Any, Any]) -> fleet_pb2.HeartbeatReply:
         if not request.gateway_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "gateway_id is required")
+        if self._tls:
+            try:
+                identity = peer_identity(context)
+            except (CertificateError, ValueError) as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}")
+            if identity.gateway_id != request.gateway_id:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "gateway_id differs from the certificate")
+            status = await asyncio.to_thread(certificate_status, self._engine, identity.serial)
+            if status != "ok":
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"certificate is {status}")
         self.latest[request.gateway_id] = request
         return fleet_pb2.HeartbeatReply(server_time_ns=time.time_ns())
 
 
-async def serve(settings: CloudSettings, started: asyncio.Event | None = None) -> None:
-    """Run the ingest until cancelled; drains in-flight streams on the way out."""
+def ingest_credentials(settings: CloudSettings) -> grpc.ServerCredentials:
+    """mTLS: the server's certificate, and client certificates must chain to the cloud CA."""
+    pki = settings.pki
+    return grpc.ssl_server_credentials([(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
+                                       root_certificates=pki.ca_cert.read_bytes(), require_client_auth=True)
+
+
+def enrollment_credentials(settings: CloudSettings) -> grpc.ServerCredentials:
+    pki = settings.pki
+    return grpc.ssl_server_credentials([(pki.server_key.read_bytes(), pki.server_cert.read_bytes())],
+                                       root_certificates=None, require_client_auth=False)
+
+
+def _ingest_handler(ingest: IngestService) -> grpc.GenericRpcHandler[Any, Any]:
+    return grpc.method_handlers_generic_handler("cardiogate.v1.Ingest", {
+        "Upload": grpc.stream_stream_rpc_method_handler(
+            ingest.Upload, request_deserializer=lenient_request,
+            response_serializer=ingest_pb2.UploadResponse.SerializeToString),
+    })
+
+
+@dataclass
+class Running:
+    """What a running cloud exposes to tests and status pages."""
+
+    ingest: IngestService
+    fleet: FleetService
+    metrics: Metrics
+    engine: Engine
+
+
+def check_pki_files(settings: CloudSettings) -> None:
+    pki = settings.pki
+    missing = [str(p) for p in (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key) if not p.is_file()]
+    if missing:
+        raise ConfigError(f"tls = true but {', '.join(missing)} missing: create them with "
+                          "`cardiogate cloud admin init-pki` (or point pki.* at your own), or set tls = false "
+                          "for a local demo")
+
+
+async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
+                running: list[Running] | None = None) -> None:
+    """Run until cancelled, then drain: refuse new streams, finish and ack in-flight batches, close."""
+    if settings.tls:
+        check_pki_files(settings)
+    engine = make_engine(settings.db_url)
     await asyncio.to_thread(ensure_topics, settings.kafka)
     bridge = KafkaBridge(settings.kafka)
-    ledger = SequenceLedger(settings.database)
-    ingest = IngestService(settings, bridge, ledger)
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)])
-    ingest_pb2_grpc.add_IngestServicer_to_server(ingest, server)
-    fleet_pb2_grpc.add_FleetServicer_to_server(FleetService(), server)
-    server.add_insecure_port(settings.listen)
+    metrics = Metrics()
+    ingest = IngestService(settings, bridge, engine, metrics)
+    fleet = FleetService(engine, settings.tls)
+    max_message = 2 * settings.limits.max_batch_bytes
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message)])
+    server.add_generic_rpc_handlers((_ingest_handler(ingest),))
+    fleet_pb2_grpc.add_FleetServicer_to_server(fleet, server)
+    enroll_server: grpc.aio.Server | None = None
+    if settings.tls:
+        server.add_secure_port(settings.listen, ingest_credentials(settings))
+        ca = load_ca(settings.pki.ca_cert, settings.pki.ca_key)
+        enroll_server = grpc.aio.server()
+        fleet_pb2_grpc.add_EnrollmentServicer_to_server(EnrollmentService(engine, ca, settings.pki.client_cert_days),
+                                                        enroll_server)
+        enroll_server.add_secure_port(settings.enrollment.listen, enrollment_credentials(settings))
+    else:
+        log.warning("TLS IS OFF: plaintext ingest, no client identity, gateway ids are taken on trust. "
+                    "Use tls = false only for a local demo.", listen=settings.listen)
+        server.add_insecure_port(settings.listen)
     await server.start()
-    log.info("cloud ingest listening", listen=settings.listen, kafka=settings.kafka.bootstrap)
-    print(f"cloud: ingest on {settings.listen}, writing to Kafka at {settings.kafka.bootstrap}", flush=True)
+    if enroll_server is not None:
+        await enroll_server.start()
+    log.info("cloud ingest listening", listen=settings.listen, kafka=settings.kafka.bootstrap, tls=settings.tls,
+             enrollment=settings.enrollment.listen if settings.tls else None, database=engine.url.render_as_string())
+    mode = "mTLS" if settings.tls else "PLAINTEXT (tls = false)"
+    print(f"cloud: ingest on {settings.listen} ({mode}), writing to Kafka at {settings.kafka.bootstrap}", flush=True)
+    if running is not None:
+        running.append(Running(ingest, fleet, metrics, engine))
     if started is not None:
         started.set()
     try:
@@ -55,11 +144,18 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None) -
             await asyncio.sleep(10)
             c = ingest.counters
             log.info("ingest status", batches=c.batches, written=c.records_written, duplicates=c.duplicates,
-                     rejected_batches=c.rejected_batches, kafka_failures=c.kafka_failures)
+                     rejected_batches=c.rejected_batches, kafka_failures=c.kafka_failures, **metrics.snapshot())
     finally:
-        await server.stop(grace=5)
+        grace = settings.flow.drain_grace_s
+        log.info("draining", streams=ingest.active_streams, grace_s=grace)
+        ingest.start_drain()
+        stops = [server.stop(grace)] + ([enroll_server.stop(1)] if enroll_server is not None else [])
+        await asyncio.gather(*stops, return_exceptions=True)
+        if not await ingest.wait_idle(grace):
+            log.warning("drain grace ran out with work in flight", streams=ingest.active_streams)
         await asyncio.to_thread(bridge.close)
-        ledger.close()
+        engine.dispose()
+        log.info("drained")
 
 
 async def run_cloud(settings: CloudSettings) -> None:

@@ -12,10 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cardiogate.config import ConfigError
 from cardiogate.logs import get_logger
 from edge.alarm_bridge import AlarmBridge
 from edge.alarm_engine.model import TechnicalCondition
 from edge.device_manager import DeviceManager, ManagedDevice
+from edge.enrollment import load_certificate
 from edge.mqtt import MqttPublisher, Outgoing
 from edge.outbox import Outbox
 from edge.pairing import PairingError, PairingRegistry
@@ -26,12 +28,31 @@ from proto.cardiogate.v1 import telemetry_pb2 as pb
 log = get_logger(__name__)
 
 
+def check_identity(settings: GatewaySettings) -> None:
+    """Refuse to start with a missing identity, or one issued to another gateway (ConfigError says what to do)."""
+    if not settings.uplink.tls:
+        log.warning("uplink without TLS: no gateway identity; for a local demo ingest only")
+        return
+    try:
+        cert = load_certificate(settings.uplink.identity_dir)
+    except FileNotFoundError:
+        raise ConfigError(f"uplink.identity_dir: no gateway identity in {settings.uplink.identity_dir}; run "
+                          "`cardiogate gateway enroll` with a token from the cloud") from None
+    except ValueError as exc:
+        raise ConfigError(f"uplink.identity_dir: unreadable certificate: {exc}") from None
+    if cert.gateway_id != settings.gateway_id:
+        raise ConfigError(f"uplink.identity_dir: the certificate is for {cert.gateway_id!r}, but gateway_id is "
+                          f"{settings.gateway_id!r}")
+
+
 class Gateway:
     """One gateway process."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
-        self.outbox = Outbox(settings.outbox.path)
+        check_identity(settings)
+        self.outbox = Outbox.from_settings(settings.outbox, on_evicted=self._on_evicted, on_full=self._on_outbox_full)
+        self._evicting: set[tuple[str, str]] = set()
         self.uplink = Uplink(settings.gateway_id, self.outbox, settings.uplink)
         self.mqtt = MqttPublisher(settings.mqtt, client_id=f"cardiogate-{settings.gateway_id}")
         self.registry = PairingRegistry(settings.devices, settings.state.pairings_path)
@@ -79,6 +100,26 @@ class Gateway:
     def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
                           device_ns: int) -> None:
         self.alarms.observe_technical(patient, device_id, kind, active, device_ns)
+
+    # -- outbox pressure ----------------------------------------------------
+    def _on_evicted(self, device_id: str, patient: str, samples: int) -> None:
+        """The disk budget forced raw ECG out (a gap record says exactly what): a technical alarm, never silence."""
+        log.warning("outbox evicted raw ECG", device=device_id, patient=patient, samples=samples)
+        if (patient, device_id) not in self._evicting:
+            self._evicting.add((patient, device_id))
+            self.alarms.observe_technical(patient, device_id, "outbox_near_full", True, time.time_ns())
+
+    def _on_outbox_full(self, full: bool) -> None:
+        log.error("outbox over budget with nothing evictable" if full else "outbox back under budget")
+        for device in self.registry.devices():
+            self.alarms.observe_technical(device.patient, device.address, "outbox_near_full", full, time.time_ns())
+
+    def _check_outbox_pressure(self) -> None:
+        """Clear the eviction alarms once the queue has drained below half the budget."""
+        if self._evicting and self.outbox.metrics().fill_ratio < 0.5:
+            for patient, device_id in self._evicting:
+                self.alarms.observe_technical(patient, device_id, "outbox_near_full", False, time.time_ns())
+            self._evicting.clear()
 
     # -- commands -----------------------------------------------------------
     def _on_patient_command(self, topic: str, payload: bytes) -> None:
@@ -158,6 +199,7 @@ class Gateway:
         while True:
             await asyncio.sleep(1.0)
             self.alarms.tick()
+            self._check_outbox_pressure()
 
     def _log_status(self) -> None:
         for managed in self.devices.devices.values():
@@ -166,8 +208,11 @@ class Gateway:
                      ecg_samples=c.ecg_samples, decode_errors=c.decode_errors, ecg_gaps=c.ecg_gaps,
                      missing_samples=c.ecg_missing_samples, reconnects=max(0, s.connects - 1))
             self.publish_device_state(managed)
-        log.info("uplink status", connected=self.uplink.connected, outbox_depth=self.outbox.depth(),
-                 acked=self.uplink.records_acked, mqtt_published=self.mqtt.published)
+        om = self.outbox.metrics()
+        log.info("uplink status", connected=self.uplink.connected, outbox_records=om.records, outbox_bytes=om.bytes,
+                 outbox_fill=round(om.fill_ratio, 3), evicted_samples=om.evicted_samples,
+                 acked=self.uplink.records_acked, mqtt_published=self.mqtt.published,
+                 commands_rejected=self.alarms.commands_rejected + self.gateway_commands_rejected)
 
 
 async def run_gateway(settings: GatewaySettings) -> None:

@@ -70,20 +70,43 @@ class MqttSettings(StrictModel):
 
 
 class UplinkSettings(StrictModel):
-    """gRPC uplink to the cloud ingest."""
+    """gRPC uplink to the cloud ingest: batching, compression, backoff and live-first pacing (docs/outbox.md)."""
 
     target: str = "127.0.0.1:50051"
+    tls: bool = Field(default=True, description="mTLS with the identity from `cardiogate gateway enroll`; "
+                                                 "false only against a local demo ingest without identity")
+    identity_dir: Path = Field(default=Path("identity"), description="gateway.key, gateway.crt and ca.crt")
+    server_name: str | None = Field(default=None, description="expected name in the ingest's certificate, "
+                                                              "when it differs from the target host")
     batch_max_records: int = Field(default=200, ge=1, le=5000)
-    batch_max_age_s: float = Field(default=0.5, gt=0, le=60)
+    batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=2 * 1024 * 1024,
+                                 description="record bytes per batch (one larger record still goes alone)")
+    batch_max_age_s: float = Field(default=0.5, gt=0, le=60,
+                                   description="a batch that is not full waits at most this long; alarms never wait")
     max_in_flight: int = Field(default=4, ge=1, le=64)
     backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
     backoff_max_s: float = Field(default=30.0, gt=0, le=600)
+    compression: Literal["gzip", "deflate", "none"] = "gzip"
+    max_bytes_per_s: int = Field(default=0, ge=0,
+                                 description="overall cap in record bytes/s, 0 = unlimited; alarms may exceed it")
+    backlog_after_s: float = Field(default=5.0, gt=0, le=3600,
+                                   description="a raw ECG or feature record unsent this long is backlog")
+    backlog_max_bytes_per_s: int = Field(default=256 * 1024, ge=0, description="backlog drain rate, 0 = unlimited")
+    backlog_max_records_per_s: int = Field(default=0, ge=0, description="backlog drain rate, 0 = unlimited")
 
 
 class OutboxSettings(StrictModel):
-    """The durable on-disk queue between the radio and the uplink."""
+    """The durable on-disk queue between the radio and the uplink: lanes, disk budget, durability (docs/outbox.md)."""
 
     path: Path = Path("gateway-outbox.sqlite3")
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024,
+                           description="disk budget for queued records; beyond it the oldest raw ECG is evicted")
+    evict_headroom: float = Field(default=0.05, gt=0, le=0.5,
+                                  description="an eviction frees this fraction of the budget more than needed, "
+                                              "so gaps come in chunks rather than one per block")
+    group_commit_s: float = Field(default=1.0, ge=0, le=60,
+                                  description="raw ECG commits are fsynced at most this long after they commit "
+                                              "(0: every commit); alarms and vitals are fsynced at every commit")
 
 
 class StateSettings(StrictModel):

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from bleak.args import SizedBuffer
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -35,6 +35,8 @@ from bumble.hci import Address
 from bumble.transport import open_transport
 
 DEFAULT_MTU = 247
+DISCONNECT_TIMEOUT_S = 3.0
+_T = TypeVar("_T")
 _PROPERTY_NAMES: list[tuple[int, str]] = [
     (Characteristic.Properties.BROADCAST, "broadcast"),
     (Characteristic.Properties.READ, "read"),
@@ -78,6 +80,12 @@ _GATT_CACHE: dict[str, tuple[_CachedService, ...]] = {}
 
 def forget_services(address: str) -> None:
     _GATT_CACHE.pop(address.upper(), None)
+
+
+def _abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel a task we will not wait for, and make sure its outcome is never reported as unretrieved."""
+    task.cancel()
+    task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
 
 
 def bleak_uuid(u: bumble_core.UUID) -> str:
@@ -226,6 +234,7 @@ class BumbleClient(BaseBleakClient):
         self._proxies: dict[int, CharacteristicProxy[bytes]] = {}
         self._subscribers: dict[int, Callable[[bytes], None]] = {}
         self.discovery_cached = False
+        self._lost = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -243,6 +252,7 @@ class BumbleClient(BaseBleakClient):
         except (TimeoutError, bumble_core.BaseBumbleError) as exc:
             raise BleakDeviceNotFoundError(self.address, f"connect to {self.address} failed: {exc}") from exc
         self._connection = connection
+        self._lost = asyncio.Event()
         connection.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
         try:
             async with asyncio.timeout(timeout):
@@ -292,7 +302,29 @@ class BumbleClient(BaseBleakClient):
             out.append(_CachedService(svc.handle, svc.end_group_handle, svc.uuid, tuple(chars)))
         return tuple(out)
 
+    async def _op(self, awaitable: Awaitable[_T]) -> _T:
+        """Run a GATT operation, failing at once if the link drops.
+
+        bumble waits for ever for the answer to a request sent on a link that is gone, and its
+        request does not always end when cancelled: such a task is cancelled and abandoned,
+        never awaited, so neither a lost link nor a caller's timeout can hang the session.
+        """
+        task = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait([task, lost], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            _abandon(task)
+            raise
+        finally:
+            lost.cancel()
+        if not task.done():
+            _abandon(task)
+            raise BleakError(f"{self.address}: link lost during a GATT operation")
+        return task.result()
+
     def _on_disconnection(self, reason: int) -> None:
+        self._lost.set()
         self._connection = None
         self._peer = None
         if self._disconnected_callback is not None:
@@ -303,8 +335,12 @@ class BumbleClient(BaseBleakClient):
         self._peer = None
         if connection is not None:
             connection.remove_listener(Connection.EVENT_DISCONNECTION, self._on_disconnection)
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            task = asyncio.ensure_future(connection.disconnect())
+            done, _ = await asyncio.wait([task], timeout=DISCONNECT_TIMEOUT_S)  # a link already gone never answers
+            if not done:
+                _abandon(task)
+            elif not task.cancelled():
+                task.exception()  # retrieved: a failed disconnect of a dead link is not an error
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("pairing over the bumble backend is not supported")
@@ -332,18 +368,18 @@ class BumbleClient(BaseBleakClient):
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
         with self._gatt_errors():
-            return bytearray(await self._require_peer().read_value(characteristic.handle))
+            return bytearray(await self._op(self._require_peer().read_value(characteristic.handle)))
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
-        return bytearray(await self._require_peer().read_value(descriptor.handle))
+        return bytearray(await self._op(self._require_peer().read_value(descriptor.handle)))
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: SizedBuffer,
                               response: bool) -> None:
         with self._gatt_errors():
-            await self._require_peer().write_value(characteristic.handle, bytes(data), with_response=response)
+            await self._op(self._require_peer().write_value(characteristic.handle, bytes(data), with_response=response))
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
-        await self._require_peer().write_value(descriptor.handle, bytes(data), with_response=True)
+        await self._op(self._require_peer().write_value(descriptor.handle, bytes(data), with_response=True))
 
     async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback,
                            **kwargs: Any) -> None:
@@ -355,9 +391,9 @@ class BumbleClient(BaseBleakClient):
 
         self._subscribers[characteristic.handle] = deliver
         with self._gatt_errors():
-            await peer.subscribe(proxy, deliver)
+            await self._op(peer.subscribe(proxy, deliver))
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         peer = self._require_peer()
         deliver = self._subscribers.pop(characteristic.handle, None)
-        await peer.unsubscribe(self._proxies[characteristic.handle], deliver)
+        await self._op(peer.unsubscribe(self._proxies[characteristic.handle], deliver))

@@ -29,7 +29,7 @@ from tests.conftest import REPO, port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-MITDB = Path(os.environ.get("CARDIOGATE_DATA", REPO.parent / "shared" / "data")).resolve() / "mitdb"
+MITDB = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data")).resolve() / "mitdb"
 RUN_S = 30.0
 POLAR, OXI, CUFF, HRW, DRIFT, REPLAY = (f"C0:00:00:00:01:0{i}" for i in range(1, 7))
 POLAR_START_DELAY_S = 4.0

@@ -17,7 +17,7 @@ import pytest
 from cardiogate.kafka_reader import RecordReader
 from cardiogate.stack import free_port
 from cloud.server import serve
-from cloud.settings import CloudSettings, KafkaSettings
+from cloud.settings import AuthzSettings, CloudSettings, KafkaSettings
 from cloud.tansu import start_tansu
 from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
 from proto.cardiogate.v1 import telemetry_pb2 as pb
@@ -39,7 +39,8 @@ def kafka() -> Iterator[str]:
 @pytest.fixture
 async def ingest(kafka: str, tmp_path: Path) -> AsyncIterator[str]:
     listen = f"127.0.0.1:{free_port()}"
-    settings = CloudSettings(listen=listen, database=tmp_path / "cloud.sqlite3", kafka=KafkaSettings(bootstrap=kafka))
+    settings = CloudSettings(listen=listen, database=tmp_path / "cloud.sqlite3", kafka=KafkaSettings(bootstrap=kafka),
+                             tls=False, authz=AuthzSettings(enforce=False))  # identity is tested in test_cloud_*
     started = asyncio.Event()
     task = asyncio.create_task(serve(settings, started))
     await asyncio.wait_for(started.wait(), 30)

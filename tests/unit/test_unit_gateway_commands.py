@@ -17,7 +17,8 @@ from edge.settings import GatewaySettings, PairedDevice
 def gateway(tmp_path: Path) -> Gateway:
     settings = GatewaySettings(
         gateway_id="gw-7", site="ward-7", devices=[PairedDevice(address="C0:00:00:00:00:01", patient="pt-0001")],
-        outbox={"path": tmp_path / "outbox.sqlite3"}, state={"pairings_path": tmp_path / "pairings.json"})
+        outbox={"path": tmp_path / "outbox.sqlite3"}, state={"pairings_path": tmp_path / "pairings.json"},
+        uplink={"tls": False})  # no network here; identity checks are tested with the cloud
     gw = Gateway(settings)
     gw.sent = []  # type: ignore[attr-defined]
     gw.mqtt.publish = gw.sent.append  # type: ignore[method-assign, attr-defined]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fproto/cardiogate/v1/fleet.proto\x12\rcardiogate.v1\"\xb4\x01\n\x0f\x43onnectedDevice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07patient\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x15\n\x08rssi_dbm\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0f\x62\x61ttery_percent\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x14\n\x0clast_seen_ns\x18\x06 \x01(\x03\x42\x0b\n\t_rssi_dbmB\x12\n\x10_battery_percent\"\xe0\x02\n\x10GatewayHeartbeat\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12J\n\x0emodel_versions\x18\x04 \x03(\x0b\x32\x32.cardiogate.v1.GatewayHeartbeat.ModelVersionsEntry\x12\x16\n\x0eoutbox_records\x18\x05 \x01(\x04\x12\x14\n\x0coutbox_bytes\x18\x06 \x01(\x04\x12\x1c\n\x14oldest_unsent_age_ms\x18\x07 \x01(\x03\x12/\n\x07\x64\x65vices\x18\x08 \x03(\x0b\x32\x1e.cardiogate.v1.ConnectedDevice\x12\x0e\n\x06health\x18\t \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"(\n\x0eHeartbeatReply\x12\x16\n\x0eserver_time_ns\x18\x01 \x01(\x03\x32T\n\x05\x46leet\x12K\n\tHeartbeat\x12\x1f.cardiogate.v1.GatewayHeartbeat\x1a\x1d.cardiogate.v1.HeartbeatReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fproto/cardiogate/v1/fleet.proto\x12\rcardiogate.v1\"C\n\rEnrollRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"b\n\x0b\x45nrollReply\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x02 \x01(\x0c\x12\x0e\n\x06serial\x18\x03 \x01(\t\x12\x14\n\x0cnot_after_ns\x18\x04 \x01(\x03\"\xb4\x01\n\x0f\x43onnectedDevice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07patient\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x15\n\x08rssi_dbm\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0f\x62\x61ttery_percent\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x14\n\x0clast_seen_ns\x18\x06 \x01(\x03\x42\x0b\n\t_rssi_dbmB\x12\n\x10_battery_percent\"\xe0\x02\n\x10GatewayHeartbeat\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12J\n\x0emodel_versions\x18\x04 \x03(\x0b\x32\x32.cardiogate.v1.GatewayHeartbeat.ModelVersionsEntry\x12\x16\n\x0eoutbox_records\x18\x05 \x01(\x04\x12\x14\n\x0coutbox_bytes\x18\x06 \x01(\x04\x12\x1c\n\x14oldest_unsent_age_ms\x18\x07 \x01(\x03\x12/\n\x07\x64\x65vices\x18\x08 \x03(\x0b\x32\x1e.cardiogate.v1.ConnectedDevice\x12\x0e\n\x06health\x18\t \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"(\n\x0eHeartbeatReply\x12\x16\n\x0eserver_time_ns\x18\x01 \x01(\x03\x32T\n\x05\x46leet\x12K\n\tHeartbeat\x12\x1f.cardiogate.v1.GatewayHeartbeat\x1a\x1d.cardiogate.v1.HeartbeatReply2P\n\nEnrollment\x12\x42\n\x06\x45nroll\x12\x1c.cardiogate.v1.EnrollRequest\x1a\x1a.cardiogate.v1.EnrollReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +33,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GATEWAYHEARTBEAT_MODELVERSIONSENTRY']._loaded_options = None
   _globals['_GATEWAYHEARTBEAT_MODELVERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_CONNECTEDDEVICE']._serialized_start=51
-  _globals['_CONNECTEDDEVICE']._serialized_end=231
-  _globals['_GATEWAYHEARTBEAT']._serialized_start=234
-  _globals['_GATEWAYHEARTBEAT']._serialized_end=586
-  _globals['_GATEWAYHEARTBEAT_MODELVERSIONSENTRY']._serialized_start=534
-  _globals['_GATEWAYHEARTBEAT_MODELVERSIONSENTRY']._serialized_end=586
-  _globals['_HEARTBEATREPLY']._serialized_start=588
-  _globals['_HEARTBEATREPLY']._serialized_end=628
-  _globals['_FLEET']._serialized_start=630
-  _globals['_FLEET']._serialized_end=714
+  _globals['_ENROLLREQUEST']._serialized_start=50
+  _globals['_ENROLLREQUEST']._serialized_end=117
+  _globals['_ENROLLREPLY']._serialized_start=119
+  _globals['_ENROLLREPLY']._serialized_end=217
+  _globals['_CONNECTEDDEVICE']._serialized_start=220
+  _globals['_CONNECTEDDEVICE']._serialized_end=400
+  _globals['_GATEWAYHEARTBEAT']._serialized_start=403
+  _globals['_GATEWAYHEARTBEAT']._serialized_end=755
+  _globals['_GATEWAYHEARTBEAT_MODELVERSIONSENTRY']._serialized_start=703
+  _globals['_GATEWAYHEARTBEAT_MODELVERSIONSENTRY']._serialized_end=755
+  _globals['_HEARTBEATREPLY']._serialized_start=757
+  _globals['_HEARTBEATREPLY']._serialized_end=797
+  _globals['_FLEET']._serialized_start=799
+  _globals['_FLEET']._serialized_end=883
+  _globals['_ENROLLMENT']._serialized_start=885
+  _globals['_ENROLLMENT']._serialized_end=965
 # @@protoc_insertion_point(module_scope)

@@ -95,3 +95,90 @@ class Fleet:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class EnrollmentStub:
+    """Served on its own port with TLS server authentication only: the caller has no
+    certificate yet. It proves who it is with a one-time token an administrator issued
+    for its gateway id, and proves key possession with the CSR's signature; the private
+    key never leaves the gateway. Errors: PERMISSION_DENIED for an unknown, used or
+    expired token (or one issued for another gateway id), INVALID_ARGUMENT for a bad CSR.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Enroll = channel.unary_unary(
+                '/cardiogate.v1.Enrollment/Enroll',
+                request_serializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.FromString,
+                _registered_method=True)
+
+
+class EnrollmentServicer:
+    """Served on its own port with TLS server authentication only: the caller has no
+    certificate yet. It proves who it is with a one-time token an administrator issued
+    for its gateway id, and proves key possession with the CSR's signature; the private
+    key never leaves the gateway. Errors: PERMISSION_DENIED for an unknown, used or
+    expired token (or one issued for another gateway id), INVALID_ARGUMENT for a bad CSR.
+    """
+
+    def Enroll(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EnrollmentServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.FromString,
+                    response_serializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cardiogate.v1.Enrollment', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cardiogate.v1.Enrollment', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Enrollment:
+    """Served on its own port with TLS server authentication only: the caller has no
+    certificate yet. It proves who it is with a one-time token an administrator issued
+    for its gateway id, and proves key possession with the CSR's signature; the private
+    key never leaves the gateway. Errors: PERMISSION_DENIED for an unknown, used or
+    expired token (or one issued for another gateway id), INVALID_ARGUMENT for a bad CSR.
+    """
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardiogate.v1.Enrollment/Enroll',
+            proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.SerializeToString,
+            proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

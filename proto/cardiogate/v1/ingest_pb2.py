@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto.cardiogate.v1 import telemetry_pb2 as proto_dot_cardiogate_dot_v1_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n proto/cardiogate/v1/ingest.proto\x12\rcardiogate.v1\x1a#proto/cardiogate/v1/telemetry.proto\"q\n\rUploadRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.cardiogate.v1.HelloH\x00\x12.\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1d.cardiogate.v1.TelemetryBatchH\x00\x42\t\n\x07message\"5\n\x05Hello\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\"?\n\rSequenceRange\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x66irst\x18\x02 \x01(\x04\x12\x0c\n\x04last\x18\x03 \x01(\x04\"^\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12,\n\x06ranges\x18\x02 \x03(\x0b\x32\x1c.cardiogate.v1.SequenceRange\x12\x12\n\nduplicates\x18\x03 \x01(\r\"1\n\rBatchRejected\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"u\n\x0eUploadResponse\x12&\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x17.cardiogate.v1.BatchAckH\x00\x12\x30\n\x08rejected\x18\x02 \x01(\x0b\x32\x1c.cardiogate.v1.BatchRejectedH\x00\x42\t\n\x07message2S\n\x06Ingest\x12I\n\x06Upload\x12\x1c.cardiogate.v1.UploadRequest\x1a\x1d.cardiogate.v1.UploadResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n proto/cardiogate/v1/ingest.proto\x12\rcardiogate.v1\x1a#proto/cardiogate/v1/telemetry.proto\"q\n\rUploadRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.cardiogate.v1.HelloH\x00\x12.\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x1d.cardiogate.v1.TelemetryBatchH\x00\x42\t\n\x07message\"5\n\x05Hello\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\"?\n\rSequenceRange\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\r\n\x05\x66irst\x18\x02 \x01(\x04\x12\x0c\n\x04last\x18\x03 \x01(\x04\"^\n\x08\x42\x61tchAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12,\n\x06ranges\x18\x02 \x03(\x0b\x32\x1c.cardiogate.v1.SequenceRange\x12\x12\n\nduplicates\x18\x03 \x01(\r\"F\n\rBatchRejected\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\"u\n\x0eUploadResponse\x12&\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32\x17.cardiogate.v1.BatchAckH\x00\x12\x30\n\x08rejected\x18\x02 \x01(\x0b\x32\x1c.cardiogate.v1.BatchRejectedH\x00\x42\t\n\x07message2S\n\x06Ingest\x12I\n\x06Upload\x12\x1c.cardiogate.v1.UploadRequest\x1a\x1d.cardiogate.v1.UploadResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHACK']._serialized_start=323
   _globals['_BATCHACK']._serialized_end=417
   _globals['_BATCHREJECTED']._serialized_start=419
-  _globals['_BATCHREJECTED']._serialized_end=468
-  _globals['_UPLOADRESPONSE']._serialized_start=470
-  _globals['_UPLOADRESPONSE']._serialized_end=587
-  _globals['_INGEST']._serialized_start=589
-  _globals['_INGEST']._serialized_end=672
+  _globals['_BATCHREJECTED']._serialized_end=489
+  _globals['_UPLOADRESPONSE']._serialized_start=491
+  _globals['_UPLOADRESPONSE']._serialized_end=608
+  _globals['_INGEST']._serialized_start=610
+  _globals['_INGEST']._serialized_end=693
 # @@protoc_insertion_point(module_scope)

@@ -131,21 +131,30 @@ Global___BatchAck: _TypeAlias = BatchAck  # noqa: Y015
 
 @_typing.final
 class BatchRejected(_message.Message):
+    """The batch is malformed (INVALID_ARGUMENT): sending it again cannot succeed.
+    Refusals that may pass later (not authorized, over the rate, draining, revoked) end
+    the stream with a gRPC status instead, and the gateway keeps the records.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REASON_CODE_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     reason: _builtins.str
+    reason_code: _builtins.str
+    """a short machine-readable cause, e.g. "pseudonym", "oversized" """
     def __init__(
         self,
         *,
         batch_id: _builtins.int = ...,
         reason: _builtins.str = ...,
+        reason_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "reason", b"reason", "reason_code", b"reason_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,292 @@
+"""R-peak detection scored on annotated WFDB records (MIT-BIH), ours beside NeuroKit2.
+
+The scoring is the one the reference numbers in the architecture brief use, so figures
+compare: reference beats are annotations whose symbol is in :data:`BEAT_SYMBOLS`;
+detections are matched one-to-one to reference beats, nearest pair first, when
+``|detection - reference| <= window`` (inclusive); Se, +P and F1 come from TP/FP/FN summed
+over all records (not averaged per record); whole records, first channel.
+
+Throughput is measured on one core: the process is pinned to one CPU where the OS allows,
+and the clock is the process's CPU time (``time.process_time``), so other load on a shared
+machine does not distort it. Only detection is timed: for ours, filtering and detection fed
+in ``chunk_s`` chunks exactly as the gateway does; for NeuroKit2, ``ecg_clean`` plus
+``ecg_peaks``. Records are scored alternately by both, so drifts affect both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from edge.dsp.rpeaks import RPeakConfig, RPeakDetector
+
+BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """Counts of one detector on one or more records."""
+
+    tp: int
+    fp: int
+    fn: int
+
+    def __add__(self, other: Score) -> Score:
+        return Score(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def se(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def ppv(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def f1(self) -> float:
+        d = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / d if d else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"se": self.se, "ppv": self.ppv, "f1": self.f1, "tp": self.tp, "fp": self.fp, "fn": self.fn}
+
+
+def match_pairs(reference: ArrayLike, detected: ArrayLike, tolerance: int) -> list[tuple[int, int]]:
+    """One-to-one matching, nearest first: (reference index, detection index) pairs.
+
+    All candidate pairs within ``tolerance`` samples (inclusive) are taken in order of
+    distance (ties: earlier reference, then earlier detection time); a pair is kept when neither
+    side is already matched. Inputs need not be sorted.
+    """
+    ref = np.asarray(reference, dtype=np.int64)
+    det = np.asarray(detected, dtype=np.int64)
+    if ref.size == 0 or det.size == 0:
+        return []
+    order = np.argsort(det, kind="stable")
+    ds = det[order]
+    lo = np.searchsorted(ds, ref - tolerance, side="left")
+    hi = np.searchsorted(ds, ref + tolerance, side="right")
+    counts = hi - lo
+    ri = np.repeat(np.arange(ref.size), counts)
+    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    dj = order[np.arange(int(counts.sum())) + starts]
+    dist = np.abs(ref[ri] - det[dj])
+    by = np.lexsort((dj, det[dj], ri, dist))
+    used_r = np.zeros(ref.size, dtype=bool)
+    used_d = np.zeros(det.size, dtype=bool)
+    pairs: list[tuple[int, int]] = []
+    for i, j in zip(ri[by].tolist(), dj[by].tolist(), strict=True):
+        if not used_r[i] and not used_d[j]:
+            used_r[i] = used_d[j] = True
+            pairs.append((i, j))
+    return pairs
+
+
+def score_beats(reference: ArrayLike, detected: ArrayLike, tolerance: int) -> Score:
+    """TP/FP/FN of detections against reference beats (see :func:`match_pairs`)."""
+    n_ref = int(np.asarray(reference).size)
+    n_det = int(np.asarray(detected).size)
+    tp = len(match_pairs(reference, detected, tolerance))
+    return Score(tp=tp, fp=n_det - tp, fn=n_ref - tp)
+
+
+def tolerance_samples(window_s: float, sample_rate_hz: float) -> int:
+    """The window in whole samples (150 ms at 360 Hz = 54)."""
+    return math.floor(window_s * sample_rate_hz + 1e-9)
+
+
+def find_records(data_dir: Path) -> list[str]:
+    """Names of the records in ``data_dir`` that have a header, a signal and ``.atr`` annotations."""
+    names = {p.stem for p in data_dir.glob("*.atr")}
+    return sorted(n for n in names if (data_dir / f"{n}.hea").exists())
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    name: str
+    signal: NDArray[np.float64]
+    sample_rate_hz: float
+    beats: IntArray
+
+
+def load_record(data_dir: Path, name: str) -> Record:
+    """First channel in physical units and the reference beats (symbols in :data:`BEAT_SYMBOLS`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # wfdb's pandas deprecation noise, at import and on reading
+        import wfdb  # type: ignore[import-untyped]
+
+        rec = wfdb.rdrecord(str(data_dir / name), channels=[0])
+        ann = wfdb.rdann(str(data_dir / name), "atr")
+    sig = np.nan_to_num(np.asarray(rec.p_signal[:, 0], dtype=np.float64))
+    keep = np.isin(np.asarray(ann.symbol), list(BEAT_SYMBOLS))
+    return Record(name, sig, float(rec.fs), np.asarray(ann.sample, dtype=np.int64)[keep])
+
+
+def detect_ours(signal: NDArray[np.float64], sample_rate_hz: float, chunk_s: float = 1.0,
+                config: RPeakConfig | None = None) -> tuple[IntArray, float]:
+    """Our streaming detector fed ``chunk_s`` chunks; (peaks, CPU seconds spent filtering + detecting)."""
+    n = max(1, round(chunk_s * sample_rate_hz))
+    t0 = time.process_time()
+    det = RPeakDetector(sample_rate_hz, config)
+    parts = [det.process(signal[i:i + n]).peaks for i in range(0, signal.size, n)]
+    elapsed = time.process_time() - t0
+    return (np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)), elapsed
+
+
+def detect_neurokit(signal: NDArray[np.float64], sample_rate_hz: float) -> tuple[IntArray, float]:
+    """NeuroKit2 'neurokit' method: ``ecg_clean`` then ``ecg_peaks``; (peaks, CPU seconds for both)."""
+    import neurokit2 as nk  # type: ignore[import-untyped]
+
+    fs = round(sample_rate_hz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.process_time()
+        cleaned = nk.ecg_clean(signal, sampling_rate=fs, method="neurokit")
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, method="neurokit")
+        elapsed = time.process_time() - t0
+    return np.asarray(info["ECG_R_Peaks"], dtype=np.int64), elapsed
+
+
+@dataclass
+class DetectorTotals:
+    score: Score
+    samples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+Detector = Callable[[NDArray[np.float64], float], tuple[IntArray, float]]
+
+
+def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: float = 0.15,
+             detectors: dict[str, Detector] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score each detector on each record; return the JSON-ready result (fractions, not percent)."""
+    names = list(records) if records else find_records(data_dir)
+    if not names:
+        raise FileNotFoundError(f"no WFDB records with .atr annotations in {data_dir}")
+    dets = detectors if detectors is not None else {"ours": detect_ours, "neurokit2": detect_neurokit}
+    totals = {k: DetectorTotals(Score(0, 0, 0)) for k in dets}
+    per_record: dict[str, dict[str, dict[str, float | int]]] = {}
+    for i, name in enumerate(names, 1):
+        rec = load_record(data_dir, name)
+        tol = tolerance_samples(window_s, rec.sample_rate_hz)
+        row: dict[str, dict[str, float | int]] = {}
+        notes = []
+        for key, fn in dets.items():
+            peaks, seconds = fn(rec.signal, rec.sample_rate_hz)
+            s = score_beats(rec.beats, peaks, tol)
+            t = totals[key]
+            t.score, t.samples, t.seconds = t.score + s, t.samples + rec.signal.size, t.seconds + seconds
+            row[key] = s.as_dict()
+            notes.append(f"{key} F1 {100 * s.f1:6.2f}% ({seconds:.2f} s CPU)")
+        per_record[name] = row
+        if progress:
+            progress(f"[{i}/{len(names)}] {name}: {rec.beats.size} beats, " + ", ".join(notes))
+    overall = {k: {"se": t.score.se, "ppv": t.score.ppv, "f1": t.score.f1, "samples_per_s": t.samples_per_s,
+                   "tp": t.score.tp, "fp": t.score.fp, "fn": t.score.fn} for k, t in totals.items()}
+    return {"overall": overall, "records": per_record}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Per-record and overall Se/+P/F1 (percent) and throughput, as aligned text."""
+    keys = list(result["overall"])
+    head = f"{'record':>8} " + " ".join(f"{k + ' Se':>13} {k + ' +P':>13} {k + ' F1':>13}" for k in keys)
+    lines = [head, "-" * len(head)]
+
+    def cells(d: dict[str, Any]) -> str:
+        return " ".join(f"{100 * d[k]['se']:13.2f} {100 * d[k]['ppv']:13.2f} {100 * d[k]['f1']:13.2f}" for k in keys)
+
+    for name, row in result["records"].items():
+        lines.append(f"{name:>8} {cells(row)}")
+    lines.append("-" * len(head))
+    lines.append(f"{'overall':>8} {cells(result['overall'])}")
+    for k in keys:
+        o = result["overall"][k]
+        lines.append(f"{k}: TP {o['tp']} FP {o['fp']} FN {o['fn']}, {o['samples_per_s'] / 1e6:.2f} M samples/s")
+    if {"ours", "neurokit2"} <= set(keys):
+        a, b = result["overall"]["ours"], result["overall"]["neurokit2"]
+        ratio = a["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else float("nan")
+        lines.append(f"ours / neurokit2: F1 {a['f1'] / b['f1']:.4f} ({100 * (a['f1'] - b['f1']):+.2f} points), "
+                     f"throughput x{ratio:.2f}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def one_core() -> Iterator[int | None]:
+    """Run the block on one CPU so samples/s means one core; yields the CPU (None where unsupported)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        yield None
+        return
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def run_cli(ns: argparse.Namespace) -> int:
+    """The ``cardiogate eval rpeaks`` handler."""
+    data: Path = ns.data
+    if not data.is_dir():
+        print(f"cardiogate eval rpeaks: no such folder: {data}", file=sys.stderr)
+        return 2
+    mains = ns.mains_hz or None
+    cfg = RPeakConfig(mains_hz=mains)
+    chunk_s: float = ns.chunk_s
+
+    def ours(sig: NDArray[np.float64], fs: float) -> tuple[IntArray, float]:
+        return detect_ours(sig, fs, chunk_s, cfg)
+
+    detectors: dict[str, Detector] = {"ours": ours}
+    if not ns.no_neurokit:
+        if importlib.util.find_spec("neurokit2") is None:
+            print("cardiogate eval rpeaks: NeuroKit2 is not installed (pip install .[eval]); "
+                  "use --no-neurokit to score ours alone", file=sys.stderr)
+            return 2
+        detectors["neurokit2"] = detect_neurokit
+    try:
+        with one_core() as cpu:
+            result = evaluate(data, ns.records, ns.window_ms / 1000.0, detectors,
+                              progress=lambda line: print(line, flush=True))
+    except FileNotFoundError as exc:
+        print(f"cardiogate eval rpeaks: {exc}", file=sys.stderr)
+        return 2
+    probe = RPeakDetector(360.0, cfg)
+    result["meta"] = {
+        "data": str(data), "window_ms": ns.window_ms, "chunk_s": chunk_s, "mains_hz": mains,
+        "lookahead_s": probe.lookahead_samples / 360.0, "cpu_pinned": cpu,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),
+    }
+    print(format_table(result), flush=True)
+    if ns.json is not None:
+        ns.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {ns.json}", flush=True)
+    return 0

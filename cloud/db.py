@@ -1,0 +1,190 @@
+"""The cloud database: one schema for SQLite (the embedded default) and PostgreSQL (production).
+
+SQLAlchemy Core, synchronous: callers on the event loop run these calls in a worker
+thread. Every table that holds telemetry is keyed so that applying the same Kafka
+record twice changes nothing (idempotent by gateway, stream and sequence).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+metadata = MetaData()
+
+# (gateway, stream) -> next sequence not yet in Kafka, plus the claim of the replica writing it now.
+ingest_ledger = Table(
+    "ingest_ledger", metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("stream_id", String(160), primary_key=True),
+    Column("next_seq", BigInteger, nullable=False),
+    Column("claim_owner", String(128), nullable=True),
+    Column("claim_expires_ns", BigInteger, nullable=False, default=0),
+)
+
+enrollment_tokens = Table(
+    "enrollment_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex; the token itself is never stored
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Column("used_ns", BigInteger, nullable=True),
+    Column("used_serial", String(40), nullable=True),
+)
+
+certificates = Table(
+    "certificates", metadata,
+    Column("serial", String(40), primary_key=True),  # hex
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("not_before_ns", BigInteger, nullable=False),
+    Column("not_after_ns", BigInteger, nullable=False),
+    Column("issued_ns", BigInteger, nullable=False),
+)
+
+revoked_certificates = Table(
+    "revoked_certificates", metadata,
+    Column("serial", String(40), primary_key=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("revoked_ns", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+)
+
+# A gateway may send for a patient from one device, or from any device ('*').
+ANY_DEVICE = "*"
+assignments = Table(
+    "assignments", metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("patient", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+# One row per (patient, vital): each value keeps its own time, so an old SpO2 never looks current.
+latest_vitals = Table(
+    "latest_vitals", metadata,
+    Column("patient", String(64), primary_key=True),
+    Column("vital", String(32), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("device_time_ns", BigInteger, nullable=False),
+    Column("receive_time_ns", BigInteger, nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("gateway", String(64), nullable=False),
+    Column("stream_id", String(160), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+)
+
+alarm_events = Table(
+    "alarm_events", metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("stream_id", String(160), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("alarm_id", String(128), nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("condition", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("limit", Float, nullable=False),
+    Column("onset_sample_device_time_ns", BigInteger, nullable=False),
+    Column("trigger_sample_device_time_ns", BigInteger, nullable=False),
+    Column("decision_time_ns", BigInteger, nullable=False),
+    Column("publish_time_ns", BigInteger, nullable=False),
+    Index("ix_alarm_events_patient", "patient", "decision_time_ns"),
+)
+
+alarms_current = Table(
+    "alarms_current", metadata,
+    Column("alarm_id", String(128), primary_key=True),
+    Column("patient", String(64), nullable=False, index=True),
+    Column("device_id", String(64), nullable=False),
+    Column("gateway", String(64), nullable=False),
+    Column("condition", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("limit", Float, nullable=False),
+    Column("raised_time_ns", BigInteger, nullable=True),
+    Column("cleared_time_ns", BigInteger, nullable=True),
+    Column("updated_time_ns", BigInteger, nullable=False),
+)
+
+gaps = Table(
+    "gaps", metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("stream_id", String(160), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("patient", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("stream_kind", String(16), nullable=False),
+    Column("cause", String(32), nullable=False),
+    Column("device_sequence_first", BigInteger, nullable=False),
+    Column("device_sequence_last", BigInteger, nullable=False),
+    Column("start_device_time_ns", BigInteger, nullable=False),
+    Column("end_device_time_ns", BigInteger, nullable=False),
+    Column("missing_samples", BigInteger, nullable=False),
+    Column("sample_rate_hz", Float, nullable=False),
+    Column("receive_time_ns", BigInteger, nullable=False),
+    Index("ix_gaps_patient", "patient", "start_device_time_ns"),
+)
+
+# Consumer positions live beside the rows they produced, committed in the same transaction.
+consumer_offsets = Table(
+    "consumer_offsets", metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("topic", String(128), primary_key=True),
+    Column("partition", BigInteger, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the pragmas and pool each backend needs; creates the schema if missing."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=8, max_overflow=16)
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def insert_for(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which offers ON CONFLICT on both SQLite and PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database dialect {conn.dialect.name!r}; use SQLite or PostgreSQL")

@@ -1,0 +1,349 @@
+"""Streaming R-peak detection with a fixed, bounded look-ahead.
+
+Why this shape: the alarm path needs beats within a fraction of a second, BLE delivers
+chunks of arbitrary size, and a Raspberry Pi serves many watches. So the per-sample work
+is vectorised per chunk (IIR filters with carried state, array comparisons), and only the
+few QRS *candidates* per second go through the Python decision logic.
+
+Pipeline (Pan-Tompkins / Hamilton-Tompkins lineage, re-derived for streaming):
+
+1. ``x``: 0.5-40 Hz band-pass + mains notch (what peaks are placed on);
+2. QRS feature ``f``: 5-15 Hz band-pass of ``x`` -> 5-point derivative -> absolute value
+   -> 5 Hz low-pass (an IIR stand-in for Hamilton's moving-window integrator; |slope|
+   rather than slope squared keeps wide, low-slope PVCs within reach of the threshold);
+3. a candidate is a local maximum of ``f`` not exceeded in the next 200 ms nor the previous
+   100 ms (short, so T/P ripples become candidates and keep the noise level honest);
+   its R peak is placed on the largest absolute deflection of ``x`` in the 150 ms before
+   the feature peak, then moved onto the raw signal's extremum of that polarity within
+   20 ms (the causal filters delay ``x`` by ~7 ms): the R wave itself, not an envelope;
+4. decisions: threshold = noise + 0.3125 (QRS - noise) from the medians of the last 8 QRS
+   and noise peaks; 200 ms refractory period; T-wave rejection (within 360 ms of a beat
+   and less than half its slope); search-back: once no beat has come for
+   min(1.5 RR, RR + max_delay / 2), the largest pending candidate above half the threshold
+   is the missed beat; after 3 s of silence the QRS level is re-learnt from recent peaks.
+
+Chunk-boundary invariance: every decision is a function of the samples up to a fixed
+"known" time (candidate sample + 200 ms, or a timer's sample), candidates and timers are
+processed in sample order, and filter states are carried exactly, so any chunking (down to
+one sample) gives bit-identical peaks.
+
+Look-ahead bound: a peak is reported at most ``lookahead_samples`` after its own sample:
+``max(search + refine + 200 ms, max_delay)`` = 0.37 s with the defaults (133 samples at
+360 Hz, 49 at 130 Hz). Search-back candidates older than ``max_delay_s`` are dropped
+rather than reported late.
+
+On MIT-BIH DS1 (22 records, first channel, 150 ms window) this scores Se 99.75%,
++P 99.15%, F1 99.45%; see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge.dsp.filters import FloatArray, StreamingSos, bandpass_sos, ecg_sos, hold_finite, lowpass_sos
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class RPeakConfig:
+    """Detector parameters; times in seconds so one config serves every sample rate.
+
+    Defaults are the classic Pan-Tompkins/Hamilton values except where a MIT-BIH sweep showed a
+    broad plateau (feature smoothing, candidate windows); none is tuned per record.
+    """
+
+    mains_hz: float | None = 50.0
+    qrs_band_hz: tuple[float, float] = (5.0, 15.0)
+    smooth_hz: float = 5.0           # low-pass of |slope|: the QRS "energy" envelope
+    peak_halfwidth_s: float = 0.2    # a candidate is the largest feature value up to this far ahead...
+    left_s: float = 0.1              # ...and this far back (short, so T/P ripples feed the noise level)
+    search_s: float = 0.15           # the R wave is sought this far before the feature peak
+    refine_s: float = 0.02           # then moved onto the raw extremum (undoing the filters' ~7 ms delay)
+    refractory_s: float = 0.2
+    t_wave_s: float = 0.36
+    t_slope_ratio: float = 0.5
+    threshold_ratio: float = 0.3125  # threshold = noise + ratio * (QRS - noise), medians of the last 8
+    history: int = 8
+    searchback_rr: float = 1.5
+    searchback_ratio: float = 0.5
+    searchback_min_s: float = 0.36
+    max_delay_s: float = 0.35        # a search-back beat is never reported later than this after its sample
+    relearn_s: float = 3.0
+    default_rr_s: float = 1.0
+    warmup_s: float = 0.25           # candidates this close to a (re)start lack settled filters and context
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    rpos: int      # absolute index of the R peak
+    height: float  # QRS feature peak value
+    slope: float   # largest |derivative| in the QRS window (T-wave test)
+    known: int     # absolute index of the sample at which it became decidable
+
+
+class _Decider:
+    """The sequential decision state: thresholds, last beat, pending search-back candidates, timers.
+
+    Everything is driven by sample indices, never by chunk boundaries: candidates arrive in order
+    of ``known``, and timers due before a candidate's ``known`` fire before it is classified.
+    """
+
+    def __init__(self, cfg: RPeakConfig, fs: float) -> None:
+        def n(seconds: float) -> int:
+            return round(seconds * fs)
+
+        self.cfg = cfg
+        self.refractory, self.t_wave, self.sb_gap = n(cfg.refractory_s), n(cfg.t_wave_s), n(cfg.searchback_min_s)
+        self.max_delay, self.relearn, self.default_rr = n(cfg.max_delay_s), n(cfg.relearn_s), n(cfg.default_rr_s)
+        self.qrs: deque[float] = deque(maxlen=cfg.history)
+        self.noise: deque[float] = deque(maxlen=cfg.history)
+        self.rr: deque[int] = deque(maxlen=cfg.history)
+        self.recent: deque[tuple[int, float]] = deque()  # (known, height) of candidates in the last relearn_s
+        self.pending: list[_Candidate] = []
+        self.last: _Candidate | None = None
+        self.timer: int | None = None
+        self.searching = False
+        self.thr: float | None = None  # cached threshold; None = recompute
+        self.out: list[int] = []
+
+    def threshold(self) -> float:
+        if not self.qrs:  # nothing learnt yet: half the largest recent peak
+            return 0.5 * max(h for _, h in self.recent)
+        if self.thr is None:
+            q = _median(self.qrs)
+            nz = _median(self.noise) if self.noise else 0.0
+            self.thr = nz + self.cfg.threshold_ratio * (q - nz)
+        return self.thr
+
+    def accept(self, c: _Candidate, at: int) -> None:
+        if self.last is not None:
+            self.rr.append(c.rpos - self.last.rpos)
+        self.qrs.append(c.height)
+        self.thr = None
+        self.last = c
+        self.out.append(c.rpos)
+        self.pending = [p for p in self.pending if p.rpos > c.rpos]
+        rr = _median(self.rr) if self.rr else self.default_rr
+        delay = min(self.cfg.searchback_rr * rr, rr + self.max_delay // 2)
+        self.searching = False
+        self.timer = max(c.rpos + round(delay), at + 1)
+
+    def run_timers(self, until: int) -> None:
+        while self.last is not None and self.timer is not None and self.timer <= until:
+            t = self.timer
+            if self.searching:  # a long silence: the QRS level was probably learnt on a bigger signal
+                self._relearn(t)
+                self.timer = t + self.relearn
+            else:
+                self.searching = True
+                self.timer = max(t + 1, self.last.rpos + self.relearn)
+            self._searchback(t)
+
+    def _searchback(self, t: int) -> None:
+        last = self.last
+        assert last is not None
+        oldest = t - self.max_delay
+        self.pending = [p for p in self.pending if p.rpos >= oldest]
+        floor = self.cfg.searchback_ratio * self.threshold()
+        ok = [p for p in self.pending if p.height > floor and p.rpos - last.rpos >= self.sb_gap]
+        if ok:
+            self.accept(max(ok, key=lambda p: p.height), t)
+
+    def _relearn(self, t: int) -> None:
+        self._forget(t)
+        if self.recent:
+            self.qrs.clear()
+            self.qrs.append(max(h for _, h in self.recent))
+            self.thr = None
+
+    def _forget(self, t: int) -> None:
+        while self.recent and self.recent[0][0] <= t - self.relearn:
+            self.recent.popleft()
+
+    def observe(self, c: _Candidate) -> None:
+        """Remember a candidate's height for the start-up threshold without judging it."""
+        self.recent.append((c.known, c.height))
+        self._forget(c.known)
+
+    def candidate(self, c: _Candidate) -> None:
+        self.run_timers(c.known - 1)
+        self.observe(c)
+        last = self.last
+        if last is not None and c.rpos - last.rpos < self.refractory:
+            return
+        t_wave = (last is not None and c.rpos - last.rpos < self.t_wave
+                  and c.slope < self.cfg.t_slope_ratio * last.slope)
+        if not t_wave and c.height > self.threshold():
+            self.accept(c, c.known)
+            return
+        self.noise.append(c.height)
+        self.thr = None
+        if not t_wave:
+            self.pending.append(c)
+            if self.searching:
+                self._searchback(c.known)
+
+
+def _median(values: deque[float] | deque[int]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
+
+
+def derivative_sos(sample_rate_hz: float) -> FloatArray:
+    """The 5-point derivative (1, 2, 0, -2, -1) * fs / 8 as exact zero-only sections: (1 - z^-2)(1 + z^-1)^2."""
+    g = sample_rate_hz / 8.0
+    return np.array([[g, 0.0, -g, 1.0, 0.0, 0.0], [1.0, 2.0, 1.0, 1.0, 0.0, 0.0]])
+
+
+class RPeakUpdate(NamedTuple):
+    """What one chunk yields: confirmed R peaks (absolute indices, increasing) and the chunk band-passed."""
+
+    peaks: IntArray
+    filtered: FloatArray
+
+
+class RPeakDetector:
+    """Streaming R-peak detector for one ECG lead; feed contiguous chunks, get absolute peak indices."""
+
+    def __init__(self, sample_rate_hz: float, config: RPeakConfig | None = None, start_index: int = 0) -> None:
+        self.fs = float(sample_rate_hz)
+        self.config = config or RPeakConfig()
+        c = self.config
+        self._x_sos = ecg_sos(self.fs, c.mains_hz)
+        self._d_sos = np.vstack([bandpass_sos(self.fs, c.qrs_band_hz[0], c.qrs_band_hz[1]),
+                                 derivative_sos(self.fs)])
+        self._f_sos = lowpass_sos(self.fs, c.smooth_hz)
+        self._half = max(1, round(c.peak_halfwidth_s * self.fs))
+        self._left = max(1, min(self._half, round(c.left_s * self.fs)))
+        self._left_off = np.arange(-self._left, 0)
+        self._right_off = np.arange(1, self._half + 1)
+        self._search = max(1, round(c.search_s * self.fs))
+        self._refine = round(c.refine_s * self.fs)
+        self._search_off = np.arange(-self._search, 1)
+        self._warmup = round(c.warmup_s * self.fs)
+        self._refine_off = np.arange(-self._refine, 1)
+        self._pad = self._half + self._search + self._refine + 1
+        self.reset(start_index)
+
+    @property
+    def lookahead_samples(self) -> int:
+        """The most samples that can arrive after a peak's own sample before the peak is reported."""
+        return max(self._search + self._refine + self._half, round(self.config.max_delay_s * self.fs))
+
+    @property
+    def next_index(self) -> int:
+        """Absolute index the next chunk's first sample gets."""
+        return self._end
+
+    def reset(self, start_index: int = 0) -> None:
+        """Forget everything (used after a gap); the next sample gets ``start_index``."""
+        self._xf = StreamingSos(self._x_sos)
+        self._df = StreamingSos(self._d_sos)
+        self._ff = StreamingSos(self._f_sos)
+        # Rows: raw, x (band-passed), |d| (QRS slope), f (feature). A pad stands for "before the start":
+        # its feature is -inf so it never makes a candidate. Column c holds absolute index _buf_start + c.
+        self._buf = np.zeros((4, 8 * self._pad))
+        self._buf[3, :self._pad] = -np.inf
+        self._used = self._pad
+        self._buf_start = start_index - self._pad
+        self._start = start_index
+        self._end = start_index
+        self._next = start_index  # first sample not yet tested as a candidate
+        self._last_finite = 0.0
+        self._state = _Decider(self.config, self.fs)
+
+    def process(self, chunk: NDArray[np.floating] | NDArray[np.integer]) -> RPeakUpdate:
+        """Feed the next contiguous chunk; get the newly confirmed peaks and the chunk band-passed."""
+        raw = np.asarray(chunk, dtype=np.float64).ravel()
+        n = raw.size
+        if n == 0:
+            return RPeakUpdate(np.empty(0, dtype=np.int64), raw)
+        raw = hold_finite(raw, self._last_finite)
+        self._last_finite = float(raw[-1])
+        self._make_room(n)
+        x = self._xf.process(raw)
+        ad = np.abs(self._df.process(x))
+        u = self._used
+        buf = self._buf
+        buf[0, u:u + n] = raw
+        buf[1, u:u + n] = x
+        buf[2, u:u + n] = ad
+        buf[3, u:u + n] = self._ff.process(ad)
+        self._used += n
+        self._end += n
+        self._find_candidates()
+        self._state.run_timers(self._end - 1)
+        out = np.asarray(self._state.out, dtype=np.int64)
+        self._state.out.clear()
+        return RPeakUpdate(out, x)
+
+    def _make_room(self, n: int) -> None:
+        """Keep only what undecided samples can still look back at; grow for an unusually big chunk."""
+        keep_from = max(self._next - self._pad, self._buf_start)
+        cut = keep_from - self._buf_start
+        if self._used + n <= self._buf.shape[1]:
+            return
+        kept = self._used - cut
+        cap = max(self._buf.shape[1], 2 * (kept + n))
+        new = np.empty((4, cap))
+        new[:, :kept] = self._buf[:, cut:self._used]
+        self._buf, self._used, self._buf_start = new, kept, keep_from
+
+    def _find_candidates(self) -> None:
+        h = self._half
+        lo, hi = self._next, self._end - h  # testable: [lo, hi), each needs h samples after it
+        if hi <= lo:
+            return
+        self._next = hi
+        b0 = self._buf_start
+        f = self._buf[3]
+        seg = f[lo - b0 - 1:hi - b0 + 1]
+        mid = seg[1:-1]
+        j = np.flatnonzero((mid > seg[:-2]) & (mid >= seg[2:]) & (mid > 0.0)) + (lo - b0)  # local maxima
+        if j.size == 0:
+            return
+        fj = f[j]
+        ks = j[(fj > f[j[:, None] + self._left_off].max(axis=1)) & (fj >= f[j[:, None] + self._right_off].max(axis=1))]
+        if ks.size == 0:
+            return
+        # Features of all candidates at once: R wave = largest |x| in the search window, its polarity's raw
+        # extremum just before it (the causal filters delay x), and the window's largest slope.
+        first = self._start - b0
+        x, raw = self._buf[1], self._buf[0]
+        rows = np.arange(ks.size)
+        early = int(ks[0]) - self._search - self._refine < first  # windows reach before the (re)start
+        win = ks[:, None] + self._search_off
+        ax = np.abs(x[win])
+        if early:
+            ax[win < first] = -1.0
+        rx = win[rows, ax.argmax(axis=1)]
+        slopes = self._buf[2][win].max(axis=1)
+        ref = rx[:, None] + self._refine_off
+        vals = raw[ref] * np.where(x[rx] >= 0.0, 1.0, -1.0)[:, None]
+        if early:
+            vals[ref < first] = -np.inf
+        rpos = ref[rows, vals.argmax(axis=1)]
+        settled = first + self._warmup
+        for k, r, height, slope in zip(ks.tolist(), rpos.tolist(), f[ks].tolist(), slopes.tolist(), strict=True):
+            c = _Candidate(rpos=b0 + r, height=height, slope=slope, known=b0 + k + h)
+            if r < settled:  # too early to trust as a beat, but it tells the start-up threshold the scale
+                self._state.observe(c)
+            else:
+                self._state.candidate(c)
+
+
+def detect_rpeaks(samples: NDArray[np.floating] | NDArray[np.integer], sample_rate_hz: float,
+                  config: RPeakConfig | None = None, chunk: int | None = None) -> IntArray:
+    """Run the streaming detector over a whole record (``chunk`` samples at a time; default 1 s)."""
+    det = RPeakDetector(sample_rate_hz, config)
+    n = chunk or max(1, round(sample_rate_hz))
+    x = np.asarray(samples)
+    parts = [det.process(x[i:i + n]).peaks for i in range(0, x.size, n)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
