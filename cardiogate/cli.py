@@ -75,6 +75,23 @@ def _cmd_cloud_admin(ns: argparse.Namespace) -> int:
     return admin_main(list(ns.args))
 
 
+def _cmd_models_train_edge(ns: argparse.Namespace) -> int:
+    try:
+        from models.rhythm.train_edge import main as train_main
+    except ImportError as exc:
+        print(f"cardiogate models train-edge: {exc}; install the models extra: "
+              "pip install -c constraints.txt -e '.[models]'", file=sys.stderr)
+        return 2
+    return train_main(list(ns.args))
+
+
+def _cmd_models_registry(ns: argparse.Namespace) -> int:
+    from cloud.registry.cli import main as models_main
+
+    setup_logging(ns.log_level, ns.log_format, "models")
+    return models_main([ns.registry_action, *ns.args])
+
+
 def _cmd_cloud_run(ns: argparse.Namespace) -> int:
     from cloud.server import run_cloud
     from cloud.settings import load_cloud_settings
@@ -86,7 +103,7 @@ def _cmd_cloud_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_sim_run(ns: argparse.Namespace) -> int:
-    from firmware_sim.air import run_simulator
+    from firmware_sim.fleet import run_fleet
     from firmware_sim.scenario import demo_watches, load_sim_settings
 
     overrides: dict[str, object] = {}
@@ -95,9 +112,10 @@ def _cmd_sim_run(ns: argparse.Namespace) -> int:
     if ns.listen is not None:
         overrides["listen"] = ns.listen
     settings = load_sim_settings(ns.config, **overrides)
+    if ns.processes < 1:
+        raise ConfigError("--processes must be at least 1")
     setup_logging(ns.log_level, ns.log_format, "sim")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_simulator(settings))
+    run_fleet(settings, ns.processes, ns.log_level, ns.log_format)
     return 0
 
 
@@ -170,7 +188,31 @@ def build_parser() -> argparse.ArgumentParser:
     srun.add_argument("--config", type=Path, default=None, help="scenario TOML file")
     srun.add_argument("--watches", type=int, default=None, help="ignore the file's watches; simulate N demo watches")
     srun.add_argument("--listen", default=None, help="HOST:PORT for the gateway-facing controller")
+    srun.add_argument("--processes", type=int, default=1,
+                      help="deal the watches over N processes, each with its own radio on PORT, PORT+1, ... "
+                           "(the gateway attaches one adapter per process)")
     srun.set_defaults(func=_cmd_sim_run)
+
+    models = sub.add_parser("models", help="train edge models; model registry and signed staged rollouts",
+                            description="train-edge trains and exports the rhythm model (needs the [models] extra). "
+                                        "The other actions work on the cloud's model registry: keygen, trusted-keys, "
+                                        "publish, promote, list, rollout start|pause|resume|promote|abort, status "
+                                        "(each has --help).")
+    msub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    mtrain = msub.add_parser("train-edge", add_help=False,
+                             help="train the rhythm model on CinC 2017 and export ONNX fp32/int8 and TFLite")
+    mtrain.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate models train-edge --help`")
+    mtrain.set_defaults(func=_cmd_models_train_edge)
+    for action, helptext in (("keygen", "create an Ed25519 signing key"),
+                             ("trusted-keys", "print the public keys gateways should trust"),
+                             ("publish", "sign and register an artifact with its manifest"),
+                             ("promote", "move an alias (champion, challenger) to a version"),
+                             ("list", "list registered versions and aliases"),
+                             ("rollout", "start, pause, resume, promote or abort a staged rollout"),
+                             ("status", "rollout state and history")):
+        mreg = msub.add_parser(action, add_help=False, help=helptext)
+        mreg.add_argument("args", nargs=argparse.REMAINDER)
+        mreg.set_defaults(func=_cmd_models_registry, registry_action=action)
 
     add_eval_parser(sub)  # `eval rpeaks` (and later `eval rhythm`); heavy imports happen in the handlers
     return parser

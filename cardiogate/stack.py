@@ -27,6 +27,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_run(n: int, attempts: int = 50) -> int:
+    """The first of ``n`` consecutive free TCP ports on 127.0.0.1 (for simulator processes side by side)."""
+    for _ in range(attempts):
+        first = free_port()
+        if first + n < 65536 and all(not port_open("127.0.0.1", first + i, 0.05) and _bindable(first + i)
+                                     for i in range(1, n)):
+            return first
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
@@ -76,10 +95,10 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def wait_for_text(path: Path, text: str, timeout_s: float) -> None:
-    """Block until ``text`` appears in the file at ``path``."""
+def wait_for_text(path: Path, text: str, timeout_s: float, count: int = 1) -> None:
+    """Block until ``text`` appears ``count`` times in the file at ``path``."""
     deadline = time.monotonic() + timeout_s
-    while not (path.exists() and text in path.read_text(encoding="utf-8", errors="replace")):
+    while not (path.exists() and path.read_text(encoding="utf-8", errors="replace").count(text) >= count):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{text!r} did not appear in {path} within {timeout_s:.0f} s")
         time.sleep(0.1)
@@ -107,12 +126,13 @@ class LocalStack:
     site: str = "demo-site"
     kafka_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
-    air_port: int = field(default_factory=free_port)
+    air_port: int = field(default_factory=lambda: free_port_run(8))
     enroll_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway_extra: dict[str, Any] = field(default_factory=dict)  # merged into the gateway config
     sim_extra: dict[str, Any] = field(default_factory=dict)      # merged into the simulator config
     max_connections: int = 64
+    sim_processes: int = 1  # >1: the fleet is dealt over processes, one radio (gateway adapter) each
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -125,6 +145,13 @@ class LocalStack:
     @property
     def truth_path(self) -> Path:
         return self.workdir / "sim-truth.jsonl"
+
+    @property
+    def truth_paths(self) -> list[Path]:
+        """The ground-truth files: one per simulator process."""
+        if self.sim_processes == 1:
+            return [self.truth_path]
+        return [self.workdir / f"sim-truth.{i}.jsonl" for i in range(self.sim_processes)]
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
@@ -146,8 +173,9 @@ class LocalStack:
                **self.sim_extra}
         gateway = {"gateway_id": self.gateway_id, "site": self.site,
                    "devices": [{"address": p.address, "patient": p.pseudonym} for p in self.patients],
-                   "ble": {"adapters": [{"name": "virtual0", "max_connections": self.max_connections,
-                                         "bumble_transport": f"tcp-client:127.0.0.1:{self.air_port}"}],
+                   "ble": {"adapters": [{"name": f"virtual{i}", "max_connections": self.max_connections,
+                                         "bumble_transport": f"tcp-client:127.0.0.1:{self.air_port + i}"}
+                                        for i in range(self.sim_processes)],
                            "scan_timeout_s": 5.0, "backoff_max_s": 5.0, "connect_timeout_s": 5.0,
                            "sighting_max_age_s": 1.5},
                    "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port},
@@ -177,7 +205,7 @@ class LocalStack:
         self.procs["tansu"] = start_tansu(self.kafka_port, log_path=self.workdir / "tansu.log")
         py = [sys.executable, "-m", "cardiogate"]
         self._spawn("cloud", [*py, "cloud", "run", "--config", str(paths["cloud"])])
-        self._spawn("sim", [*py, "sim", "run", "--config", str(paths["sim"])])
+        self._spawn("sim", [*py, "sim", "run", "--config", str(paths["sim"]), "--processes", str(self.sim_processes)])
         try:
             wait_for_port("127.0.0.1", self.grpc_port, 30.0)
             wait_for_port("127.0.0.1", self.enroll_port, 30.0)
@@ -185,7 +213,7 @@ class LocalStack:
                    self.workdir / "pki" / "ca.crt", server_name="localhost")
             # Not a port probe: the virtual radio's HCI socket serves one client, and a probe's late
             # disconnect could detach the gateway that connects right after it.
-            wait_for_text(self.workdir / "sim.log", "simulator: ", 30.0)
+            wait_for_text(self.workdir / "sim.log", "simulator: ", 30.0, count=self.sim_processes)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None

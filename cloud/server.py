@@ -29,6 +29,9 @@ from cloud.ingest import IngestService, lenient_request, peer_identity
 from cloud.kafka_bridge import KafkaBridge, ensure_topics
 from cloud.metrics import Metrics
 from cloud.pki import CertificateError, load_ca
+from cloud.registry.fleet import FleetRegistry, heartbeat_from_proto
+from cloud.registry.wiring import attach_rollout
+from cloud.rollout.service import run_ticker
 from cloud.settings import CloudSettings
 from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2
 
@@ -36,11 +39,12 @@ log = get_logger(__name__)
 
 
 class FleetService(fleet_pb2_grpc.FleetServicer):
-    """Keeps the latest heartbeat per gateway (the registry arrives with the fleet issue)."""
+    """Records each gateway's heartbeat in the fleet registry (and keeps the latest in memory)."""
 
-    def __init__(self, engine: Engine, tls: bool) -> None:
+    def __init__(self, engine: Engine, tls: bool, registry: FleetRegistry | None = None) -> None:
         self._engine = engine
         self._tls = tls
+        self._registry = registry
         self.latest: dict[str, fleet_pb2.GatewayHeartbeat] = {}
 
     async def Heartbeat(self, request: fleet_pb2.GatewayHeartbeat,
@@ -58,6 +62,8 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             if status != "ok":
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"certificate is {status}")
         self.latest[request.gateway_id] = request
+        if self._registry is not None:
+            await asyncio.to_thread(self._registry.record_heartbeat, heartbeat_from_proto(request))
         return fleet_pb2.HeartbeatReply(server_time_ns=time.time_ns())
 
 
@@ -111,10 +117,12 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
     bridge = KafkaBridge(settings.kafka)
     metrics = Metrics()
     ingest = IngestService(settings, bridge, engine, metrics)
-    fleet = FleetService(engine, settings.tls)
     max_message = 2 * settings.limits.max_batch_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message)])
     server.add_generic_rpc_handlers((_ingest_handler(ingest),))
+    # Fleet and model registries (migrated at start) and the Rollout service, on the same mTLS port.
+    registries = await asyncio.to_thread(attach_rollout, server, engine, settings.models, settings.tls)
+    fleet = FleetService(engine, settings.tls, registries.fleet)
     fleet_pb2_grpc.add_FleetServicer_to_server(fleet, server)
     enroll_server: grpc.aio.Server | None = None
     if settings.tls:
@@ -139,6 +147,7 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
         running.append(Running(ingest, fleet, metrics, engine))
     if started is not None:
         started.set()
+    ticker = asyncio.create_task(run_ticker(registries.rollouts, settings.models.tick_s), name="rollout-ticker")
     try:
         while True:
             await asyncio.sleep(10)
@@ -146,6 +155,8 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
             log.info("ingest status", batches=c.batches, written=c.records_written, duplicates=c.duplicates,
                      rejected_batches=c.rejected_batches, kafka_failures=c.kafka_failures, **metrics.snapshot())
     finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
         grace = settings.flow.drain_grace_s
         log.info("draining", streams=ingest.active_streams, grace_s=grace)
         ingest.start_drain()

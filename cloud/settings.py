@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
+from cloud.registry.settings import ModelsSettings
 
 
 class KafkaSettings(StrictModel):
@@ -106,6 +107,7 @@ class CloudSettings(LayeredSettings, env_prefix="CARDIOGATE_CLOUD__"):
     kafka: KafkaSettings = KafkaSettings()
     limits: IngestLimits = IngestLimits()
     consumers: ConsumerSettings = ConsumerSettings()
+    models: ModelsSettings = ModelsSettings()
 
     @property
     def db_url(self) -> str:

@@ -17,10 +17,12 @@ from typing import Any
 
 from cardiogate.config import ConfigError
 from cardiogate.logs import get_logger
-from edge.alarm_engine import AlarmEngine, EngineConfig, parse_command
+from edge.alarm_engine import AlarmEngine, Beat, EngineConfig, parse_command
 from edge.alarm_engine.commands import CommandError
 from edge.alarm_engine.config import ConditionSpec, default_specs
 from edge.alarm_engine.model import AlarmNotice, AuditEntry, Condition, Outcome, Priority, TechnicalCondition
+from edge.ecg_monitor import RHYTHM_NAMES, MonitoredBeat
+from edge.inference import RhythmResult
 from edge.settings import AlarmSettings, ConditionOverride
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
@@ -74,6 +76,7 @@ class AlarmBridge:
         self._emit_record = emit_record
         self._known_patient = known_patient
         self._device_of: dict[str, str] = {}
+        self._rhythm_of: dict[str, RhythmResult] = {}
         self.raised = 0
         self.commands_applied = 0
         self.commands_rejected = 0
@@ -90,9 +93,26 @@ class AlarmBridge:
         self._device_of.setdefault(patient, device_id)
         self._deliver(self.engine.technical(patient, kind, active, device_ns, time.time_ns()))
 
+    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat]) -> None:
+        self._device_of.setdefault(patient, device_id)
+        mapped = [Beat(b.device_time_ns, "V" if b.label == "V" else "N") for b in beats]
+        self._deliver(self.engine.observe_beats(patient, complete_ns, mapped, time.time_ns()))
+
+    def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult) -> None:
+        self._device_of.setdefault(patient, device_id)
+        self._rhythm_of[patient] = rhythm
+        name = RHYTHM_NAMES.get(rhythm.label, "other")
+        self._deliver(self.engine.observe_rhythm(patient, end_ns, name, time.time_ns()))  # type: ignore[arg-type]
+
     def news2(self, patient: str, device_ns: int) -> dict[str, Any]:
+        """The early-warning score, with the rhythm model's latest class as an advisory flag beside it."""
         score = self.engine.news2(patient, device_ns)
-        return {"total": score.total, "band": score.band, "partial": score.partial}
+        out: dict[str, Any] = {"total": score.total, "band": score.band, "partial": score.partial,
+                               "flags": list(score.flags)}
+        rhythm = self._rhythm_of.get(patient)
+        if rhythm is not None:
+            out["rhythm"] = RHYTHM_NAMES.get(rhythm.label, rhythm.label)
+        return out
 
     def tick(self) -> None:
         """Silence expiry and escalation (call about once a second)."""

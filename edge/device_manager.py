@@ -18,9 +18,10 @@ from cardiogate.logs import get_logger
 from edge.ble.adapters import AdapterPool
 from edge.ble.profiles import SCAN_SERVICE_UUIDS
 from edge.ble.session import DeviceSession
+from edge.inference import RhythmClassifier
 from edge.pairing import PairingRegistry
 from edge.processing import DeviceProcessor, RecordSink
-from edge.settings import BleSettings, PairedDevice
+from edge.settings import AnalysisSettings, BleSettings, PairedDevice
 
 log = get_logger(__name__)
 
@@ -38,7 +39,10 @@ class DeviceManager:
     """Sessions for every paired device, kept in step with the registry."""
 
     def __init__(self, registry: PairingRegistry, settings: BleSettings, sink: RecordSink, block_samples: int,
-                 on_state: Callable[[ManagedDevice], None] | None = None) -> None:
+                 on_state: Callable[[ManagedDevice], None] | None = None, analysis: AnalysisSettings | None = None,
+                 rhythm: RhythmClassifier | None = None) -> None:
+        self._analysis = analysis
+        self._rhythm = rhythm
         self.registry = registry
         self.settings = settings
         self._sink = sink
@@ -59,7 +63,8 @@ class DeviceManager:
         self._check_adapter(device)
         s = self.settings
         proc = DeviceProcessor(device.address, device.patient, self._sink, self._block_samples,
-                               battery_low_percent=s.battery_low_percent)
+                               battery_low_percent=s.battery_low_percent, analysis=self._analysis,
+                               rhythm=self._rhythm)
         managed = ManagedDevice(device, proc, DeviceSession(device, proc, self.pool, s, self._session_state))
         self.devices[device.address] = managed
         if self._running:

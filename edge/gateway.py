@@ -8,24 +8,49 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
+from cardiogate import __version__
 from cardiogate.config import ConfigError
 from cardiogate.logs import get_logger
 from edge.alarm_bridge import AlarmBridge
 from edge.alarm_engine.model import TechnicalCondition
 from edge.device_manager import DeviceManager, ManagedDevice
+from edge.ecg_monitor import MonitoredBeat
 from edge.enrollment import load_certificate
+from edge.heartbeat import run_heartbeats
+from edge.inference import ModelError, RhythmClassifier, RhythmResult
 from edge.mqtt import MqttPublisher, Outgoing
 from edge.outbox import Outbox
 from edge.pairing import PairingError, PairingRegistry
 from edge.settings import GatewaySettings, PairedDevice
+from edge.updater import build_updaters
+from edge.updater.runners import EcgWindow, Runner
+from edge.updater.updater import run_updater
 from edge.uplink import Uplink
+from proto.cardiogate.v1 import fleet_pb2
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
+
+
+def load_rhythm_model(settings: GatewaySettings) -> tuple[RhythmClassifier | None, ModelError | None]:
+    """The configured rhythm model, or the reason it cannot run (the gateway keeps going without it)."""
+    path = settings.analysis.rhythm_model
+    if path is None or not settings.analysis.enabled:
+        return None, None
+    try:
+        model = RhythmClassifier.load(path)
+    except ModelError as exc:
+        log.error("rhythm model unavailable", artifact=str(path), reason=exc.reason, error=str(exc))
+        return None, exc
+    log.info("rhythm model loaded", artifact=str(path), model=model.model.name)
+    return model, None
 
 
 def check_identity(settings: GatewaySettings) -> None:
@@ -58,9 +83,17 @@ class Gateway:
         self.registry = PairingRegistry(settings.devices, settings.state.pairings_path)
         self.alarms = AlarmBridge(settings.alarms, settings.site, self._publish_patient, self.emit_record,
                                   lambda patient: any(d.patient == patient for d in self.registry.devices()))
+        self.rhythm, self.rhythm_error = load_rhythm_model(settings)
         self.devices = DeviceManager(self.registry, settings.ble, self, settings.ecg_block_samples,
-                                     on_state=self._on_device_state)
+                                     on_state=self._on_device_state, analysis=settings.analysis, rhythm=self.rhythm)
+        if self.rhythm_error is not None:  # a missing runtime or a broken artifact is a technical alarm, not a crash
+            for device in self.registry.devices():
+                self.alarms.observe_technical(device.patient, device.address, "model_failure", True, time.time_ns())
         self.gateway_commands_rejected = 0
+        self._high_alarm = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.updaters = build_updaters(settings.updater, settings.gateway_id, __version__, settings.uplink.target,
+                                       alarm_active=lambda: self._high_alarm, on_switch=self._on_model_switch)
         site, prefix = settings.site, settings.mqtt.topic_prefix
         self._gateway_topic = f"{prefix}/{site}/gateway/{settings.gateway_id}"
         self.mqtt.subscribe(f"{prefix}/{site}/+/commands", self._on_patient_command)
@@ -85,11 +118,13 @@ class Gateway:
                                     "source": v.source, "device_time_ns": v.device_time_ns,
                                     "receive_time_ns": v.receive_time_ns}
             for name in ("heart_rate_bpm", "spo2_percent", "pulse_rate_bpm", "systolic_mmhg", "diastolic_mmhg",
-                         "mean_arterial_mmhg", "sensor_contact"):
+                         "mean_arterial_mmhg", "sensor_contact", "signal_quality"):
                 if v.HasField(name):
                     body[name] = getattr(v, name)
             if v.rr_intervals_ms:
                 body["rr_intervals_ms"] = list(v.rr_intervals_ms)
+            if v.rhythm:
+                body.update(rhythm=v.rhythm, rhythm_confidence=v.rhythm_confidence, rhythm_model=v.rhythm_model)
             body["news2"] = self.alarms.news2(record.patient, v.device_time_ns)
             self._publish_patient(record.patient, "vitals", body, 0, False, False)
 
@@ -100,6 +135,37 @@ class Gateway:
     def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
                           device_ns: int) -> None:
         self.alarms.observe_technical(patient, device_id, kind, active, device_ns)
+
+    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat]) -> None:
+        self.alarms.observe_beats(patient, device_id, complete_ns, beats)
+
+    def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
+                       window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None:
+        self.alarms.observe_rhythm(patient, device_id, end_ns, rhythm)
+        if window_uv is not None and sample_rate_hz > 0:
+            for updater in self.updaters:  # a candidate model in shadow sees exactly what the live one saw
+                try:
+                    updater.observe(EcgWindow(window_uv, sample_rate_hz, patient), live_label=rhythm.label,
+                                    live_ms=rhythm.latency_ms)
+                except Exception:  # the shadow is measured, never trusted: its failure must not stop the live path
+                    log.exception("shadow model observation failed", model=updater.config.model)
+
+    # -- model updates ------------------------------------------------------
+    def _on_model_switch(self, version: str, artifact: Path, _runner: Runner) -> None:
+        """The updater switched versions (from its worker thread): load the new artifact on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._load_switched_model, version, artifact)
+
+    def _load_switched_model(self, version: str, artifact: Path) -> None:
+        try:
+            model = RhythmClassifier.load(artifact)
+        except ModelError as exc:
+            log.error("switched model failed to load; keeping the previous one", version=version, reason=exc.reason)
+            return
+        self.rhythm = model
+        for managed in self.devices.devices.values():
+            managed.processor.set_rhythm_model(model)
+        log.info("rhythm model switched", version=version, artifact=str(artifact))
 
     # -- outbox pressure ----------------------------------------------------
     def _on_evicted(self, device_id: str, patient: str, samples: int) -> None:
@@ -175,7 +241,11 @@ class Gateway:
 
     # -- lifecycle ----------------------------------------------------------
     async def run(self, status_interval_s: float = 10.0) -> None:
-        tasks = [asyncio.create_task(self.uplink.run(), name="uplink"),
+        self._loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(run_updater(u), name=f"updater-{u.config.model}") for u in self.updaters]
+        tasks.append(asyncio.create_task(run_heartbeats(self.settings.uplink, self.heartbeat,
+                                                        self.settings.ble.health_interval_s), name="heartbeats"))
+        tasks += [asyncio.create_task(self.uplink.run(), name="uplink"),
                  asyncio.create_task(self.mqtt.run(), name="mqtt"),
                  asyncio.create_task(self._tick_alarms(), name="alarm-ticks")]
         tasks.append(asyncio.create_task(self.devices.run(), name="devices"))
@@ -195,11 +265,36 @@ class Gateway:
             if bumble_backend is not None:
                 await bumble_backend.BumbleRadio.close_all()
 
+    def heartbeat(self) -> fleet_pb2.GatewayHeartbeat:
+        """This gateway as the fleet registry sees it."""
+        om = self.outbox.metrics()
+        oldest = max((lane.oldest_age_s for lane in om.lanes.values()), default=0.0)
+        devices = []
+        for managed in self.devices.devices.values():
+            d = fleet_pb2.ConnectedDevice(device_id=managed.device.address, patient=managed.device.patient,
+                                          connected=managed.session.connected,
+                                          last_seen_ns=managed.processor.state.last_seen_ns or 0)
+            if managed.session.rssi is not None:
+                d.rssi_dbm = managed.session.rssi
+            if managed.processor.state.battery_percent is not None:
+                d.battery_percent = managed.processor.state.battery_percent
+            devices.append(d)
+        connected = sum(d.connected for d in devices)
+        health = "ok" if om.fill_ratio < 0.8 and (not devices or connected) else "degraded"
+        return fleet_pb2.GatewayHeartbeat(
+            gateway_id=self.settings.gateway_id, time_ns=time.time_ns(), software_version=__version__,
+            model_versions={u.config.model: u.active or "" for u in self.updaters}, outbox_records=om.records,
+            outbox_bytes=om.bytes, oldest_unsent_age_ms=int(oldest * 1000), devices=devices, health=health)
+
     async def _tick_alarms(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.alarms.tick()
             self._check_outbox_pressure()
+            # Model switches wait while any patient has an active high-priority alarm (a cached flag: the
+            # updater's thread must not walk the alarm engine).
+            self._high_alarm = any(v.priority == "high" and v.status == "active"
+                                   for d in self.registry.devices() for v in self.alarms.engine.active(d.patient))
 
     def _log_status(self) -> None:
         for managed in self.devices.devices.values():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from cardiogate.logs import get_logger
 from edge.alarm_engine.model import TechnicalCondition
@@ -33,6 +34,9 @@ from edge.codecs.polar_pmd import (
 )
 from edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
 from edge.ecg_assembler import EcgAssembler, EcgFrame
+from edge.ecg_monitor import RHYTHM_NAMES, EcgMonitor, MonitoredBeat, MonitorOutput
+from edge.inference import RhythmClassifier, RhythmResult
+from edge.settings import AnalysisSettings
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
@@ -48,6 +52,11 @@ class RecordSink(Protocol):
 
     def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
                           device_ns: int) -> None: ...
+
+    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat]) -> None: ...
+
+    def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
+                       window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None: ...
 
 
 @dataclass
@@ -90,10 +99,15 @@ class DeviceProcessor:
     """Turns one wearable's notifications into records and alarms."""
 
     def __init__(self, device_id: str, patient: str, sink: RecordSink, block_samples: int = 250,
-                 battery_low_percent: int = 15) -> None:
+                 battery_low_percent: int = 15, analysis: AnalysisSettings | None = None,
+                 rhythm: RhythmClassifier | None = None) -> None:
         self.device_id = device_id
         self.patient = patient
         self._sink = sink
+        self._analysis = analysis if analysis is not None else AnalysisSettings(enabled=False)
+        self._rhythm = rhythm
+        self.monitor: EcgMonitor | None = None
+        self.last_rhythm: RhythmResult | None = None
         self._battery_low_percent = battery_low_percent
         self._assembler = EcgAssembler(block_samples)
         self.polar_rate_hz = ECG_SAMPLE_RATE_HZ
@@ -288,6 +302,44 @@ class DeviceProcessor:
             self.emit_event(event)
         self.clock.observe(frame.end_ns, frame.receive_ns)
         self._emit_blocks(out.blocks)
+        if self._analysis.enabled:
+            self._analyse(frame)
+
+    def _analyse(self, frame: EcgFrame) -> None:
+        """Streaming ECG analysis: beats to the alarm engine, lead-off and signal quality, the rhythm model."""
+        a = self._analysis
+        if self.monitor is None or self.monitor.fs != frame.sample_rate_hz or self.monitor.scale_uv != frame.scale_uv:
+            self.monitor = EcgMonitor(frame.sample_rate_hz, frame.scale_uv, self._rhythm, a.rhythm_every_s,
+                                      a.rhythm_window_s, a.mains_hz)
+        out = self.monitor.push(frame)
+        if out.complete_ns is not None:
+            self._sink.observe_beats(self.patient, self.device_id, out.complete_ns, out.beats)
+        now = frame.first_sample_ns
+        if out.lead_off is not None:
+            self._sink.observe_technical(self.patient, self.device_id, "lead_off", out.lead_off, now)
+        if out.sqi is not None:
+            self._sink.observe_technical(self.patient, self.device_id, "poor_signal",
+                                         out.sqi < a.poor_signal_below and not out.lead_off, now)
+        if out.rhythm_error is not None:
+            log.warning("rhythm model failed", device=self.device_id, reason=out.rhythm_error.reason)
+            self._sink.observe_technical(self.patient, self.device_id, "model_failure", True, now)
+        if out.rhythm is not None and out.rhythm_end_ns is not None:
+            self._rhythm_result(out, out.rhythm, out.rhythm_end_ns, frame.receive_ns)
+
+    def _rhythm_result(self, out: MonitorOutput, r: RhythmResult, end_ns: int, receive_ns: int) -> None:
+        self.last_rhythm = r
+        self._sink.observe_technical(self.patient, self.device_id, "model_failure", False, end_ns)
+        self._sink.observe_rhythm(self.patient, self.device_id, end_ns, r, out.rhythm_window_uv,
+                                  self.monitor.fs if self.monitor is not None else 0.0)
+        vitals = pb.VitalsRecord(device_time_ns=end_ns, receive_time_ns=receive_ns, source="ecg", rhythm=r.label,
+                                 rhythm_confidence=r.probabilities.get(r.label, 0.0), rhythm_model=r.model)
+        if out.heart_rate_bpm is not None:
+            vitals.heart_rate_bpm = out.heart_rate_bpm
+        if out.sqi is not None:
+            vitals.signal_quality = out.sqi
+        self.emit_vitals(vitals)
+        log.info("rhythm", device=self.device_id, rhythm=RHYTHM_NAMES.get(r.label, r.label),
+                 confidence=round(r.probabilities.get(r.label, 0.0), 3), latency_ms=round(r.latency_ms, 2))
 
     def _emit_blocks(self, blocks: list[pb.SampleBlock]) -> None:
         est = self.clock.estimate
@@ -301,6 +353,12 @@ class DeviceProcessor:
         self._emit_blocks(self._assembler.flush())
 
     # -- link and health ----------------------------------------------------
+    def set_rhythm_model(self, rhythm: RhythmClassifier | None) -> None:
+        """A new model version went live: later classifications use it."""
+        self._rhythm = rhythm
+        if self.monitor is not None:
+            self.monitor.set_rhythm_model(rhythm)
+
     def on_link(self, connected: bool, receive_ns: int | None = None, reason: str = "") -> None:
         now = receive_ns if receive_ns is not None else self.state.last_seen_ns or 0
         if now:

@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints, field_validator
 from cardiogate.config import LayeredSettings, StrictModel, load_settings
 from edge.alarm_engine.model import Condition
 from edge.codecs.address import BleAddress
+from edge.updater.config import UpdaterSettings
 
 Pseudonym = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -109,6 +110,23 @@ class OutboxSettings(StrictModel):
                                               "(0: every commit); alarms and vitals are fsynced at every commit")
 
 
+# The rhythm model shipped with this checkout (models/artifacts); the model updater replaces it in the field.
+SHIPPED_RHYTHM_MODEL = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "rhythm" / "rhythm-v1.int8.onnx"
+
+
+class AnalysisSettings(StrictModel):
+    """On-gateway ECG analysis: streaming DSP always; the rhythm model when an artifact is configured."""
+
+    enabled: bool = True
+    rhythm_model: Path | None = Field(default=SHIPPED_RHYTHM_MODEL,
+                                      description="a .onnx or .tflite artifact with its manifest beside it")
+    rhythm_every_s: float = Field(default=10.0, ge=1, le=600)
+    rhythm_window_s: float = Field(default=30.0, ge=5, le=120)
+    mains_hz: float | None = Field(default=50.0, description="notch filter for mains hum (50 or 60 Hz); none: off")
+    poor_signal_below: float = Field(default=0.4, ge=0, le=1, description="signal quality index under which the "
+                                                                          "poor-signal technical alarm counts")
+
+
 class StateSettings(StrictModel):
     """Small durable gateway state: the runtime pairing registry."""
 
@@ -145,6 +163,8 @@ class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):
     uplink: UplinkSettings = UplinkSettings()
     outbox: OutboxSettings = OutboxSettings()
     state: StateSettings = StateSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+    updater: UpdaterSettings = UpdaterSettings()
     alarms: AlarmSettings = AlarmSettings()
     ecg_block_samples: int = Field(default=250, ge=16, le=4096)
 

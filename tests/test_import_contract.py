@@ -51,6 +51,10 @@ def test_firmware_sim_imports_only_proto_edge_codecs_and_the_kernel() -> None:
                                        "cardiogate.logs"), ("torch",)) == []
 
 
+def test_models_import_nothing_of_ours_but_proto() -> None:
+    assert violations("models", ("models", "proto")) == []
+
+
 def test_proto_imports_nothing_of_ours() -> None:
     assert violations("proto", ("proto",)) == []
 

@@ -1,8 +1,9 @@
 """``cardiogate eval``: score our DSP against public annotated data, beside a reference implementation.
 
 Only argparse lives here, so building the command line never imports numpy, wfdb or
-NeuroKit2; each subcommand imports its module when it runs. ``rpeaks`` exists; the group
-leaves room for ``rhythm`` and others.
+NeuroKit2; each subcommand imports its module when it runs: ``rpeaks`` (our streaming
+detector vs NeuroKit2 on WFDB beat annotations) and ``rhythm`` (the shipped rhythm model
+artifacts on CinC 2017-style data) and ``alarms`` (the alarm path on simulated patients).
 """
 
 from __future__ import annotations
@@ -31,7 +32,27 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "eval", help="score the edge DSP and models on annotated public data (needs the [eval] extra)")
     esub = ev.add_subparsers(dest="eval_command", required=True, metavar="EVALUATION")
     add_rpeaks_parser(esub)
+    rh: argparse.ArgumentParser = esub.add_parser(
+        "rhythm", add_help=False, help="the shipped rhythm models (fp32, int8, tflite) on CinC 2017-style data")
+    rh.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate eval rhythm --help`")
+    rh.set_defaults(func=_cmd_eval_rhythm)
+    al: argparse.ArgumentParser = esub.add_parser(
+        "alarms", add_help=False, help="the alarm path on simulated patients: delays on critical events, false alarms")
+    al.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate eval alarms --help`")
+    al.set_defaults(func=_cmd_eval_alarms)
     return ev
+
+
+def _cmd_eval_alarms(ns: argparse.Namespace) -> int:
+    from cardiogate.evaluation.alarms import main
+
+    return main(list(ns.args))
+
+
+def _cmd_eval_rhythm(ns: argparse.Namespace) -> int:
+    from cardiogate.evaluation.rhythm import main
+
+    return main(list(ns.args))
 
 
 def add_rpeaks_parser(esub: Any) -> argparse.ArgumentParser:

@@ -142,15 +142,18 @@ def test_every_ecg_sample_is_delivered_once_or_in_an_exact_gap(soak: dict[str, A
 
 
 def test_every_cuff_reading_arrives_once(soak: dict[str, Any]) -> None:
+    end_ns = max(t.get("t_us", 0) for t in soak["truth"]) * 1000
     measured = [(t["watch"], t["t_us"] * 1000, t["systolic"], t["diastolic"]) for t in soak["truth"]
                 if t["kind"] == "bp"]
     got = [(r.device_id, r.vitals.device_time_ns, r.vitals.systolic_mmhg, r.vitals.diastolic_mmhg)
            for r in soak["records"] if r.kind == pb.STREAM_KIND_VITALS and r.vitals.source == "bpm"]
     assert len(got) == len(set(got)), "a cuff reading arrived twice"
-    # A reading made in the last seconds, while its watch was away, may still sit in the cuff.
-    missing = [m for m in measured if m not in set(got)]
-    assert len(missing) <= WATCHES // 10, f"cuff readings lost: {missing[:5]}"
-    assert len(measured) >= WATCHES * int(RUN_S // 300)
+    # Readings taken in the run's last seconds may still be stored in their cuffs when the simulator stops
+    # (a cuff indicates stored readings on its next connection); every earlier one must have arrived.
+    settled = [m for m in measured if m[1] < end_ns - 15_000_000_000]
+    missing = [m for m in settled if m not in set(got)]
+    assert not missing, f"cuff readings lost: {missing[:5]}"
+    assert len(settled) >= WATCHES * (int(RUN_S // 300) - (1 if RUN_S % 300 < 15 else 0))
 
 
 def test_heart_rate_and_spo2_notifications_arrive(soak: dict[str, Any]) -> None:

@@ -238,6 +238,10 @@ class VitalsRecord(_message.Message):
     MEAN_ARTERIAL_MMHG_FIELD_NUMBER: _builtins.int
     PERFUSION_INDEX_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    RHYTHM_FIELD_NUMBER: _builtins.int
+    RHYTHM_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    RHYTHM_MODEL_FIELD_NUMBER: _builtins.int
+    SIGNAL_QUALITY_FIELD_NUMBER: _builtins.int
     device_time_ns: _builtins.int
     receive_time_ns: _builtins.int
     heart_rate_bpm: _builtins.float
@@ -251,7 +255,14 @@ class VitalsRecord(_message.Message):
     perfusion_index: _builtins.float
     """PLX pulse amplitude index, %"""
     source: _builtins.str
-    """characteristic that produced it: "hrm", "plx", "bpm", ..."""
+    """what produced it: "hrm", "plx", "bpm", or "ecg" (derived on the gateway)"""
+    rhythm: _builtins.str
+    """"ecg" only: the rhythm model's class (N, A, O, ~), when it ran"""
+    rhythm_confidence: _builtins.float
+    rhythm_model: _builtins.str
+    """artifact name and version that produced it"""
+    signal_quality: _builtins.float
+    """"ecg" only: 0..1"""
     @_builtins.property
     def rr_intervals_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -269,10 +280,14 @@ class VitalsRecord(_message.Message):
         mean_arterial_mmhg: _builtins.float | None = ...,
         perfusion_index: _builtins.float | None = ...,
         source: _builtins.str = ...,
+        rhythm: _builtins.str = ...,
+        rhythm_confidence: _builtins.float = ...,
+        rhythm_model: _builtins.str = ...,
+        signal_quality: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "sensor_contact", b"sensor_contact", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_signal_quality", b"_signal_quality", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "sensor_contact", b"sensor_contact", "signal_quality", b"signal_quality", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "device_time_ns", b"device_time_ns", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "receive_time_ns", b"receive_time_ns", "rr_intervals_ms", b"rr_intervals_ms", "sensor_contact", b"sensor_contact", "source", b"source", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_signal_quality", b"_signal_quality", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "device_time_ns", b"device_time_ns", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "receive_time_ns", b"receive_time_ns", "rhythm", b"rhythm", "rhythm_confidence", b"rhythm_confidence", "rhythm_model", b"rhythm_model", "rr_intervals_ms", b"rr_intervals_ms", "sensor_contact", b"sensor_contact", "signal_quality", b"signal_quality", "source", b"source", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diastolic_mmhg: _TypeAlias = _typing.Literal["diastolic_mmhg"]  # noqa: Y015
     _WhichOneofArgType__diastolic_mmhg: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg"]  # noqa: Y015
@@ -286,6 +301,8 @@ class VitalsRecord(_message.Message):
     _WhichOneofArgType__pulse_rate_bpm: _TypeAlias = _typing.Literal["_pulse_rate_bpm", b"_pulse_rate_bpm"]  # noqa: Y015
     _WhichOneofReturnType__sensor_contact: _TypeAlias = _typing.Literal["sensor_contact"]  # noqa: Y015
     _WhichOneofArgType__sensor_contact: _TypeAlias = _typing.Literal["_sensor_contact", b"_sensor_contact"]  # noqa: Y015
+    _WhichOneofReturnType__signal_quality: _TypeAlias = _typing.Literal["signal_quality"]  # noqa: Y015
+    _WhichOneofArgType__signal_quality: _TypeAlias = _typing.Literal["_signal_quality", b"_signal_quality"]  # noqa: Y015
     _WhichOneofReturnType__spo2_percent: _TypeAlias = _typing.Literal["spo2_percent"]  # noqa: Y015
     _WhichOneofArgType__spo2_percent: _TypeAlias = _typing.Literal["_spo2_percent", b"_spo2_percent"]  # noqa: Y015
     _WhichOneofReturnType__systolic_mmhg: _TypeAlias = _typing.Literal["systolic_mmhg"]  # noqa: Y015
@@ -302,6 +319,8 @@ class VitalsRecord(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pulse_rate_bpm) -> _WhichOneofReturnType__pulse_rate_bpm | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sensor_contact) -> _WhichOneofReturnType__sensor_contact | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__signal_quality) -> _WhichOneofReturnType__signal_quality | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__spo2_percent) -> _WhichOneofReturnType__spo2_percent | None: ...
     @_typing.overload

@@ -1,0 +1,44 @@
+"""Alembic environment: programmatic (``cloud.registry.migrate`` hands over a connection) or the
+``alembic`` command line with ``-c cloud/alembic.ini`` and ``CARDIOGATE_CLOUD__DATABASE_URL``."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import Connection, create_engine
+
+from cloud.registry.migrate import include_object
+from cloud.registry.schema import registry_metadata
+
+config = context.config
+
+
+def _run(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=registry_metadata, render_as_batch=True,
+                      compare_type=True, include_object=include_object)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = os.environ.get("CARDIOGATE_CLOUD__DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("set CARDIOGATE_CLOUD__DATABASE_URL or sqlalchemy.url in alembic.ini")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=registry_metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations_online()

@@ -1,0 +1,85 @@
+"""Bring the cloud database's registry tables to the newest schema, in code, at start.
+
+Alembic is configured here rather than from an ini file so an installed package needs
+nothing beside its modules. Replicas that start together take turns: a PostgreSQL
+advisory lock across hosts, a lock file beside a SQLite database across processes, and
+a process lock because Alembic's command API keeps module-global state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from cloud.db import make_engine
+from cloud.registry.schema import registry_metadata
+
+SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
+_PG_LOCK_KEY = 0x63617264696F  # "cardio"
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Autogenerate looks only at the registry's tables: the rest of the cloud schema is cloud.db's."""
+    if type_ == "table":
+        return name in registry_metadata.tables
+    table = getattr(getattr(obj, "table", None), "name", None)
+    return table is None or table in registry_metadata.tables
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    return config
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply every pending migration (idempotent: a database at head is left alone)."""
+    config = alembic_config()
+    with _PROCESS_LOCK, _sqlite_file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def open_database(url: str) -> Engine:
+    """The cloud engine (cloud.db) with the registry migrated to head."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine

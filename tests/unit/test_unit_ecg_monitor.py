@@ -1,0 +1,85 @@
+"""The per-device ECG monitor on simulated signals: beat labels, pauses, gaps, the rhythm model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.dsp.beats import label_beats, r_width_s
+from edge.ecg_assembler import EcgFrame
+from edge.ecg_monitor import EcgMonitor, MonitoredBeat
+from edge.inference import RhythmClassifier
+from edge.settings import SHIPPED_RHYTHM_MODEL
+from firmware_sim.patient import PatientScenario, PatientSimulator
+from firmware_sim.physiology import uv_to_int16
+
+T0 = 1_800_000_000 * 1_000_000_000
+FS = 250
+
+
+def run(scenario: dict[str, object], seconds: float, seed: int = 3, chunk: int = 114,
+        rhythm: RhythmClassifier | None = None, skip: tuple[float, float] | None = None) -> tuple[list[MonitoredBeat],
+                                                                                            list[str], EcgMonitor]:
+    sim = PatientSimulator(PatientScenario.model_validate(scenario), seed=seed, ecg_rate_hz=FS)
+    monitor = EcgMonitor(float(FS), 1.0, rhythm)
+    beats: list[MonitoredBeat] = []
+    labels: list[str] = []
+    for k in range(0, int(seconds * FS), chunk):
+        if skip and skip[0] * FS <= k < skip[1] * FS:
+            continue
+        x = uv_to_int16(sim.ecg_uv(k, chunk), 1000).astype(np.int32)
+        out = monitor.push(EcgFrame(T0 + round(k * 1e9 / FS), float(FS), 1.0, x, k // chunk, 0))
+        beats += out.beats
+        if out.rhythm is not None:
+            labels.append(out.rhythm.label)
+    return beats, labels, monitor
+
+
+def secs(beat: MonitoredBeat) -> float:
+    return (beat.device_time_ns - T0) / 1e9
+
+
+def test_ventricular_beats_are_wide_and_sinus_beats_narrow() -> None:
+    beats, _, _ = run({"hr_bpm": 70, "snr_db": 25, "events": [{"kind": "vt", "at_s": 20, "duration_s": 8}]}, 40)
+    vt = [b for b in beats if b.label == "V"]
+    assert len(vt) >= 15
+    assert all(19.5 <= secs(b) <= 28.5 for b in vt), "ventricular labels outside the VT run"
+    assert sum(1 for b in beats if b.label == "N" and 20.5 < secs(b) < 27.5) == 0
+
+
+def test_a_pause_shows_as_a_long_interval_and_beats_resume() -> None:
+    beats, _, _ = run({"hr_bpm": 70, "snr_db": 25, "events": [{"kind": "pause", "at_s": 15, "duration_s": 5}]}, 30)
+    intervals = np.diff([secs(b) for b in beats])
+    assert intervals.max() > 4.5 and np.sum(intervals > 2.0) == 1
+
+
+def test_a_gap_restarts_the_analysis_without_inventing_beats() -> None:
+    beats, _, _ = run({"hr_bpm": 70, "snr_db": 25}, 40, skip=(15, 22))
+    assert not [b for b in beats if 15.0 < secs(b) < 22.0]
+    assert [b for b in beats if secs(b) > 24.0], "the analysis resumed after the gap"
+
+
+def test_beat_times_do_not_depend_on_chunk_sizes() -> None:
+    a, _, _ = run({"hr_bpm": 80, "snr_db": 25}, 30, chunk=114)
+    b, _, _ = run({"hr_bpm": 80, "snr_db": 25}, 30, chunk=37)
+    assert [(x.device_time_ns, x.label) for x in a] == [(y.device_time_ns, y.label) for y in b]
+
+
+def test_width_is_measured_at_half_height() -> None:
+    t = np.arange(250) / 250.0
+    narrow = 1000 * np.exp(-0.5 * ((t - 0.5) / 0.011) ** 2)
+    wide = 1000 * np.exp(-0.5 * ((t - 0.5) / 0.035) ** 2)
+    assert r_width_s(narrow, 125, 250.0) == pytest.approx(0.028, abs=0.008)
+    assert r_width_s(wide, 125, 250.0) == pytest.approx(0.08, abs=0.01)  # baseline from a ±150 ms median
+    assert label_beats(narrow, np.array([125]), 250.0) == ["N"]
+    assert label_beats(wide, np.array([125]), 250.0) == ["V"]
+    assert r_width_s(narrow, 5, 250.0) is None
+
+
+@pytest.mark.skipif(not SHIPPED_RHYTHM_MODEL.exists(), reason="shipped rhythm model not present")
+def test_the_rhythm_model_runs_every_period_and_sees_af() -> None:
+    model = RhythmClassifier.load(SHIPPED_RHYTHM_MODEL)
+    _, labels, _ = run({"hr_bpm": 75, "snr_db": 25, "events": [{"kind": "af", "at_s": 0, "duration_s": 120}]}, 70,
+                       rhythm=model)
+    assert len(labels) == 7  # first after the 5 s minimum, then every 10 s
+    assert labels[-3:].count("A") >= 2
