@@ -338,7 +338,7 @@ class DeviceProcessor:
         if out.sqi is not None:
             vitals.signal_quality = out.sqi
         self.emit_vitals(vitals)
-        log.info("rhythm", device=self.device_id, rhythm=RHYTHM_NAMES.get(r.label, r.label),
+        log.debug("rhythm", device=self.device_id, rhythm=RHYTHM_NAMES.get(r.label, r.label),
                  confidence=round(r.probabilities.get(r.label, 0.0), 3), latency_ms=round(r.latency_ms, 2))
 
     def _emit_blocks(self, blocks: list[pb.SampleBlock]) -> None:

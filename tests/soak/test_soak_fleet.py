@@ -41,7 +41,10 @@ RUN_S = float(os.environ.get("CARDIOGATE_SOAK_SECONDS", "600"))
 DROP_EVERY_S = 30.0
 OFFLINE_S = (0.0, 2.0)
 BACKOFF_MAX_S = 5.0
-RECONNECT_BOUND_S = BACKOFF_MAX_S + 5.0  # the longest backoff plus scan, connect and discovery
+CONNECT_TIMEOUT_S = 5.0
+# The longest backoff (a link that drops again within 5 s does not reset it), one connect attempt that
+# times out, and a margin for advertising and discovery.
+RECONNECT_BOUND_S = BACKOFF_MAX_S + CONNECT_TIMEOUT_S + 2.0
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(RUN_S + 600)]
 
@@ -70,7 +73,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                              "faults": faults}))
     stack = LocalStack(work, patients, gateway_id="gw-soak-1", site="soak-site",
                        gateway_extra={"ble": {"backoff_max_s": BACKOFF_MAX_S, "backoff_initial_s": 0.5,
-                                              "connect_timeout_s": 5.0}})
+                                              "connect_timeout_s": CONNECT_TIMEOUT_S}})
     return asyncio.run(_drive(stack))
 
 
