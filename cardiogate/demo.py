@@ -89,12 +89,13 @@ async def _watch_mqtt(host: str, port: int, site: str, status: dict[str, Patient
                     body = json.loads(msg.payload)
                     st = status.setdefault(patient, PatientStatus())
                     if leaf == "vitals":
-                        st.heart_rate = body.get("heart_rate_bpm")
+                        if body.get("source") == "hrm" and "heart_rate_bpm" in body:  # the watch's own HR
+                            st.heart_rate = body["heart_rate_bpm"]
                     elif leaf == "state":
                         st.connected = bool(body.get("connected"))
                     elif leaf == "alarms":
                         line = (f"ALARM {body['state'].upper():7} {body['priority']:6} {patient} {body['condition']}: "
-                                f"HR {body['value']:.0f} (limit {body['limit']:.0f}), triggering sample at "
+                                f"{body['value']:g} (limit {body['limit']:g}), triggering sample at "
                                 f"{_clock(body['trigger_sample_device_time_ns'])}")
                         st.alarms.append(body["condition"])
                         alarm_lines.append(line)
