@@ -82,7 +82,8 @@ def _cmd_models_train_edge(ns: argparse.Namespace) -> int:
         print(f"cardiogate models train-edge: {exc}; install the models extra: "
               "pip install -c constraints.txt -e '.[models]'", file=sys.stderr)
         return 2
-    return train_main(list(ns.args))
+    code: int = train_main(list(ns.args))
+    return code
 
 
 def _cmd_models_registry(ns: argparse.Namespace) -> int:
