@@ -93,8 +93,11 @@ class AlarmBridge:
         self._device_of.setdefault(patient, device_id)
         self._deliver(self.engine.technical(patient, kind, active, device_ns, time.time_ns()))
 
-    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat]) -> None:
+    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat],
+                      interrupted: bool = False) -> None:
         self._device_of.setdefault(patient, device_id)
+        if interrupted:  # a gap in the ECG is not a pause of the heart
+            self.engine.signal_interrupted(patient)
         mapped = [Beat(b.device_time_ns, "V" if b.label == "V" else "N") for b in beats]
         self._deliver(self.engine.observe_beats(patient, complete_ns, mapped, time.time_ns()))
 

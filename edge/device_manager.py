@@ -106,6 +106,29 @@ class DeviceManager:
                 self._sink.observe_technical(managed.device.patient, managed.device.address, "device_lost", True,
                                              managed.processor.device_time_for(time.time_ns()))
 
+    def _supervise(self) -> None:
+        """A session never ends or stalls by itself; if one did (a stack bug), log why and start it afresh."""
+        s = self.settings
+        stall_s = s.scan_timeout_s + 2 * s.connect_timeout_s + s.backoff_max_s + 10.0
+        for address, managed in list(self.devices.items()):
+            task, session = managed.task, managed.session
+            if task is None:
+                continue
+            why = None
+            if task.done() and not task.cancelled():
+                exc = task.exception()
+                why = repr(exc) if exc else "returned"
+            elif not session.connected and time.monotonic() - session.last_progress > stall_s:
+                why = f"no progress for {stall_s:.0f} s"
+                task.cancel()  # a stack call that ignores cancellation keeps the old task; it is abandoned
+            if why is None:
+                continue
+            log.error("ble session stopped working; starting a new one", device=address, reason=why)
+            fresh = DeviceSession(managed.device, managed.processor, self.pool, s, self._session_state)
+            fresh.disconnected_since = session.disconnected_since
+            managed.session = fresh
+            managed.task = asyncio.create_task(fresh.run(), name=f"ble-{address}")
+
     async def run(self) -> None:
         self._running = True
         tasks = self.pool.scanner_tasks()
@@ -115,6 +138,7 @@ class DeviceManager:
         try:
             while True:
                 await asyncio.sleep(1.0)
+                self._supervise()
                 self.check_lost()
                 if time.monotonic() - last_health >= self.settings.health_interval_s:
                     last_health = time.monotonic()

@@ -44,6 +44,7 @@ class MonitorOutput:
     rhythm_error: InferenceError | None = None
     rhythm_end_ns: int | None = None
     rhythm_window_uv: npt.NDArray[np.float64] | None = None  # the signal the model saw (for shadow models)
+    interrupted: bool = False  # the signal restarted here (gap, clock jump): beat history before it is unrelated
 
 
 class EcgMonitor:
@@ -87,12 +88,15 @@ class EcgMonitor:
             self._restart(frame)
         first = self._index_of(frame.first_sample_ns)
         expected = self._buffer_start + self._buffer.size
+        interrupted = False
         if first < expected - 1 or first > expected + self.fs * 60:  # backwards (clock jump) or a very long gap
             self._restart(frame)
-            first, expected = 0, 0
+            first, expected, interrupted = 0, 0, True
         if first != expected:  # a gap: the analyser restarts itself at the jump; the buffer restarts too
             self._buffer = np.zeros(0, dtype=np.float64)
             self._buffer_start = first
+            self._next_rhythm_at = None  # the model waits for its minimum length of new signal
+            interrupted = True
         x = frame.samples.astype(np.float64)
         update = self._analyzer.process(x, first)
         self._buffer = np.concatenate([self._buffer, x])
@@ -101,7 +105,7 @@ class EcgMonitor:
             self._buffer = self._buffer[drop:]
             self._buffer_start += drop
         out = MonitorOutput(heart_rate_bpm=update.heart_rate_bpm, sqi=update.sqi, lead_off=update.lead_off,
-                            af_evidence=None if update.af is None else update.af.af)
+                            af_evidence=None if update.af is None else update.af.af, interrupted=interrupted)
         if update.peaks.size:
             local = update.peaks - self._buffer_start
             inside = (local >= 0) & (local < self._buffer.size)

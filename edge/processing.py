@@ -53,7 +53,8 @@ class RecordSink(Protocol):
     def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
                           device_ns: int) -> None: ...
 
-    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat]) -> None: ...
+    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat],
+                      interrupted: bool = False) -> None: ...
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
                        window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None: ...
@@ -313,14 +314,14 @@ class DeviceProcessor:
                                       a.rhythm_window_s, a.mains_hz)
         out = self.monitor.push(frame)
         if out.complete_ns is not None:
-            self._sink.observe_beats(self.patient, self.device_id, out.complete_ns, out.beats)
+            self._sink.observe_beats(self.patient, self.device_id, out.complete_ns, out.beats, out.interrupted)
         now = frame.first_sample_ns
         if out.lead_off is not None:
             self._sink.observe_technical(self.patient, self.device_id, "lead_off", out.lead_off, now)
         if out.sqi is not None:
             self._sink.observe_technical(self.patient, self.device_id, "poor_signal",
                                          out.sqi < a.poor_signal_below and not out.lead_off, now)
-        if out.rhythm_error is not None:
+        if out.rhythm_error is not None and out.rhythm_error.reason != "input_too_short":
             log.warning("rhythm model failed", device=self.device_id, reason=out.rhythm_error.reason)
             self._sink.observe_technical(self.patient, self.device_id, "model_failure", True, now)
         if out.rhythm is not None and out.rhythm_end_ns is not None:

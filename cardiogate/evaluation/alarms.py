@@ -64,8 +64,9 @@ class _Sink:
                           device_ns: int) -> None:
         self.bridge.observe_technical(patient, device_id, kind, active, device_ns)
 
-    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat]) -> None:
-        self.bridge.observe_beats(patient, device_id, complete_ns, beats)
+    def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat],
+                      interrupted: bool = False) -> None:
+        self.bridge.observe_beats(patient, device_id, complete_ns, beats, interrupted)
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
                        window_uv: Any = None, sample_rate_hz: float = 0.0) -> None:

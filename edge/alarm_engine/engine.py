@@ -194,6 +194,11 @@ class AlarmEngine:
         self._feed(sink, patient, p, "af", 1.0 if rhythm == "af" else 0.0, device_time_ns, decision_time_ns)
         return sink.outcome()
 
+    def signal_interrupted(self, patient: str) -> None:
+        """The ECG stream had a gap (link loss, restart): the time since the last beat is unknown, not a pause."""
+        p = self._patient(patient)
+        p.last_beat_ns, p.v_run = None, None
+
     def technical(self, patient: str, kind: TechnicalCondition, active: bool, device_time_ns: int,
                   decision_time_ns: int) -> Outcome:
         """A technical condition seen (``active``) or gone, as detected by the caller at ``device_time_ns``."""

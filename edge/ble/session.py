@@ -50,11 +50,12 @@ class DeviceSession:
         self.reconnect_latencies_s: list[float] = []  # link lost -> streaming again
         self._link_started = 0.0
         self._link_up_s = 0.0
+        self.last_progress = time.monotonic()  # an attempt started or ended: the supervisor's liveness signal
 
     async def run(self) -> None:
         backoff = Backoff(self._settings.backoff_initial_s, self._settings.backoff_max_s)
         while True:
-            started = time.monotonic()
+            started = self.last_progress = time.monotonic()
             try:
                 await self._connect_and_stream(started)
             except asyncio.CancelledError:
@@ -65,10 +66,13 @@ class DeviceSession:
                 self._failed(repr(exc))
                 log.exception("ble session crashed; retrying", device=self.address)
             finally:
-                if self.connected:
-                    self.disconnected_since = time.monotonic()
-                self._set_connected(False)
-                self.processor.on_disconnected()
+                try:
+                    if self.connected:
+                        self.disconnected_since = time.monotonic()
+                    self._set_connected(False)
+                    self.processor.on_disconnected()
+                except Exception:  # a failure while cleaning up must not end the session
+                    log.exception("ble session cleanup failed", device=self.address)
             if self.connected_for_s(started) >= STABLE_LINK_S:
                 backoff.reset()
             await asyncio.sleep(backoff.next_delay())
@@ -77,6 +81,7 @@ class DeviceSession:
         return self._link_up_s if self._link_started >= started else 0.0
 
     def _failed(self, error: str) -> None:
+        self.last_progress = time.monotonic()
         self.failures += 1
         self.last_error = error
         log.info("ble session ended", device=self.address, error=error)

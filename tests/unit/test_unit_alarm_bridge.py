@@ -103,3 +103,17 @@ def test_technical_conditions_become_technical_alarms() -> None:
     assert (alarm["condition"], alarm["category"]) == ("battery_low", "technical")
     b.observe_technical("pt-0001", DEV, "battery_low", False, T0 + S)
     assert [a["state"] for a in cap.leaf("alarms")] == ["raised", "cleared"]
+
+
+def test_a_gap_in_the_ecg_is_not_asystole() -> None:
+    from edge.ecg_monitor import MonitoredBeat
+
+    b, cap = bridge()
+    beats = [MonitoredBeat(T0 + k * S, "N") for k in range(5)]
+    b.observe_beats("pt-0001", DEV, T0 + 5 * S, beats)
+    # The link drops for 10 s; the first beats after it arrive flagged as a restart of the signal.
+    b.observe_beats("pt-0001", DEV, T0 + 16 * S, [MonitoredBeat(T0 + 15 * S, "N")], interrupted=True)
+    b.observe_beats("pt-0001", DEV, T0 + 17 * S, [MonitoredBeat(T0 + 16 * S, "N")])
+    assert [a for a in cap.leaf("alarms") if a["condition"] == "asystole"] == []
+    b.observe_beats("pt-0001", DEV, T0 + 21 * S, [MonitoredBeat(T0 + 20 * S, "N")])  # a real 4 s pause
+    assert [a["condition"] for a in cap.leaf("alarms")] == ["asystole"]
