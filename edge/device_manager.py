@@ -115,9 +115,9 @@ class DeviceManager:
             if task is None:
                 continue
             why = None
-            if task.done() and not task.cancelled():
-                exc = task.exception()
-                why = repr(exc) if exc else "returned"
+            if task.done():
+                exc = None if task.cancelled() else task.exception()
+                why = "cancelled" if task.cancelled() else repr(exc) if exc else "returned"
             elif not session.connected and time.monotonic() - session.last_progress > stall_s:
                 why = f"no progress for {stall_s:.0f} s"
                 task.cancel()  # a stack call that ignores cancellation keeps the old task; it is abandoned

@@ -321,6 +321,8 @@ class BumbleClient(BaseBleakClient):
         if not task.done():
             _abandon(task)
             raise BleakError(f"{self.address}: link lost during a GATT operation")
+        if task.cancelled():  # bumble cancelled its own request (the link went away), not our caller
+            raise BleakError(f"{self.address}: GATT operation cancelled by the stack")
         return task.result()
 
     def _on_disconnection(self, reason: int) -> None:

@@ -59,7 +59,12 @@ class DeviceSession:
             try:
                 await self._connect_and_stream(started)
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # Not our cancellation: the BLE stack cancelled a future we awaited (a link or a connection
+                # procedure went away). That is one more failed attempt, not the end of the session.
+                self._failed("a BLE operation was cancelled by the stack")
             except (BleakError, TimeoutError, OSError, EOFError) as exc:
                 self._failed(str(exc) or type(exc).__name__)
             except Exception as exc:  # a stack bug must not strand the device
