@@ -29,8 +29,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 PATIENT = "pt-4242"
 ADDRESS = "C0:00:00:00:00:2A"
 TACHY_FROM_S = 4.0
-RUN_S = 20.0
+RUN_S = 24.0
 MALFORMED_AT_S = 3.5
+# Heart-rate samples are 1 s apart and their device time is estimated (HRM carries no timestamp),
+# so the medium (>120) and high (>150) crossings must lie well over a sample apart for the medium
+# alarm to be raised before the high tier confirms; a 6 s ramp puts them about 2-3 s apart.
+RAMP_S = 6.0
 TIME_TOLERANCE_NS = 250_000_000
 
 
@@ -39,7 +43,7 @@ def skeleton_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not port_open("127.0.0.1", 1883):
         pytest.fail("Mosquitto must answer on 127.0.0.1:1883 for the e2e tests (.ci/run starts it)")
     work = tmp_path_factory.mktemp("skeleton")
-    patient = Patient(PATIENT, ADDRESS, [(0.0, 70.0), (TACHY_FROM_S, 70.0), (TACHY_FROM_S + 4.0, 160.0)], seed=42,
+    patient = Patient(PATIENT, ADDRESS, [(0.0, 70.0), (TACHY_FROM_S, 70.0), (TACHY_FROM_S + RAMP_S, 160.0)], seed=42,
                       malformed_hr_at_s=[MALFORMED_AT_S])
     stack = LocalStack(work, [patient], gateway_id="gw-e2e-1", site="e2e-site")
     return asyncio.run(_drive(stack))
@@ -145,7 +149,9 @@ def test_tachycardia_alarm_on_mqtt_with_pseudonym_priority_and_triggering_sample
     assert len(raised) == 1, skeleton_run["alarms"]
     # Above 150 bpm the same episode escalates to high priority; it is never raised twice.
     escalated = [a for a in skeleton_run["alarms"] if a["condition"] == "hr_high" and a["state"] == "escalated"]
-    assert escalated and escalated[0]["alarm_id"] == raised[0]["alarm_id"] and escalated[0]["priority"] == "high"
+    assert escalated and escalated[0]["alarm_id"] == raised[0]["alarm_id"] and escalated[0]["priority"] == "high", (
+        f"alarms: {skeleton_run['alarms']}\n"
+        f"heart rates (truth s, bpm, gateway s): {_heart_rate_timeline(skeleton_run)}")
     alarm = raised[0]
     assert alarm["patient"] == PATIENT and alarm["priority"] == "medium" and alarm["device"] == ADDRESS
     assert alarm["schema"] == 1
@@ -168,6 +174,15 @@ def test_tachycardia_alarm_on_mqtt_with_pseudonym_priority_and_triggering_sample
     # and the same alarm reached Kafka through the outbox
     in_kafka = [r.alarm for r in _stream(skeleton_run["records"], pb.STREAM_KIND_ALARMS)]
     assert any(a.alarm_id == alarm["alarm_id"] and a.priority == pb.ALARM_PRIORITY_MEDIUM for a in in_kafka)
+
+
+def _heart_rate_timeline(run: dict[str, Any]) -> list[tuple[float, int, float | None]]:
+    """(truth time s, truth bpm, gateway's device-time estimate s) per heart-rate packet, for failure messages."""
+    start = next(t["start_us"] for t in run["truth"] if t["kind"] == "scenario_event") * 1000
+    truth = [t for t in run["truth"] if t["kind"] == "hr"]
+    got = [v.vitals.device_time_ns for v in _stream(run["records"], pb.STREAM_KIND_VITALS) if v.vitals.source == "hrm"]
+    return [(round((t["t_us"] * 1000 - start) / 1e9, 3), t["hr"],
+             round((got[i] - start) / 1e9, 3) if i < len(got) else None) for i, t in enumerate(truth)]
 
 
 def test_no_part_logged_an_error(skeleton_run: dict[str, Any]) -> None:
