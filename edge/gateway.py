@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from cardiogate.logs import get_logger
 from edge.alarm_bridge import AlarmBridge
 from edge.alarm_engine.model import TechnicalCondition
 from edge.device_manager import DeviceManager, ManagedDevice
+from edge.ecg_assembler import EcgTail
 from edge.ecg_monitor import MonitoredBeat
 from edge.enrollment import load_certificate
 from edge.heartbeat import run_heartbeats
@@ -110,23 +112,35 @@ class Gateway:
 
     # -- RecordSink ---------------------------------------------------------
     def emit_record(self, record: pb.Record) -> None:
-        self.outbox.append(record)
+        self.emit_records([record])
+
+    def emit_records(self, records: Sequence[pb.Record], ecg_tails: Mapping[str, EcgTail] | None = None) -> None:
+        """Store records in one outbox transaction, with the ECG tails they carry (EcgTailStore)."""
+        self.outbox.append_many(records, ecg_tails)
         self.uplink.notify()
-        if record.kind == pb.STREAM_KIND_VITALS:
-            v = record.vitals
-            body: dict[str, Any] = {"schema": 1, "patient": record.patient, "device": record.device_id,
-                                    "source": v.source, "device_time_ns": v.device_time_ns,
-                                    "receive_time_ns": v.receive_time_ns}
-            for name in ("heart_rate_bpm", "spo2_percent", "pulse_rate_bpm", "systolic_mmhg", "diastolic_mmhg",
-                         "mean_arterial_mmhg", "sensor_contact", "signal_quality"):
-                if v.HasField(name):
-                    body[name] = getattr(v, name)
-            if v.rr_intervals_ms:
-                body["rr_intervals_ms"] = list(v.rr_intervals_ms)
-            if v.rhythm:
-                body.update(rhythm=v.rhythm, rhythm_confidence=v.rhythm_confidence, rhythm_model=v.rhythm_model)
-            body["news2"] = self.alarms.news2(record.patient, v.device_time_ns)
-            self._publish_patient(record.patient, "vitals", body, 0, False, False)
+        for record in records:
+            if record.kind == pb.STREAM_KIND_VITALS:
+                self._publish_vitals(record)
+
+    def load_ecg_tail(self, device_id: str) -> EcgTail | None:
+        """Where the device's ECG stream stood when the last gateway process stored it (EcgTailStore)."""
+        return self.outbox.ecg_tail(device_id)
+
+    def _publish_vitals(self, record: pb.Record) -> None:
+        v = record.vitals
+        body: dict[str, Any] = {"schema": 1, "patient": record.patient, "device": record.device_id,
+                                "source": v.source, "device_time_ns": v.device_time_ns,
+                                "receive_time_ns": v.receive_time_ns}
+        for name in ("heart_rate_bpm", "spo2_percent", "pulse_rate_bpm", "systolic_mmhg", "diastolic_mmhg",
+                     "mean_arterial_mmhg", "sensor_contact", "signal_quality"):
+            if v.HasField(name):
+                body[name] = getattr(v, name)
+        if v.rr_intervals_ms:
+            body["rr_intervals_ms"] = list(v.rr_intervals_ms)
+        if v.rhythm:
+            body.update(rhythm=v.rhythm, rhythm_confidence=v.rhythm_confidence, rhythm_model=v.rhythm_model)
+        body["news2"] = self.alarms.news2(record.patient, v.device_time_ns)
+        self._publish_patient(record.patient, "vitals", body, 0, False, False)
 
     def observe_vitals(self, patient: str, device_id: str, device_ns: int, *, hr: float | None = None,
                        spo2: float | None = None, systolic: float | None = None) -> None:

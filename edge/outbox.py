@@ -7,6 +7,11 @@ for raw ECG only, when the disk budget forces an eviction: the eviction commits 
 transaction with the exact gap record that tells the cloud what is missing and with a
 local ledger of the evicted sequence range. Nothing leaves silently.
 
+Beside the records, ``ecg_tail`` keeps how far each device's ECG stream is accounted for
+(the last packet stored in a block or reported by a gap), written in the transaction that
+stores those records, so after a killed process the tail and the queue agree and a
+restarted gateway can report exactly what it missed, no more and no less.
+
 Durability follows the lane (docs/outbox.md): alarms, vitals and device events commit
 with ``synchronous=FULL`` (the WAL is fsynced before the commit returns); raw ECG with
 ``NORMAL`` plus a group commit that fsyncs at most ``group_commit_s`` later. Every
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from cardiogate.logs import get_logger
+from edge.ecg_assembler import EcgTail
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
@@ -88,6 +94,19 @@ CREATE TABLE IF NOT EXISTS evicted (
   gap_stream_id TEXT NOT NULL, gap_seq INTEGER NOT NULL, evicted_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ecg_tail (
+  device_id TEXT PRIMARY KEY, seq INTEGER, end_ns INTEGER NOT NULL, receive_ns INTEGER NOT NULL,
+  sample_rate_hz REAL NOT NULL
+);
+"""
+# A stored tail moves only forward: later in device time, or a later packet on the wearable's counter
+# (modulo its wrap). A device restart resets the counter but not its clock; a stale write fails both.
+_TAIL_UPSERT = f"""
+INSERT INTO ecg_tail (device_id, seq, end_ns, receive_ns, sample_rate_hz) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq, end_ns = excluded.end_ns,
+  receive_ns = excluded.receive_ns, sample_rate_hz = excluded.sample_rate_hz
+WHERE excluded.end_ns > ecg_tail.end_ns
+  OR ((excluded.seq - ecg_tail.seq + {_DEVICE_SEQ_MOD}) % {_DEVICE_SEQ_MOD}) BETWEEN 1 AND {_DEVICE_SEQ_MOD // 2 - 1}
 """
 # Databases written before lanes existed lack these columns; values are derived from what is there.
 _MIGRATIONS = {
@@ -407,8 +426,12 @@ class Outbox:
         """Number the record within its stream, store it, return its sequence."""
         return self.append_many([record])[0]
 
-    def append_many(self, records: Sequence[pb.Record]) -> list[int]:
-        """Append several records in one transaction (one fsync), at the strictest durability among them."""
+    def append_many(self, records: Sequence[pb.Record], ecg_tails: Mapping[str, EcgTail] | None = None) -> list[int]:
+        """Append several records in one transaction (one fsync), at the strictest durability among them.
+
+        ``ecg_tails`` (device id to how far these records account for its ECG stream) commit in the
+        same transaction, so a stored tail never runs ahead of or behind the stored blocks and gaps.
+        """
         if not records:
             return []
         with self._lock:
@@ -416,6 +439,9 @@ class Outbox:
             sync = max((self._sync[lane] for lane in lanes), key=_SYNC_RANK.__getitem__)
             with self._transaction(sync) as db:
                 rows = self._insert(db, records, lanes, time.time_ns())
+                if ecg_tails:
+                    db.executemany(_TAIL_UPSERT, [(device, t.seq, t.end_ns, t.receive_ns, t.sample_rate_hz)
+                                                  for device, t in ecg_tails.items()])
             self._added(rows)
             self._enforce_budget()
             return [r.seq for r in rows]
@@ -583,6 +609,16 @@ class Outbox:
             rows = self._db.execute("SELECT id, stream_id, seq, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                                     (after_row, limit)).fetchall()
         return [PendingRecord(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
+
+    def ecg_tail(self, device_id: str) -> EcgTail | None:
+        """How far the device's ECG stream is accounted for (where a restarted gateway resumes it), if stored."""
+        with self._lock:
+            row = self._db.execute("SELECT seq, end_ns, receive_ns, sample_rate_hz FROM ecg_tail WHERE device_id = ?",
+                                   (device_id,)).fetchone()
+        if row is None:
+            return None
+        seq, end_ns, receive_ns, rate = row
+        return EcgTail(None if seq is None else int(seq), int(end_ns), int(receive_ns), float(rate))
 
     def next_seq(self, stream_id: str) -> int:
         return self._next_seq.get(stream_id, 0)

@@ -6,12 +6,17 @@ packets are counted and logged, and never end the session. Every sample carries 
 device time (the wearable's clock, or the gateway's estimate of it for characteristics
 without timestamps) and the receive time; ECG blocks also carry the device time mapped
 onto the gateway clock with the estimated drift.
+
+A sink that is also an :class:`EcgTailStore` (the gateway, over its outbox) makes ECG
+continuity survive a restart: each device's ECG blocks and gap records are stored
+together with the tail they account for, and a new processor resumes from that tail.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +38,7 @@ from edge.codecs.polar_pmd import (
     polar_to_unix_ns,
 )
 from edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
-from edge.ecg_assembler import EcgAssembler, EcgFrame
+from edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
 from edge.ecg_monitor import RHYTHM_NAMES, EcgMonitor, MonitoredBeat, MonitorOutput
 from edge.inference import RhythmClassifier, RhythmResult
 from edge.settings import AnalysisSettings
@@ -58,6 +63,19 @@ class RecordSink(Protocol):
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
                        window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None: ...
+
+
+@runtime_checkable
+class EcgTailStore(Protocol):
+    """A sink that stores records atomically with ECG tails, and gives a device's tail back after a restart.
+
+    Optional on top of :class:`RecordSink` (the device manager hands processors one sink), so it
+    is detected with ``isinstance``; without it ECG continuity starts afresh with each process.
+    """
+
+    def emit_records(self, records: Sequence[pb.Record], ecg_tails: Mapping[str, EcgTail] | None = None) -> None: ...
+
+    def load_ecg_tail(self, device_id: str) -> EcgTail | None: ...
 
 
 @dataclass
@@ -111,6 +129,12 @@ class DeviceProcessor:
         self.last_rhythm: RhythmResult | None = None
         self._battery_low_percent = battery_low_percent
         self._assembler = EcgAssembler(block_samples)
+        self._tails = sink if isinstance(sink, EcgTailStore) else None
+        self._stored_tail = self._tails.load_ecg_tail(device_id) if self._tails is not None else None
+        if self._stored_tail is not None:
+            self._assembler.resume(self._stored_tail)
+            log.info("ecg stream resumed", device=device_id, seq=self._stored_tail.seq,
+                     end_ns=self._stored_tail.end_ns)
         self.polar_rate_hz = ECG_SAMPLE_RATE_HZ
         self.clock = ClockTracker()
         self.counters = DeviceCounters()
@@ -288,6 +312,7 @@ class DeviceProcessor:
         self.counters.ecg_packets += 1
         self.counters.ecg_samples += len(frame.samples)
         out = self._assembler.push(frame)
+        events: list[pb.Record] = []
         for event in out.events:
             if event.HasField("clock_jump"):
                 self.counters.clock_jumps += 1
@@ -299,10 +324,12 @@ class DeviceProcessor:
                 self.counters.ecg_gaps += 1
                 self.counters.ecg_missing_samples += event.gap.missing_samples
                 log.info("ecg gap", device=self.device_id, missing_samples=event.gap.missing_samples,
-                         packets=event.gap.device_sequence_last - event.gap.device_sequence_first + 1)
-            self.emit_event(event)
+                         packets=event.gap.device_sequence_last - event.gap.device_sequence_first + 1,
+                         cause=pb.GapCause.Name(event.gap.cause))
+            events.append(self._record(pb.STREAM_KIND_EVENTS, event=event))
         self.clock.observe(frame.end_ns, frame.receive_ns)
-        self._emit_blocks(out.blocks)
+        # The block a gap closed goes first, with the gap, in one transaction where the sink allows.
+        self._store(self._block_records(out.blocks) + events)
         if self._analysis.enabled:
             self._analyse(frame)
 
@@ -342,16 +369,29 @@ class DeviceProcessor:
         log.debug("rhythm", device=self.device_id, rhythm=RHYTHM_NAMES.get(r.label, r.label),
                  confidence=round(r.probabilities.get(r.label, 0.0), 3), latency_ms=round(r.latency_ms, 2))
 
-    def _emit_blocks(self, blocks: list[pb.SampleBlock]) -> None:
+    def _block_records(self, blocks: list[pb.SampleBlock]) -> list[pb.Record]:
         est = self.clock.estimate
         for block in blocks:
             if est is not None:
                 block.first_sample_corrected_time_ns = est.to_gateway_time(block.first_sample_device_time_ns)
-            self._sink.emit_record(self._record(pb.STREAM_KIND_ECG, samples=block))
+        return [self._record(pb.STREAM_KIND_ECG, samples=block) for block in blocks]
+
+    def _store(self, records: list[pb.Record]) -> None:
+        """Hand records on; where the assembler's tail moved, the new one goes in the same transaction."""
+        if not records:
+            return
+        if self._tails is None:
+            for record in records:
+                self._sink.emit_record(record)
+            return
+        tail = self._assembler.tail
+        self._tails.emit_records(records, {self.device_id: tail} if tail is not None and tail != self._stored_tail
+                                 else None)
+        self._stored_tail = tail
 
     def flush(self) -> None:
         """Emit the pending ECG block (at disconnect and shutdown)."""
-        self._emit_blocks(self._assembler.flush())
+        self._store(self._block_records(self._assembler.flush()))
 
     # -- link and health ----------------------------------------------------
     def set_rhythm_model(self, rhythm: RhythmClassifier | None) -> None:

@@ -3,6 +3,11 @@
 Watches run in this process on their own virtual controllers. A gateway (another
 process) attaches its bumble host to a controller exposed on a TCP port, exactly as
 it would attach to a USB HCI dongle, and then sees the watches over the air.
+
+A real controller loses its links when its host dies or resets it; bumble's virtual
+one keeps them, which would leave watches "connected" to a killed gateway forever
+(never advertising, so its restart could not find them). :class:`GatewayController`
+drops them instead, and the TCP port tells it when its host went away.
 """
 
 from __future__ import annotations
@@ -10,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import Callable
 
+from bumble import hci, ll
 from bumble.controller import Controller
 from bumble.link import LocalLink
-from bumble.transport import open_transport
+from bumble.transport.common import StreamPacketSource
 
 from cardiogate.logs import get_logger
 from firmware_sim.scenario import SimSettings
@@ -23,6 +29,101 @@ from firmware_sim.watch import SimulatedWatch
 
 log = get_logger(__name__)
 GATEWAY_CONTROLLER_ADDRESS = "F0:F0:F0:F0:F0:F0"
+HOST_LOST_REASON = int(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
+"""What a peripheral sees when its central vanishes without a word: a supervision timeout (0x08)."""
+
+
+class GatewayController(Controller):
+    """A virtual controller whose LE links end with its host (HCI Reset, or the host's socket closing)."""
+
+    def drop_links(self, reason: int = HOST_LOST_REASON) -> int:
+        """Terminate every LE link towards its peers and forget it; returns how many there were.
+
+        The peer gets an LL terminate, so its host sees a disconnection (and a watch advertises
+        again). The own host is not told: it is gone, or it has just reset this controller. A
+        pending connection attempt and scanning end too, as they would on real hardware.
+        """
+        connections = list(self.le_connections.values())
+        for connection in connections:
+            with contextlib.suppress(Exception):  # the peer may have left the link already
+                connection.send_ll_control_pdu(ll.TerminateInd(reason))
+            self.le_connections.pop(connection.peer_address, None)
+        self.pending_le_connection = None
+        self.le_scan_enable = False
+        return len(connections)
+
+    def on_hci_reset_command(self, command: hci.HCI_Reset_Command) -> hci.HCI_StatusReturnParameters:
+        """A (re)started host resets the controller first: links left from its predecessor end here."""
+        dropped = self.drop_links()
+        if dropped:
+            log.info("virtual controller reset: links dropped", controller=self.name, links=dropped)
+        return super().on_hci_reset_command(command)
+
+
+class HciPort:
+    """The TCP end of one controller's HCI, one host at a time (bumble ``tcp-client:host:port`` attaches).
+
+    Unlike bumble's ``tcp-server`` transport, which forgets a departed client silently, it calls
+    ``on_host_lost`` when the host's connection ends (a killed gateway's socket is closed by its
+    kernel) and restarts the packet parser, so a half-sent packet cannot garble the next host's stream.
+    """
+
+    def __init__(self) -> None:
+        self.source = StreamPacketSource()
+        self.client: asyncio.Transport | None = None
+        self.on_host_lost: Callable[[], None] = lambda: None
+        self.server: asyncio.Server | None = None
+
+    async def listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _HciConnection(self), host, port)
+
+    def on_packet(self, packet: bytes) -> None:
+        """Controller to host (bumble's TransportSink); dropped while no host is attached."""
+        if self.client is not None and not self.client.is_closing():
+            self.client.write(packet)
+
+    def attach(self, client: asyncio.Transport) -> None:
+        if self.client is not None:  # a newer host displaces the old one, whose links go with it
+            previous, self.client = self.client, None
+            previous.close()
+            self.on_host_lost()
+        self.source.parser.reset()
+        self.client = client
+
+    def detach(self, client: asyncio.Transport) -> None:
+        if client is self.client:
+            self.client = None
+            self.source.parser.reset()
+            self.on_host_lost()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+
+
+class _HciConnection(asyncio.Protocol):
+    def __init__(self, port: HciPort) -> None:
+        self._port = port
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._port.attach(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is not None and self._transport is self._port.client:
+            self._port.source.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._port.detach(self._transport)
 
 
 class VirtualAir:
@@ -30,21 +131,29 @@ class VirtualAir:
 
     def __init__(self) -> None:
         self.link = LocalLink()  # type: ignore[no-untyped-call]
-        self._transports: list[Any] = []
-        self.controllers: list[Controller] = []
+        self.ports: list[HciPort] = []
+        self.controllers: list[GatewayController] = []
 
-    async def expose(self, host: str, port: int) -> None:
+    async def expose(self, host: str, port: int) -> GatewayController:
         """Offer one HCI controller on ``host:port`` (bumble ``tcp-client`` transport)."""
-        transport = await open_transport(f"tcp-server:{host}:{port}")
-        self._transports.append(transport)
-        self.controllers.append(Controller(f"gateway-{port}", host_source=transport.source,
-                                           host_sink=transport.sink, link=self.link,
-                                           public_address=GATEWAY_CONTROLLER_ADDRESS))
+        hci_port = HciPort()
+        await hci_port.listen(host, port)
+        controller = GatewayController(f"gateway-{port}", host_source=hci_port.source, host_sink=hci_port,
+                                       link=self.link, public_address=GATEWAY_CONTROLLER_ADDRESS)
+
+        def host_lost() -> None:
+            dropped = controller.drop_links()
+            log.info("gateway host left the virtual radio", port=port, links_dropped=dropped)
+
+        hci_port.on_host_lost = host_lost
+        self.ports.append(hci_port)
+        self.controllers.append(controller)
+        return controller
 
     async def close(self) -> None:
-        for transport in self._transports:
+        for hci_port in self.ports:
             with contextlib.suppress(Exception):
-                await transport.close()
+                await hci_port.close()
 
 
 TICK_S = 0.02

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import edge.outbox as outbox_module
+from edge.ecg_assembler import EcgTail
 from edge.outbox import Outbox, PendingRecord
 from proto.cardiogate.v1 import telemetry_pb2 as pb
 
@@ -187,3 +188,75 @@ def test_depth_and_oldest_age(box: Outbox, monkeypatch: pytest.MonkeyPatch) -> N
     box.ack(VITALS_A, 1, 1)
     assert box.depth() == 0
     assert box.oldest_age_s() == 0.0
+
+
+# -- the ECG tail: where each device's stored ECG ends, for a restarted gateway ---------------------
+
+T = 1_700_000_000_000_000_000
+
+
+def test_ecg_tail_commits_with_its_records_and_survives_reopen(db_path: Path) -> None:
+    ob = Outbox(db_path)
+    assert ob.ecg_tail(DEV_A) is None
+    ob.append_many([ecg(ECG_A)], {DEV_A: EcgTail(7, T, T + 5, 250.0)})
+    ob.append_many([vitals()])  # records without a tail leave it alone
+    polar = EcgTail(None, T + 3, T + 9, 130.0)
+    ob.append_many([ecg(f"{DEV_B}/ecg")], {DEV_B: polar})
+    # No close: a killed process never closes, yet every commit it made is there.
+    ob2 = Outbox(db_path)
+    try:
+        assert ob2.ecg_tail(DEV_A) == EcgTail(7, T, T + 5, 250.0)
+        assert ob2.ecg_tail(DEV_B) == polar
+    finally:
+        ob2.close()
+        ob.close()
+
+
+def test_ecg_tail_is_rolled_back_with_a_failed_append(box: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Outbox._insert
+
+    def insert_then_fail(self: Outbox, *args: object, **kwargs: object) -> object:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Outbox, "_insert", insert_then_fail)
+    with pytest.raises(sqlite3.OperationalError):
+        box.append_many([ecg()], {DEV_A: EcgTail(1, T, T, 250.0)})
+    monkeypatch.undo()
+    assert box.ecg_tail(DEV_A) is None and box.depth() == 0
+    with closing(sqlite3.connect(box.path)) as db:
+        assert db.execute("SELECT COUNT(*) FROM ecg_tail").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("new", "moves"), [
+    (EcgTail(11, T + 40, T + 90, 250.0), True),            # the next packet
+    (EcgTail(9, T - 40, T - 10, 250.0), False),            # a stale write: earlier on both counts
+    (EcgTail(10, T, T + 50, 250.0), False),                # the same packet again
+    (EcgTail(0, T + 80, T + 130, 250.0), True),            # the wearable restarted its counter, not its clock
+    (EcgTail(12, T - 3_600_000_000_000, T + 90, 250.0), True),  # its clock jumped back, the counter went on
+])
+def test_ecg_tail_only_moves_forward(box: Outbox, new: EcgTail, moves: bool) -> None:
+    old = EcgTail(10, T, T + 50, 250.0)
+    box.append_many([ecg()], {DEV_A: old})
+    box.append_many([ecg()], {DEV_A: new})
+    assert box.ecg_tail(DEV_A) == (new if moves else old)
+
+
+def test_ecg_tail_follows_the_counter_through_its_wrap(box: Outbox) -> None:
+    box.append_many([ecg()], {DEV_A: EcgTail(0xFFFFFFFF, T, T, 250.0)})
+    box.append_many([ecg()], {DEV_A: EcgTail(0, T, T, 250.0)})  # same end (a zero-length packet), counter wrapped
+    assert box.ecg_tail(DEV_A) == EcgTail(0, T, T, 250.0)
+
+
+def test_a_database_from_before_ecg_tails_gains_the_table(db_path: Path) -> None:
+    Outbox(db_path).close()
+    with closing(sqlite3.connect(db_path)) as db:
+        db.execute("DROP TABLE ecg_tail")
+        db.commit()
+    ob = Outbox(db_path)
+    try:
+        assert ob.ecg_tail(DEV_A) is None
+        ob.append_many([ecg()], {DEV_A: EcgTail(3, T, T, 250.0)})
+        assert ob.ecg_tail(DEV_A) == EcgTail(3, T, T, 250.0)
+    finally:
+        ob.close()

@@ -278,6 +278,15 @@ def test_sequence_gap_flushes_block_and_is_counted() -> None:
     assert proc.counters.ecg_missing_samples == 20 + 30  # packets 7, 8 and 9
 
 
+def test_the_block_a_gap_closes_is_emitted_before_the_gap() -> None:
+    """In Kafka the samples before a gap come before the gap record (the outbox stores both in one commit)."""
+    proc, sink = make(block_samples=100)
+    proc.on_ecg(ecg(0, list(range(10))), R0)
+    proc.on_ecg(ecg(2, list(range(20, 30))), R0 + 1)
+    assert [r.WhichOneof("body") for r in sink.records] == ["samples", "event"]
+    assert sink.records[1].event.gap.device_sequence_first == 1
+
+
 def test_sequence_going_backwards_is_a_discontinuity_not_billions_of_losses() -> None:
     proc, sink = make(block_samples=100)
     proc.on_ecg(ecg(500, list(range(10))), R0)

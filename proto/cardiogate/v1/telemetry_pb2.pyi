@@ -92,6 +92,8 @@ class _GapCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GapCause.Val
     """the gateway's disk budget forced the outbox to drop it"""
     GAP_CAUSE_DEVICE_RESTART: _GapCause.ValueType  # 4
     """the wearable's counter went backwards"""
+    GAP_CAUSE_GATEWAY_RESTART: _GapCause.ValueType  # 5
+    """the gateway was down (killed, rebooted); bounds from its last stored packet"""
 
 class GapCause(_GapCause, metaclass=_GapCauseEnumTypeWrapper):
     """Why samples of a stream are missing: every loss is a record, never silence."""
@@ -105,6 +107,8 @@ GAP_CAUSE_EVICTED: GapCause.ValueType  # 3
 """the gateway's disk budget forced the outbox to drop it"""
 GAP_CAUSE_DEVICE_RESTART: GapCause.ValueType  # 4
 """the wearable's counter went backwards"""
+GAP_CAUSE_GATEWAY_RESTART: GapCause.ValueType  # 5
+"""the gateway was down (killed, rebooted); bounds from its last stored packet"""
 Global___GapCause: _TypeAlias = GapCause  # noqa: Y015
 
 class _AlarmPriority:
