@@ -95,7 +95,9 @@ class Gateway:
         self._high_alarm = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.updaters = build_updaters(settings.updater, settings.gateway_id, __version__, settings.uplink.target,
-                                       alarm_active=lambda: self._high_alarm, on_switch=self._on_model_switch)
+                                       alarm_active=lambda: self._high_alarm, on_switch=self._on_model_switch,
+                                       default_identity_dir=settings.uplink.identity_dir,
+                                       server_name=settings.uplink.server_name)
         site, prefix = settings.site, settings.mqtt.topic_prefix
         self._gateway_topic = f"{prefix}/{site}/gateway/{settings.gateway_id}"
         self.mqtt.subscribe(f"{prefix}/{site}/+/commands", self._on_patient_command)

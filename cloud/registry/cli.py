@@ -19,7 +19,6 @@ from cloud.registry.artifacts import FilesystemArtifactStore
 from cloud.registry.fleet import FleetRegistry
 from cloud.registry.migrate import open_database
 from cloud.registry.models import CHAMPION, ModelRegistry, RegistryError
-from cloud.registry.settings import ModelsSettings
 from cloud.registry.signing import Signer, trusted_keys_document
 from cloud.rollout.controller import RolloutController, RolloutError, RolloutStatus
 from cloud.rollout.plan import Gates, PlanError, RolloutPlan
@@ -34,22 +33,36 @@ def _json_arg(text: str) -> Any:
     return json.loads(Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text)
 
 
+def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=default,
+                        help="cloud TOML (database and [models] settings; default: CARDIOGATE_CLOUD__* variables)")
+    parser.add_argument("--database-url", default=default, help="SQLAlchemy URL (overrides the config)")
+    parser.add_argument("--artifact-root", type=Path, default=default,
+                        help="filesystem artifact store (overrides the config)")
+    parser.add_argument("--key", type=Path, default=default, help="Ed25519 signing key (overrides models.signing_key)")
+    parser.add_argument("--actor", default=default, help="who is acting, for the audit history (default: $USER)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cardiogate models", description="Model registry and staged rollouts.")
-    p.add_argument("-c", "--config", type=Path, help="cloud TOML (database and [models] settings)")
-    p.add_argument("--database-url", help="SQLAlchemy URL (overrides the config)")
-    p.add_argument("--artifact-root", type=Path, help="filesystem artifact store (overrides the config)")
-    p.add_argument("--key", type=Path, help="Ed25519 signing key (overrides models.signing_key)")
-    p.add_argument("--actor", default=None, help="who is acting, for the audit history (default: $USER)")
+    _add_global_options(p, None)
+    # The same options after the command too (`cardiogate models status ID --config cloud.toml`): `cardiogate
+    # models ACTION ...` hands everything after ACTION over, so they could not come first there. SUPPRESS keeps
+    # a subcommand from resetting what was given before it.
+    shared = argparse.ArgumentParser(add_help=False)
+    _add_global_options(shared, argparse.SUPPRESS)
+    common = [shared]
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    k = sub.add_parser("keygen", help="create a signing key pair; prints its id and the gateways' trusted-keys JSON")
+    k = sub.add_parser("keygen", parents=common,
+                       help="create a signing key pair; prints its id and the gateways' trusted-keys JSON")
     k.add_argument("out", type=Path, help="private key file (the public key goes to OUT.pub)")
 
-    t = sub.add_parser("trusted-keys", help="print a gateway trusted-keys JSON for these public/private keys")
+    t = sub.add_parser("trusted-keys", parents=common,
+                       help="print a gateway trusted-keys JSON for these public/private keys")
     t.add_argument("keys", type=Path, nargs="+")
 
-    pub = sub.add_parser("publish", help="sign and register an artifact")
+    pub = sub.add_parser("publish", parents=common, help="sign and register an artifact")
     pub.add_argument("artifact", type=Path)
     pub.add_argument("--name", required=True, help="model line, e.g. rhythm")
     pub.add_argument("--version", help="default: the version in the artifact's .json manifest")
@@ -64,18 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--model-card", type=Path, help="markdown model card to keep with the version")
     pub.add_argument("--parent", help="lineage parent (default: the current champion)")
 
-    pro = sub.add_parser("promote", help="point an alias (default: champion) at a version, outside any rollout")
+    pro = sub.add_parser("promote", parents=common,
+                         help="point an alias (default: champion) at a version, outside any rollout")
     pro.add_argument("name")
     pro.add_argument("version")
     pro.add_argument("--alias", default=CHAMPION)
     pro.add_argument("--reason", default="")
 
-    ls = sub.add_parser("list", help="versions and aliases")
+    ls = sub.add_parser("list", parents=common, help="versions and aliases")
     ls.add_argument("name", nargs="?")
 
-    ro = sub.add_parser("rollout", help="start, pause, resume, promote or abort a rollout")
+    ro = sub.add_parser("rollout", parents=common, help="start, pause, resume, promote or abort a rollout")
     rsub = ro.add_subparsers(dest="action", required=True, metavar="ACTION")
-    start = rsub.add_parser("start", help="stage a version out to a cohort")
+    start = rsub.add_parser("start", parents=common, help="stage a version out to a cohort")
     start.add_argument("name")
     start.add_argument("version")
     start.add_argument("--plan", type=_json_arg, help="whole plan as JSON (or @file); flags below override it")
@@ -93,11 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     for gate in ("min_windows", "max_load_failures", "max_crashes", "max_integrity_refusals"):
         start.add_argument(f"--{gate.replace('_', '-')}", type=int, dest=f"gate_{gate}")
     for action in ("pause", "resume", "promote", "abort"):
-        a = rsub.add_parser(action, help=f"{action} a rollout")
+        a = rsub.add_parser(action, parents=common, help=f"{action} a rollout")
         a.add_argument("rollout_id")
         a.add_argument("--reason", default="")
 
-    st = sub.add_parser("status", help="rollout state and history (all recent rollouts without an id)")
+    st = sub.add_parser("status", parents=common,
+                        help="rollout state and history (all recent rollouts without an id)")
     st.add_argument("rollout_id", nargs="?")
     st.add_argument("--model")
     st.add_argument("--json", action="store_true")
@@ -106,13 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _Context:
     def __init__(self, ns: argparse.Namespace) -> None:
-        url, settings = "sqlite:///cloud.sqlite3", ModelsSettings()
-        if ns.config is not None:
-            from cloud.settings import load_cloud_settings
+        from cloud.settings import load_cloud_settings
 
-            cloud = load_cloud_settings(ns.config)
-            url = cloud.db_url
-            settings = getattr(cloud, "models", settings)
+        # The file if given, always under the CARDIOGATE_CLOUD__* variables, as for `cardiogate cloud run`:
+        # a shell with the cloud's environment manages the cloud's registry without repeating its paths.
+        cloud = load_cloud_settings(ns.config)
+        url, settings = cloud.db_url, cloud.models
         self.url = ns.database_url or url
         self.artifact_root = ns.artifact_root or settings.artifact_root
         self.key_path = ns.key or settings.signing_key

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from edge.updater.client import GrpcUpdateSource
 from edge.updater.config import UpdaterSettings
@@ -17,13 +18,19 @@ from edge.updater.updater import SwitchCallback, Updater, UpdaterConfig, run_upd
 
 def build_updaters(settings: UpdaterSettings, gateway_id: str, gateway_version: str, default_target: str, *,
                    alarm_active: Callable[[], bool], on_switch: SwitchCallback | None = None,
-                   runner_factory: RunnerFactory = default_runner_factory) -> list[Updater]:
-    """One updater per configured model line, sharing one channel to the rollout service."""
+                   runner_factory: RunnerFactory = default_runner_factory,
+                   default_identity_dir: Path | None = None, server_name: str | None = None) -> list[Updater]:
+    """One updater per configured model line, sharing one channel to the rollout service.
+
+    Without its own target and identity the updater uses the uplink's (``default_target``,
+    ``default_identity_dir``, ``server_name``): one enrollment serves both channels.
+    """
     if not settings.enabled:
         return []
     trusted = TrustedKeys.load(settings.trusted_keys)
-    source = GrpcUpdateSource.with_identity(settings.target or default_target, settings.identity_dir,
-                                            settings.rpc_timeout_s)
+    source = GrpcUpdateSource.with_identity(settings.target or default_target,
+                                            settings.identity_dir or default_identity_dir,
+                                            settings.rpc_timeout_s, server_name)
     return [Updater(UpdaterConfig(model, gateway_id, gateway_version, settings.poll_s, settings.chunk_bytes,
                                   settings.max_download_attempts),
                     ModelStore(settings.models_dir / model, trusted), source, runner_factory=runner_factory,
