@@ -16,6 +16,7 @@ from cardiogate import __version__
 from cardiogate.config import ConfigError
 from cardiogate.evaluation import add_eval_parser
 from cardiogate.logs import setup_logging
+from cardiogate.verify import add_arguments as add_verify_arguments
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
@@ -120,6 +121,12 @@ def _cmd_sim_run(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(ns: argparse.Namespace) -> int:
+    from cardiogate.verify import run
+
+    return run(ns)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardiogate",
@@ -214,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
         mreg = msub.add_parser(action, add_help=False, help=helptext)
         mreg.add_argument("args", nargs=argparse.REMAINDER)
         mreg.set_defaults(func=_cmd_models_registry, registry_action=action)
+
+    verify = sub.add_parser("verify", help="reconcile the simulator's ground truth with Kafka: nothing lost, "
+                                           "nothing doubled",
+                            description="Compare every sample the simulated watches produced (their ground-truth "
+                                        "logs) with what Kafka holds, per stream: samples missing, duplicated, "
+                                        "reordered, and accounted for by exact gap records; each non-ECG stream "
+                                        "by record sequence. Exit 0 when everything is accounted for, 1 when not, "
+                                        "2 when an input cannot be read.")
+    add_verify_arguments(verify)
+    verify.set_defaults(func=_cmd_verify)
 
     add_eval_parser(sub)  # `eval rpeaks` (and later `eval rhythm`); heavy imports happen in the handlers
     return parser

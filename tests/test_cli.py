@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cardiogate.stack import free_port
+from proto.cardiogate.v1 import telemetry_pb2 as pb
 from tests.conftest import REPO
 
 
@@ -17,7 +21,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["gateway", "run", "--help"],
-                                  ["cloud", "run", "--help"], ["sim", "run", "--help"]])
+                                  ["cloud", "run", "--help"], ["sim", "run", "--help"], ["verify", "--help"]])
 def test_every_subcommand_explains_itself(args: list[str]) -> None:
     result = run_cli(*args)
     assert result.returncode == 0
@@ -46,3 +50,85 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     result = run_cli("cloud", "run", "--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 2
     assert result.stderr.strip().startswith("cardiogate: configuration error: config file not found")
+
+
+# -- cardiogate verify against a real Kafka protocol broker (tansu) ---------------------------------------------
+
+DEV = "C0:00:00:00:00:51"
+T0_NS = 1_700_000_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[str]:
+    from cloud.tansu import start_tansu
+
+    port = free_port()
+    proc = start_tansu(port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _produce(bootstrap: str, records: list[tuple[str, pb.Record]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for topic, r in records:
+        producer.produce(topic, key=b"pt-1", value=r.SerializeToString())
+    assert producer.flush(30) == 0
+
+
+def _packet(seq: int, sent: bool) -> dict[str, object]:
+    t0_us = T0_NS // 1000 + seq * 40_000  # 10 samples at 250 Hz per packet
+    if sent:
+        return {"watch": DEV, "kind": "ecg", "seq": seq, "t0_us": t0_us, "fs": 250.0, "samples": [seq] * 10}
+    return {"watch": DEV, "kind": "ecg_unsent", "seq": seq, "t0_us": t0_us, "fs": 250.0, "n": 10}
+
+
+def _block(seq: int, first: int, last: int) -> pb.Record:
+    values = b"".join(int(s).to_bytes(2, "little", signed=True) * 10 for s in range(first, last + 1))
+    return pb.Record(stream_id=f"{DEV}/ecg", sequence=seq, device_id=DEV, patient="pt-1", kind=pb.STREAM_KIND_ECG,
+                     samples=pb.SampleBlock(first_sample_device_time_ns=T0_NS + first * 40_000_000,
+                                            sample_rate_hz=250.0, encoding=pb.SAMPLE_ENCODING_INT16_LE,
+                                            samples=values, sample_count=len(values) // 2,
+                                            device_sequence_first=first, device_sequence_last=last))
+
+
+def test_verify_exits_0_when_everything_is_accounted_and_1_on_a_duplicate(kafka: str, tmp_path: Path) -> None:
+    truth = tmp_path / "truth.jsonl"
+    truth.write_text("".join(json.dumps(_packet(s, s not in (2, 3))) + "\n" for s in range(6))
+                     + '{"watch": "C0:00:00:00:00:51", "kind": "ecg", "se', encoding="utf-8")  # torn last line
+    gap = pb.Gap(stream=pb.STREAM_KIND_ECG, device_sequence_first=2, device_sequence_last=3,
+                 start_device_time_ns=T0_NS + 80_000_000, end_device_time_ns=T0_NS + 160_000_000,
+                 missing_samples=20, cause=pb.GAP_CAUSE_LINK_LOSS, sample_rate_hz=250.0)
+    vitals = [pb.Record(stream_id=f"{DEV}/vitals", sequence=i, device_id=DEV, patient="pt-1",
+                        kind=pb.STREAM_KIND_VITALS, vitals=pb.VitalsRecord(source="hrm", heart_rate_bpm=70.0 + i))
+              for i in range(3)]
+    _produce(kafka, [("ecg.raw", _block(0, 0, 1)), ("ecg.raw", _block(1, 4, 5)),
+                     ("device.events", pb.Record(stream_id=f"{DEV}/events", sequence=0, device_id=DEV,
+                                                 patient="pt-1", kind=pb.STREAM_KIND_EVENTS,
+                                                 event=pb.DeviceEvent(gap=gap))),
+                     *(("vitals", v) for v in vitals)])
+    out = tmp_path / "report.json"
+    result = run_cli("verify", "--truth", str(truth), "--kafka", kafka, "--idle", "2", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verify: OK" in result.stdout and f"{DEV}/vitals" in result.stdout
+    totals = json.loads(out.read_text())["totals"]
+    assert (totals["produced_samples"], totals["delivered_samples"], totals["gap_samples"]) == (60, 40, 20)
+    assert totals["missing_samples"] == totals["duplicate_samples"] == 0 and totals["records"] == 6
+
+    _produce(kafka, [("vitals", vitals[1])])  # a replay that slipped past de-duplication
+    result = run_cli("verify", "--truth", str(truth), "--kafka", kafka, "--idle", "2", "--json", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verify: FAILED" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["streams"][f"{DEV}/vitals"]["duplicate_records"] == 1
+    assert report["totals"]["missing_samples"] == 0
+
+
+def test_verify_without_a_readable_truth_is_exit_2(tmp_path: Path) -> None:
+    result = run_cli("verify", "--truth", str(tmp_path / "absent.jsonl"), "--kafka", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert "cannot read the ground truth" in result.stderr
