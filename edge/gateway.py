@@ -275,12 +275,17 @@ class Gateway:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # A dead radio can make each cleanup command wait for its timeout: shutdown is bounded anyway
+            # (everything accepted is already committed in the outbox).
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+            if stuck:
+                log.warning("shutdown: tasks still stopping; leaving them", tasks=sorted(t.get_name() for t in stuck))
             self._log_status()
             self.outbox.close()
             bumble_backend = sys.modules.get("edge.ble.bumble_backend")  # only loaded off BlueZ
             if bumble_backend is not None:
-                await bumble_backend.BumbleRadio.close_all()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(bumble_backend.BumbleRadio.close_all(), SHUTDOWN_GRACE_S)
 
     def heartbeat(self) -> fleet_pb2.GatewayHeartbeat:
         """This gateway as the fleet registry sees it."""
@@ -325,6 +330,9 @@ class Gateway:
                  outbox_fill=round(om.fill_ratio, 3), evicted_samples=om.evicted_samples,
                  acked=self.uplink.records_acked, mqtt_published=self.mqtt.published,
                  commands_rejected=self.alarms.commands_rejected + self.gateway_commands_rejected)
+
+
+SHUTDOWN_GRACE_S = 5.0
 
 
 async def run_gateway(settings: GatewaySettings) -> None:

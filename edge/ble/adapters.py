@@ -66,6 +66,8 @@ class Adapter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any stack failure: report it and scan again
+                if being_cancelled():  # stopping the scan on a dead radio failed: we were still told to stop
+                    raise asyncio.CancelledError from exc
                 log.warning("scanner failed; restarting", adapter=self.name, error=str(exc) or type(exc).__name__)
             finally:
                 self.scanning = False
@@ -93,6 +95,17 @@ class Adapter:
                 yield
             finally:
                 self.in_use -= 1
+
+
+def being_cancelled() -> bool:
+    """Whether the current task has been asked to stop.
+
+    Cleanup on a dead radio (stopping a scan, disconnecting) can raise a stack error that
+    replaces the CancelledError; loops that retry on stack errors check this so that a
+    shutdown is never mistaken for one more failure.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class AdapterPool:

@@ -34,6 +34,10 @@ from bumble.gatt_client import CharacteristicProxy, DescriptorProxy, ServiceProx
 from bumble.hci import Address
 from bumble.transport import open_transport
 
+from cardiogate.logs import get_logger
+
+log = get_logger(__name__)
+
 DEFAULT_MTU = 247
 DISCONNECT_TIMEOUT_S = 3.0
 _T = TypeVar("_T")
@@ -124,6 +128,12 @@ class BumbleRadio:
             cls._open_lock = asyncio.Lock()
         async with cls._open_lock:
             radio = cls._radios.get(spec)
+            if radio is not None and radio.lost:  # the controller went away (USB unplugged, socket closed)
+                log.warning("bumble radio lost; reopening", transport=spec)
+                del cls._radios[spec]
+                with contextlib.suppress(Exception):
+                    await radio._transport.close()
+                radio = None
             if radio is None:
                 transport = await open_transport(spec)
                 device = Device.with_hci("cardiogate-gateway", Address("F0:F0:F0:F0:F0:F0"),
@@ -132,6 +142,12 @@ class BumbleRadio:
                 radio = cls(spec, device, transport)
                 cls._radios[spec] = radio
             return radio
+
+    @property
+    def lost(self) -> bool:
+        """Whether the HCI transport has terminated (every command on it would only time out)."""
+        terminated = getattr(getattr(self._transport, "source", None), "terminated", None)
+        return isinstance(terminated, asyncio.Future) and terminated.done()
 
     @classmethod
     async def close_all(cls) -> None:

@@ -19,7 +19,7 @@ from bleak.exc import BleakError
 
 from cardiogate.logs import get_logger
 from edge.backoff import Backoff
-from edge.ble.adapters import AdapterPool
+from edge.ble.adapters import AdapterPool, being_cancelled
 from edge.ble.backend import client_kwargs
 from edge.ble.profiles import subscribe_all
 from edge.processing import DeviceProcessor
@@ -66,8 +66,12 @@ class DeviceSession:
                 # procedure went away). That is one more failed attempt, not the end of the session.
                 self._failed("a BLE operation was cancelled by the stack")
             except (BleakError, TimeoutError, OSError, EOFError) as exc:
+                if being_cancelled():
+                    raise asyncio.CancelledError from exc
                 self._failed(str(exc) or type(exc).__name__)
             except Exception as exc:  # a stack bug must not strand the device
+                if being_cancelled():
+                    raise asyncio.CancelledError from exc
                 self._failed(repr(exc))
                 log.exception("ble session crashed; retrying", device=self.address)
             finally:
