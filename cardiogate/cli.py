@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     cconsume.set_defaults(func=_cmd_cloud_consume)
     cadmin = csub.add_parser("admin", help="PKI, enrollment tokens, assignments, revocation", add_help=False)
     cadmin.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate cloud admin --help`")
-    cadmin.set_defaults(func=_cmd_cloud_admin)
+    cadmin.set_defaults(func=_cmd_cloud_admin, passthrough=True)
 
     sim = sub.add_parser("sim", help="simulated wearables on a virtual BLE radio")
     ssub = sim.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     mtrain = msub.add_parser("train-edge", add_help=False,
                              help="train the rhythm model on CinC 2017 and export ONNX fp32/int8 and TFLite")
     mtrain.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate models train-edge --help`")
-    mtrain.set_defaults(func=_cmd_models_train_edge)
+    mtrain.set_defaults(func=_cmd_models_train_edge, passthrough=True)
     for action, helptext in (("keygen", "create an Ed25519 signing key"),
                              ("trusted-keys", "print the public keys gateways should trust"),
                              ("publish", "sign and register an artifact with its manifest"),
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("status", "rollout state and history")):
         mreg = msub.add_parser(action, add_help=False, help=helptext)
         mreg.add_argument("args", nargs=argparse.REMAINDER)
-        mreg.set_defaults(func=_cmd_models_registry, registry_action=action)
+        mreg.set_defaults(func=_cmd_models_registry, registry_action=action, passthrough=True)
 
     verify = sub.add_parser("verify", help="reconcile the simulator's ground truth with Kafka: nothing lost, "
                                            "nothing doubled",
@@ -237,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Commands that hand their arguments to another parser take them all: argparse's REMAINDER
+    # leaves out options given before the first plain argument (`models status --json 3`), and
+    # those come back here as unknown, ahead of the rest and in their original order.
+    ns, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not getattr(ns, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        ns.args = [*unknown, *ns.args]
     try:
         code: int = ns.func(ns)
         return code

@@ -28,6 +28,16 @@ def test_every_subcommand_explains_itself(args: list[str]) -> None:
     assert "usage: cardiogate" in result.stdout
 
 
+def test_options_before_the_first_argument_reach_the_models_command(tmp_path: Path) -> None:
+    # `models status --json ...`: the option comes first and must still reach the registry's own parser.
+    db = f"sqlite:///{tmp_path / 'cloud.sqlite3'}"
+    result = run_cli("models", "status", "--json", "--database-url", db)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    bad = run_cli("sim", "run", "--no-such-option")
+    assert bad.returncode == 2 and "unrecognized arguments: --no-such-option" in bad.stderr
+
+
 def test_invalid_gateway_config_gives_one_line_naming_the_field(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text('gateway_id = "gw-1"\n[uplink]\nbatch_max_records = "lots"\n', encoding="utf-8")
