@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,9 @@ from proto.cardiogate.v1 import telemetry_pb2 as pb
 log = get_logger(__name__)
 
 Ranges = dict[str, tuple[int, int]]
+_MAX_CLAIM_WAIT_S = 300.0
+"""A batch waits at most this long (plus the claim TTL) for a stream another write holds; then the
+gateway is told to retry. The holder may be waiting out a long Kafka outage."""
 
 
 # -- pure core ------------------------------------------------------------------------------------
@@ -78,6 +81,37 @@ def delivered_ranges(fresh: Sequence[pb.Record], errors: Sequence[Exception | No
             continue
         _widen(written, r.stream_id, r.sequence)
     return written, len(blocked)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A checked batch with its Kafka records built (before the ledger is consulted, so this work
+    overlaps the previous batch's Kafka round trip)."""
+
+    batch: pb.TelemetryBatch
+    outgoing: list[OutgoingRecord]  # one per record, in order
+    first: dict[str, int]           # per stream, in order of appearance: first and last sequence
+    last: dict[str, int]
+
+
+def prepare_records(batch: pb.TelemetryBatch, gateway: str,
+                    topics: Mapping[pb.StreamKind.ValueType, str]) -> PreparedBatch:
+    """Kafka records for a validated batch: keyed by patient, with gateway/stream/seq headers."""
+    gw = gateway.encode()
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    stream_bytes: dict[str, bytes] = {}
+    outgoing: list[OutgoingRecord] = []
+    for r in batch.records:
+        sid, seq = r.stream_id, r.sequence
+        if sid not in first:
+            first[sid] = seq
+            stream_bytes[sid] = sid.encode()
+        last[sid] = seq
+        headers: list[tuple[str, str | bytes | None]] = [("gateway", gw), ("stream", stream_bytes[sid]),
+                                                          ("seq", b"%d" % seq)]
+        outgoing.append(OutgoingRecord(topics[r.kind], r.patient.encode(), r.SerializeToString(), headers))
+    return PreparedBatch(batch, outgoing, first, last)
 
 
 def ack_for(batch_id: int, dups: Ranges, written: Ranges) -> ingest_pb2.UploadResponse:
@@ -176,6 +210,10 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self.counters = IngestCounters()
         self.metrics = metrics or Metrics()
 
+    @property
+    def bridge(self) -> KafkaBridge:
+        return self._bridge
+
     # -- lifecycle
 
     def start_drain(self) -> None:
@@ -197,58 +235,111 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
 
     async def Upload(self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest | None],
                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ingest_pb2.UploadResponse]:
+        """Replies in order. A reader task reads and checks the next batch while the one before is
+        still waiting for Kafka, so validation and authorization overlap the broker's round trip;
+        the writes themselves stay one after another (each claims, writes and commits its streams)."""
         if self._draining.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "ingest is draining; reconnect")
         self.active_streams += 1
         self._no_streams.clear()
         drained = asyncio.ensure_future(self._draining.wait())
+        steps: asyncio.Queue[_Step] = asyncio.Queue(maxsize=1)  # read at most one batch ahead
+        reader = asyncio.create_task(self._read(request_iterator, context, drained, steps))
         try:
-            stream: _Stream | None = None
             while True:
-                request = await self._next(request_iterator, drained)
-                if request is _DRAINED:
-                    self.metrics.inc("ingest_streams_drained")
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "ingest is draining; reconnect")
-                if request is _END:
-                    return
-                if request is None:
-                    self.metrics.inc("ingest_rejected_batches", reason="malformed")
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid UploadRequest")
-                assert isinstance(request, ingest_pb2.UploadRequest)
-                try:
-                    if stream is None:
-                        stream = await self._open(request, context)
-                        continue
-                    if request.WhichOneof("message") != "batch":
-                        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "after Hello only batches may follow",
-                                       "protocol")
-                    reply, partial = await self._batch(stream, request.batch)
-                except _Refused as exc:
+                step = await steps.get()
+                if step.write is not None:
+                    try:
+                        outcome = await asyncio.shield(step.write)
+                    except Exception:  # the database or broker misbehaved: nothing is acked, the gateway resends
+                        self.metrics.inc("ingest_refused_streams", reason="internal")
+                        log.exception("batch failed", gateway=step.gateway)
+                        await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                            "the ingest could not store the batch; resend")
+                        return
+                    if outcome is None:  # not written as an earlier batch failed: the stream has ended there
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "an earlier batch failed; resend")
+                        return
+                    reply, partial = outcome
+                    yield reply
+                    if partial:  # the unacked rest is resent after the gateway reconnects
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "Kafka did not confirm every record; resend")
+                        return
+                elif step.reply is not None:
+                    yield step.reply
+                elif step.refused is not None:
+                    exc = step.refused
                     self.metrics.inc("ingest_refused_streams", reason=exc.metric)
-                    log.warning("stream refused", gateway=stream.gateway if stream else None, reason=exc.detail,
-                                code=exc.code.name, peer=context.peer())
+                    log.warning("stream refused", gateway=step.gateway, reason=exc.detail, code=exc.code.name,
+                                peer=context.peer())
                     await context.abort(exc.code, exc.detail)
                     return
-                except Exception:  # the database or broker misbehaved: nothing is acked, the gateway resends
+                elif step.end is _DRAINED:
+                    self.metrics.inc("ingest_streams_drained")
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "ingest is draining; reconnect")
+                    return
+                elif step.end is _MALFORMED:
+                    self.metrics.inc("ingest_rejected_batches", reason="malformed")
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid UploadRequest")
+                    return
+                elif step.end is _INTERNAL:
                     self.metrics.inc("ingest_refused_streams", reason="internal")
-                    log.exception("batch failed", gateway=stream.gateway if stream else None)
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "the ingest could not store the batch; resend")
                     return
-                yield reply
-                if partial:  # the unacked rest is resent after the gateway reconnects
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "Kafka did not confirm every record; resend")
+                else:  # the gateway ended the stream
+                    return
         finally:
+            reader.cancel()
             drained.cancel()
             self.active_streams -= 1
             if not self.active_streams:
                 self._no_streams.set()
 
+    async def _read(self, it: AsyncIterator[ingest_pb2.UploadRequest | None],
+                    context: grpc.aio.ServicerContext[Any, Any], drained: asyncio.Future[Any],
+                    steps: asyncio.Queue[_Step]) -> None:
+        """Read, check and start writing batches, handing the replier one step per request, in order.
+        Anything that ends the stream is the last step."""
+        stream: _Stream | None = None
+        previous: asyncio.Task[_Outcome | None] | None = None
+        try:
+            while True:
+                request = await self._next(it, drained)
+                if request is _DRAINED or request is _END:
+                    await steps.put(_Step(end=request))
+                    return
+                if request is None:
+                    await steps.put(_Step(end=_MALFORMED))
+                    return
+                if stream is None:
+                    stream = await self._open(request, context)
+                    continue
+                if request.WhichOneof("message") != "batch":
+                    raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "after Hello only batches may follow", "protocol")
+                prepared = await self._prepare(stream, request.batch)
+                if isinstance(prepared, ingest_pb2.UploadResponse):
+                    await steps.put(_Step(reply=prepared))
+                    continue
+                previous = self._write_after(previous, stream.gateway, prepared)
+                await steps.put(_Step(write=previous, gateway=stream.gateway))
+        except _Refused as exc:
+            await steps.put(_Step(refused=exc, gateway=stream.gateway if stream else None))
+        except Exception:  # e.g. the database failed while checking a certificate or grants
+            log.exception("batch failed", gateway=stream.gateway if stream else None)
+            await steps.put(_Step(end=_INTERNAL))
+
     async def _next(self, it: AsyncIterator[Any], drained: asyncio.Future[Any]) -> Any:
+        """The next request, or _DRAINED. A read left behind (drained, or the reader cancelled when the
+        stream ends) is cancelled and its outcome consumed, so it is never reported as unretrieved."""
         read = asyncio.ensure_future(anext(it, _END))
-        await asyncio.wait({read, drained}, return_when=asyncio.FIRST_COMPLETED)
-        if read.done():
+        read.add_done_callback(_consume)
+        try:
+            await asyncio.wait({read, drained}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not read.done():
+                read.cancel()
+        if read.done() and not read.cancelled():
             return read.result()
-        read.cancel()
         return _DRAINED
 
     async def _open(self, request: ingest_pb2.UploadRequest, context: grpc.aio.ServicerContext[Any, Any]) -> _Stream:
@@ -283,8 +374,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
                            f"certificate {identity.serial} of {identity.gateway_id!r} is {status}", f"cert_{status}")
 
-    async def _batch(self, stream: _Stream, batch: pb.TelemetryBatch) -> tuple[ingest_pb2.UploadResponse, bool]:
-        """The reply, and whether Kafka refused part of the batch."""
+    async def _prepare(self, stream: _Stream, batch: pb.TelemetryBatch) -> PreparedBatch | ingest_pb2.UploadResponse:
+        """Validate, authorize and rate-limit a batch and build its Kafka records; or the rejection reply."""
         try:
             validate_batch(batch, self._settings.limits)
         except InvalidBatch as exc:
@@ -292,7 +383,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self.metrics.inc("ingest_rejected_batches", reason=exc.code)
             log.warning("batch rejected", gateway=stream.gateway, batch_id=batch.batch_id, reason=str(exc))
             return ingest_pb2.UploadResponse(rejected=ingest_pb2.BatchRejected(
-                batch_id=batch.batch_id, reason=str(exc), reason_code=exc.code)), False
+                batch_id=batch.batch_id, reason=str(exc), reason_code=exc.code))
         if stream.identity is not None and \
                 time.monotonic() - stream.checked_at >= self._settings.authz.revocation_recheck_s:
             await self._check_certificate(stream.identity)
@@ -300,17 +391,33 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         if self._settings.authz.enforce:
             await self._authorize(stream.gateway, batch)
         await self._throttle(stream.gateway, batch)
-        # The write continues if the gateway goes away meanwhile, so the ledger never misses what Kafka has.
-        task = asyncio.create_task(self._write(stream.gateway, batch))
+        return prepare_records(batch, stream.gateway, self._topics)
+
+    def _write_after(self, previous: asyncio.Task[_Outcome | None] | None, gateway: str,
+                     prepared: PreparedBatch) -> asyncio.Task[_Outcome | None]:
+        """Write ``prepared`` once the write before it on this stream is done; None (nothing written)
+        if that one failed or was partial, since its unacked records must reach Kafka first.
+
+        The write continues if the gateway goes away meanwhile, so the ledger never misses what Kafka has."""
+        async def write() -> _Outcome | None:
+            if previous is not None:
+                await asyncio.wait({previous})
+                if previous.cancelled() or previous.exception() is not None or (outcome := previous.result()) is None \
+                        or outcome[1]:
+                    return None
+            return await self._write(gateway, prepared)
+
+        task = asyncio.create_task(write())
         self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-        return await asyncio.shield(task)
+        task.add_done_callback(_retire_write(self._writes))
+        return task
 
     async def _authorize(self, gateway: str, batch: pb.TelemetryBatch) -> None:
         grants = self._grants.cached(gateway)
-        if grants is None or first_unauthorized(batch.records, grants) is not None:
+        bad = first_unauthorized(batch.records, grants) if grants is not None else None
+        if grants is None or bad is not None:
             grants = await asyncio.to_thread(self._grants.load, gateway)  # a refusal is always re-checked
-        bad = first_unauthorized(batch.records, grants)
+            bad = first_unauthorized(batch.records, grants)
         if bad is not None:
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
                            f"gateway {gateway!r} is not assigned patient {bad.patient!r} / device {bad.device_id!r}",
@@ -332,25 +439,43 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self.metrics.inc("ingest_throttled_batches")
             await asyncio.sleep(wait)
 
-    async def _write(self, gateway: str, batch: pb.TelemetryBatch) -> tuple[ingest_pb2.UploadResponse, bool]:
+    async def _write(self, gateway: str, prepared: PreparedBatch) -> _Outcome:
+        """Wait for room in the in-flight bound *before* claiming the streams: a claim is renewed only
+        while its records are with Kafka, so one held while waiting here could expire and let another
+        connection write the same records."""
+        held = await self._in_flight.acquire(len(prepared.outgoing))
+        try:
+            return await self._write_claimed(gateway, prepared)
+        finally:
+            await self._in_flight.release(held)
+
+    async def _write_claimed(self, gateway: str, prepared: PreparedBatch) -> _Outcome:
+        """Claim the streams, write what the ledger does not have yet, and only then move the ledger
+        forward over what Kafka confirmed (so a failed record is resent, never taken as a duplicate)."""
+        batch = prepared.batch
         self.counters.batches += 1
-        streams = list(dict.fromkeys(r.stream_id for r in batch.records))
+        streams = list(prepared.first)
         owner = self._ledger.new_owner()
         expected = await self._claim(gateway, streams, owner)
-        fresh, dups = split_duplicates(batch.records, expected)
-        outgoing = [OutgoingRecord(self._topics[r.kind], r.patient.encode(), r.SerializeToString(),
-                                   [("gateway", gateway.encode()), ("stream", r.stream_id.encode()),
-                                    ("seq", str(r.sequence).encode())]) for r in fresh]
+        if all(first >= expected[s] for s, first in prepared.first.items()):  # the usual case: nothing replayed
+            fresh: Sequence[pb.Record] = batch.records
+            dups: Ranges = {}
+            outgoing = prepared.outgoing
+        else:
+            fresh, dups = split_duplicates(batch.records, expected)
+            outgoing = [o for r, o in zip(batch.records, prepared.outgoing, strict=True)
+                        if r.sequence >= expected[r.stream_id]]
         errors: list[Exception | None] = []
         try:
             if outgoing:
-                held = await self._in_flight.acquire(len(outgoing))
-                try:
-                    errors = await self._send_renewing(gateway, streams, owner, outgoing)
-                finally:
-                    await self._in_flight.release(held)
+                errors = await self._send_renewing(gateway, streams, owner, outgoing)
         finally:
-            written, failed = delivered_ranges(fresh, errors) if errors else ({}, 0)
+            if not errors:
+                written, failed = {}, 0
+            elif not dups and not any(errors):
+                written, failed = {s: (first, prepared.last[s]) for s, first in prepared.first.items()}, 0
+            else:
+                written, failed = delivered_ranges(fresh, errors)
             lost = await asyncio.to_thread(self._ledger.commit, gateway, owner, expected,
                                            {s: hi + 1 for s, (_, hi) in written.items()})
         if lost:
@@ -371,7 +496,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
 
     async def _claim(self, gateway: str, streams: list[str], owner: str) -> dict[str, int]:
         """Wait (bounded) until no other replica or connection is writing these streams."""
-        deadline = time.monotonic() + self._settings.flow.claim_ttl_s + self._settings.kafka.delivery_timeout_s
+        delivery = self._settings.kafka.delivery_timeout_s or _MAX_CLAIM_WAIT_S  # 0: Kafka never times out
+        deadline = time.monotonic() + self._settings.flow.claim_ttl_s + min(delivery, _MAX_CLAIM_WAIT_S)
         delay = 0.005
         while True:
             got = await asyncio.to_thread(self._ledger.claim, gateway, streams, owner)
@@ -387,14 +513,46 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
     async def _send_renewing(self, gateway: str, streams: list[str], owner: str,
                              outgoing: list[OutgoingRecord]) -> list[Exception | None]:
         send = asyncio.ensure_future(self._bridge.send(outgoing))
+        send.add_done_callback(_consume)
         interval = self._settings.flow.claim_ttl_s / 3
-        while True:
-            done, _ = await asyncio.wait({send}, timeout=interval)
-            if done:
-                return send.result()
-            with contextlib.suppress(Exception):  # a failed renewal shows up as a lost claim at commit
-                await asyncio.to_thread(self._ledger.renew, gateway, streams, owner)
+        try:
+            while True:
+                done, _ = await asyncio.wait({send}, timeout=interval)
+                if done:
+                    return send.result()
+                with contextlib.suppress(Exception):  # a failed renewal shows up as a lost claim at commit
+                    await asyncio.to_thread(self._ledger.renew, gateway, streams, owner)
+        finally:
+            send.cancel()  # only when shutting down mid-write: nothing is acked, the gateway resends
 
 
+_Outcome = tuple[ingest_pb2.UploadResponse, bool]  # the reply, and whether Kafka refused part of the batch
 _END = object()
 _DRAINED = object()
+_MALFORMED = object()
+_INTERNAL = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What the reader hands the replier: a write to await, a reply to send, or why the stream ends."""
+
+    write: asyncio.Task[_Outcome | None] | None = None
+    reply: ingest_pb2.UploadResponse | None = None
+    refused: _Refused | None = None
+    end: object | None = None
+    gateway: str | None = None
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as retrieved: whoever awaits it reports it; one nobody awaits any more
+    (a read or a write left behind by a closed stream) must not log from a finalizer later."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _retire_write(writes: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        writes.discard(task)
+        _consume(task)
+    return done

@@ -165,6 +165,10 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
         if not await ingest.wait_idle(grace):
             log.warning("drain grace ran out with work in flight", streams=ingest.active_streams)
         await asyncio.to_thread(bridge.close)
+        # Records Kafka confirmed during the final flush must reach the dedup ledger before the
+        # database goes, or the gateway's resend of them would be written twice.
+        if not await ingest.wait_idle(grace):
+            log.warning("writes still unrecorded after the final flush", streams=ingest.active_streams)
         engine.dispose()
         log.info("drained")
 

@@ -17,7 +17,12 @@ class KafkaSettings(StrictModel):
     topic_alarms: str = "alarms"
     topic_events: str = "device.events"
     partitions: int = Field(default=3, ge=1, le=1024)
-    delivery_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    delivery_timeout_s: float = Field(
+        default=300.0, ge=0, le=86400.0,
+        description="how long the producer retries a record (librdkafka message.timeout.ms) before failing it "
+                    "back to the ingest, which then does not ack it and the gateway resends it; 0 = never give "
+                    "up. Make it outlast Kafka outages: a record that times out while in flight may still have "
+                    "been written, and its resend would then be a duplicate")
 
 
 class IngestLimits(StrictModel):

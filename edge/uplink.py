@@ -9,7 +9,8 @@ Records of one stream always go in sequence order, because the cloud's ledger tr
 "sequence below next expected" as a duplicate: live-first reorders streams and lanes,
 never the records within a stream.
 
-The call is gzip-compressed; batches close on size or age (alarms never wait); a bounded
+The call is gzip-compressed (``compression``); batches close on size or age (alarms never
+wait) and go on the wire as the stored record bytes, never parsed on the gateway; a bounded
 number are in flight. Rows are deleted only when the cloud acks their sequence ranges,
 which it does only after Kafka accepted them. Any break resets the per-stream cursors:
 unacked rows are sent again after a jittered exponential backoff and the cloud drops
@@ -36,8 +37,7 @@ from edge.backoff import Backoff
 from edge.enrollment import channel_credentials
 from edge.outbox import Lane, Outbox, Unsent
 from edge.settings import UplinkSettings
-from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from proto.cardiogate.v1 import ingest_pb2
 
 log = get_logger(__name__)
 
@@ -199,6 +199,34 @@ def encode_records(payloads: Sequence[bytes]) -> bytes:
     return b"".join(b"\x12" + _varint(len(p)) + p for p in payloads)
 
 
+def encode_batch_request(batch_id: int, payloads: Sequence[bytes]) -> bytes:
+    """A serialized ``UploadRequest{batch: TelemetryBatch{batch_id, records}}`` built from the stored
+    record bytes: the same bytes the protobuf runtime would produce, without parsing the records
+    into messages and serializing them again (megabytes per batch on a backlog drain)."""
+    batch = b"\x08" + _varint(batch_id) + encode_records(payloads)  # batch_id = 1 (varint), records = 2
+    return b"\x12" + _varint(len(batch)) + batch                    # UploadRequest.batch = 2
+
+
+def _serialize_request(request: ingest_pb2.UploadRequest | bytes) -> bytes:
+    """The Upload call's serializer: Hello as a message, batches already serialized."""
+    return request if isinstance(request, bytes) else request.SerializeToString()
+
+
+_UPLOAD_METHOD = "/cardiogate.v1.Ingest/Upload"
+
+
+def _not_covered(rows: Sequence[Unsent], covered: Mapping[str, Sequence[tuple[int, int]]]) -> list[Unsent]:
+    """The rows outside every acked range of their stream. Usually one range spans all of a stream's
+    rows, which is checked once per stream rather than once per row (thousands in a large batch)."""
+    spans: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        lo, hi = spans.get(r.stream_id, (r.seq, r.seq))
+        spans[r.stream_id] = (min(lo, r.seq), max(hi, r.seq))
+    whole = {s for s, (lo, hi) in spans.items() if any(a <= lo and hi <= b for a, b in covered.get(s, ()))}
+    return [r for r in rows if r.stream_id not in whole
+            and not any(a <= r.seq <= b for a, b in covered.get(r.stream_id, ()))]
+
+
 # -- the shell -----------------------------------------------------------------------------------------
 
 
@@ -241,6 +269,7 @@ class Uplink:
         self._acks = RateMeter()
         self._cursors: dict[str, int] = {}   # per stream, the last sequence sent in this session
         self._in_flight: OrderedDict[int, list[Unsent]] = OrderedDict()
+        self._avg_record_bytes = 0.0  # of the records sent so far (moving average), to size outbox reads
         self._batch_id = 0
         self._replies = 0
         self._broken = False
@@ -269,7 +298,7 @@ class Uplink:
         while True:
             try:
                 async with self._channel() as channel:
-                    await self._session(ingest_pb2_grpc.IngestStub(channel), backoff)
+                    await self._session(channel, backoff)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # whatever broke the stream, the uplink reconnects; it never dies
@@ -286,9 +315,12 @@ class Uplink:
             await asyncio.sleep(min(left, 1.0))
             self._outbox.sync_if_due()
 
-    async def _session(self, stub: ingest_pb2_grpc.IngestStub, backoff: Backoff) -> None:
-        # grpc.aio's stream-stream call (write/read/cancel); the generated stubs type the sync API.
-        call: Any = stub.Upload()  # type: ignore[call-arg]
+    async def _session(self, channel: grpc.aio.Channel, backoff: Backoff) -> None:
+        # Ingest/Upload as the generated stub would call it, but with a serializer that passes pre-encoded
+        # batches; grpc.aio's stream-stream call (write/read/cancel), typed for the sync API.
+        upload = channel.stream_stream(_UPLOAD_METHOD, request_serializer=_serialize_request,
+                                       response_deserializer=ingest_pb2.UploadResponse.FromString)
+        call: Any = upload()  # type: ignore[call-arg]
         await call.write(ingest_pb2.UploadRequest(
             hello=ingest_pb2.Hello(gateway_id=self._gateway_id, software_version=__version__)))
         self._cursors = {}
@@ -317,7 +349,7 @@ class Uplink:
 
     def _plan(self, lanes: Collection[Lane]) -> Plan:
         streams = self._outbox.streams_behind(self._cursors, lanes)
-        per_stream = max(_MIN_PER_STREAM, self._settings.batch_max_records // max(1, len(streams)))
+        per_stream = max(_MIN_PER_STREAM, -(-self._fetch_limit() // max(1, len(streams))))
         heads: dict[str, list[Unsent]] = {}
         truncated: set[str] = set()
         for s in streams:
@@ -333,6 +365,14 @@ class Uplink:
                         self._wall_ns() - int(self._settings.backlog_after_s * 1e9), self._cap.level(now),
                         self._backlog_bytes.level(now), self._backlog_records.level(now), lanes)
         return plan_batch(heads, budget, truncated)
+
+    def _fetch_limit(self) -> int:
+        """Rows worth reading for one plan: the record limit, or as many average-sized records as fit
+        the byte limit if that is fewer (rows read but not sent are read again for the next batch)."""
+        s = self._settings
+        if self._avg_record_bytes <= 0:
+            return s.batch_max_records
+        return min(s.batch_max_records, math.ceil(s.batch_max_bytes / self._avg_record_bytes))
 
     def _when(self, plan: Plan, window_open: bool) -> tuple[float, Callable[[], bool]]:
         """Send now (0), or how long to wait and what cuts the wait short."""
@@ -389,16 +429,17 @@ class Uplink:
         last_sent = {r.stream_id: r.seq for r in rows}  # rows are in sequence order within a stream
         self._outbox.mark_sent(last_sent)
         self._batch_id += 1
-        batch = pb.TelemetryBatch(batch_id=self._batch_id)
-        batch.MergeFromString(encode_records([payloads[r.row_id] for r in rows]))
+        request = encode_batch_request(self._batch_id, [payloads[r.row_id] for r in rows])
         self._in_flight[self._batch_id] = rows
         self._cursors.update(last_sent)
         now = self._clock()
         nbytes = sum(r.nbytes for r in rows)
+        self._avg_record_bytes = nbytes / len(rows) if self._avg_record_bytes <= 0 else \
+            0.8 * self._avg_record_bytes + 0.2 * nbytes / len(rows)
         self._cap.spend(nbytes, now)
         self._backlog_bytes.spend(plan.backlog_bytes, now)
         self._backlog_records.spend(plan.backlog_records, now)
-        await call.write(ingest_pb2.UploadRequest(batch=batch))
+        await call.write(request)
         self.batches_sent += 1
         self.records_sent += len(rows)
         self.bytes_sent += nbytes
@@ -438,7 +479,7 @@ class Uplink:
         self.records_acked += n
         self._acks.add(n, self._clock())
         # Records the ack left out were not written: send them again, in order, in this session.
-        missed = [r for r in rows if not any(lo <= r.seq <= hi for lo, hi in covered.get(r.stream_id, ()))]
+        missed = _not_covered(rows, covered)
         for r in missed:
             self._cursors[r.stream_id] = min(self._cursors.get(r.stream_id, -1), r.seq - 1)
         if missed:
