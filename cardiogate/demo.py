@@ -86,8 +86,10 @@ async def _watch_mqtt(host: str, port: int, site: str, status: dict[str, Patient
                     if len(parts) != 4 or not isinstance(msg.payload, bytes | bytearray):
                         continue
                     patient, leaf = parts[2], parts[3]
+                    st = status.get(patient)
+                    if st is None or not msg.payload:  # another run's retained topics on a shared broker
+                        continue
                     body = json.loads(msg.payload)
-                    st = status.setdefault(patient, PatientStatus())
                     if leaf == "vitals":
                         if body.get("source") == "hrm" and "heart_rate_bpm" in body:  # the watch's own HR
                             st.heart_rate = body["heart_rate_bpm"]
