@@ -179,10 +179,11 @@ class Gateway:
         except ModelError as exc:
             log.error("switched model failed to load; keeping the previous one", version=version, reason=exc.reason)
             return
+        model.label = f"{model.label}@{version}"  # vitals name the registry version that classified them
         self.rhythm = model
         for managed in self.devices.devices.values():
             managed.processor.set_rhythm_model(model)
-        log.info("rhythm model switched", version=version, artifact=str(artifact))
+        log.info("rhythm model switched", version=version, artifact=str(artifact), label=model.label)
 
     # -- outbox pressure ----------------------------------------------------
     def _on_evicted(self, device_id: str, patient: str, samples: int) -> None:

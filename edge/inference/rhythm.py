@@ -38,10 +38,13 @@ class RhythmClassifier:
     hop-spaced windows whose probabilities are averaged, exactly as in validation.
     """
 
-    def __init__(self, model: EdgeModel) -> None:
+    def __init__(self, model: EdgeModel, label: str | None = None) -> None:
         if model.manifest.task != "rhythm":
             raise ModelLoadError("manifest_invalid", f"task '{model.manifest.task}' is not rhythm", model.artifact)
         self.model = model
+        # What results name as their model: the artifact's name, plus the registry version when the
+        # updater installed it, so every classification can be traced to the version that made it.
+        self.label = label or model.name
         self.classes = model.manifest.classes
         self.spec: dict[str, Any] = model.manifest.preprocess
 
@@ -65,4 +68,4 @@ class RhythmClassifier:
         spent_ms = (time.perf_counter() - began) * 1000.0
         best = int(np.argmax(probs))
         return RhythmResult(self.classes[best], {c: float(p) for c, p in zip(self.classes, probs, strict=True)},
-                            windows.shape[0], spent_ms, self.model.name)
+                            windows.shape[0], spent_ms, self.label)
