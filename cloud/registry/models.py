@@ -7,7 +7,6 @@ a published version is never changed: fix a model by publishing a newer one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from sqlalchemy import Connection, Engine, Row, delete, select
 from cloud.db import insert_for
 from cloud.registry.artifacts import ArtifactStore
 from cloud.registry.schema import model_alias_events, model_aliases, model_versions
-from cloud.registry.signing import Signer, build_manifest, parse_version, sign_manifest
+from cloud.registry.signing import Signer, build_manifest, sign_manifest
+from proto.artifact_format import parse_version, sha256_file
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -65,14 +65,6 @@ class AliasEvent:
     time_ns: int
     actor: str
     reason: str
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelRegistry:

@@ -1,19 +1,17 @@
 """Ed25519 signing of model manifests and rollback orders (the cloud side).
 
-The gateway verifies these in edge/updater/manifest.py; the two sides share no code (the
-layering forbids it), so the signed bytes are specified exactly and tested against each
-other: ``<format> "\\n" canonical_json(body)``, where canonical JSON has sorted keys, no
-whitespace, UTF-8 and no NaN. The envelope carries the key id (16 hex digits of the
-SHA-256 of the raw public key) so gateways trusting several keys know which to use.
+The gateway verifies these in edge/updater/manifest.py; both sides take the signed bytes
+from proto/artifact_format.py: ``<format> "\\n" canonical_json(body)``, where canonical
+JSON has sorted keys, no whitespace, UTF-8 and no NaN. The envelope carries the key id
+(16 hex digits of the SHA-256 of the raw public key) so gateways trusting several keys
+know which to use.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,31 +21,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-MANIFEST_FORMAT = "cardiogate.manifest.v1"
-ROLLBACK_FORMAT = "cardiogate.rollback.v1"
-_VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,3}$")
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """Dotted integers, padded to four parts: the same ordering the gateways use."""
-    if not _VERSION.fullmatch(text):
-        raise ValueError(f"version {text!r} is not dotted integers such as 1.2.0")
-    parts = tuple(int(p) for p in text.split("."))
-    return parts + (0,) * (4 - len(parts))
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def signed_message(fmt: str, body: Mapping[str, Any]) -> bytes:
-    return fmt.encode("ascii") + b"\n" + canonical_json(body)
-
-
-def key_id_for(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+from proto.artifact_format import (
+    MANIFEST_FORMAT,
+    ROLLBACK_FORMAT,
+    canonical_json,
+    key_id_for,
+    parse_version,
+    signed_message,
+)
 
 
 def public_key_b64(public_key: Ed25519PublicKey) -> str:

@@ -23,7 +23,7 @@ from cardiogate.logs import get_logger
 from cloud.registry.fleet import FleetRegistry
 from cloud.registry.models import CHALLENGER, CHAMPION, ModelRegistry
 from cloud.registry.schema import rollout_events, rollout_members, rollouts
-from cloud.registry.signing import Signer, parse_version, sign_rollback_order
+from cloud.registry.signing import Signer, sign_rollback_order
 from cloud.rollout.decide import (
     ABORTED,
     COMPLETED,
@@ -39,6 +39,7 @@ from cloud.rollout.decide import (
     stage_of,
 )
 from cloud.rollout.plan import RolloutPlan, stage_sizes
+from proto.artifact_format import parse_version
 
 log = get_logger(__name__)
 

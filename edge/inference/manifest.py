@@ -7,7 +7,6 @@ the input spec (shape and preprocessing) from it, never from code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from edge.inference.errors import ModelLoadError
 from edge.inference.preprocess import check_spec
+from proto.artifact_format import sha256_file
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,6 @@ class ArtifactManifest:
 
 def manifest_path_for(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_manifest(path: Path) -> ArtifactManifest:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -25,9 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.updater.versioning import compare_versions, parse_version
-
-MANIFEST_FORMAT = "cardiogate.manifest.v1"
-ROLLBACK_FORMAT = "cardiogate.rollback.v1"
+from proto.artifact_format import MANIFEST_FORMAT, ROLLBACK_FORMAT, key_id_for, sha256_file, signed_message
 
 REFUSAL_CODES = (
     "malformed", "unsigned", "unknown_key", "bad_signature", "wrong_model", "older_version", "incompatible",
@@ -45,22 +42,6 @@ class Refusal(Exception):
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
-
-
-def canonical_json(value: Any) -> bytes:
-    """The exact bytes a signature covers; the cloud's signer produces the same (tested)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def signed_message(fmt: str, body: Mapping[str, Any]) -> bytes:
-    return fmt.encode("ascii") + b"\n" + canonical_json(body)
-
-
-def key_id_for(public_key: Ed25519PublicKey) -> str:
-    """First 16 hex digits of the SHA-256 of the raw 32-byte public key."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -236,14 +217,6 @@ def check_upgrade(manifest: Manifest, *, model: str, active_version: str | None,
     if (rollback.model, rollback.from_version, rollback.to_version) != (model, active_version, manifest.version):
         raise Refusal("bad_rollback_order", f"the order covers {rollback.model} {rollback.from_version} -> "
                                             f"{rollback.to_version}, not {active_version} -> {manifest.version}")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_artifact(path: Path, manifest: Manifest) -> None:
