@@ -25,7 +25,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 proto: $(VENV)/.installed
-	$(PY) -m proto.generate
+	$(PY) -m cardiogate.proto.generate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

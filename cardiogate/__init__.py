@@ -1,7 +1,11 @@
-"""cardiogate's shared kernel: typed settings loading, structured logging, the CLI.
+"""cardiogate: edge-first cardiac monitoring.
 
-Everything here is light and imports nothing from edge/, cloud/, firmware_sim/ or
-models/ at module level, so each of those may use it without breaking the layering.
+One namespace, one job per subpackage (docs/architecture.md has the map):
+``cardiogate.core`` (kernel) <- ``cardiogate.proto`` (wire contract) <- ``cardiogate.edge``
+(gateway), ``cardiogate.cloud``, ``cardiogate.sim`` (virtual wearables), ``cardiogate.models``
+(training) <- ``cardiogate.app`` (CLI, demo, launcher). The repository keeps the design's
+top-level folders (edge/, cloud/, proto/, firmware_sim/, models/); the build maps them to
+these names.
 """
 
 __version__ = "0.1.0"

@@ -2,6 +2,6 @@
 
 import sys
 
-from cardiogate.cli import main
+from cardiogate.app.cli import main
 
 sys.exit(main())

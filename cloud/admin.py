@@ -1,6 +1,6 @@
 """Administration of identities and assignments, callable from a command line.
 
-``python -m cloud.admin --config cloud.toml COMMAND ...`` (and ``cardiogate cloud admin``):
+``python -m cardiogate.cloud.admin --config cloud.toml COMMAND ...`` (and ``cardiogate cloud admin``):
 create the local CA and server certificate, issue enrollment tokens, assign patients
 to gateways, revoke certificates. Every change is a database row, so running ingest
 replicas pick it up without a restart.
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from cardiogate.config import ConfigError
-from cloud.authz import assign, list_assignments, unassign
-from cloud.db import ANY_DEVICE, certificates, make_engine, revoked_certificates
-from cloud.identity import issue_token, revoke_gateway, revoke_serial
-from cloud.pki import ensure_local_pki
-from cloud.settings import CloudSettings, load_cloud_settings
+from cardiogate.cloud.authz import assign, list_assignments, unassign
+from cardiogate.cloud.db import ANY_DEVICE, certificates, make_engine, revoked_certificates
+from cardiogate.cloud.identity import issue_token, revoke_gateway, revoke_serial
+from cardiogate.cloud.pki import ensure_local_pki
+from cardiogate.cloud.settings import CloudSettings, load_cloud_settings
+from cardiogate.core.settings import ConfigError
 
 
 def provision_local(settings: CloudSettings, gateway_id: str, patients: Iterable[str],

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete, select
 
-from cloud.db import ANY_DEVICE, assignments, insert_for
-from cloud.pki import GATEWAY_ID
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.db import ANY_DEVICE, assignments, insert_for
+from cardiogate.cloud.pki import GATEWAY_ID
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 
 @dataclass(frozen=True)

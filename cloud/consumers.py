@@ -4,7 +4,7 @@ Partitions are assigned explicitly rather than through a consumer group: no reba
 pauses (tansu joins a group only after about half the session timeout), and each
 partition's next offset is stored in the same database transaction as the rows it
 produced, so a crash never applies a message twice or skips one. Records Kafka holds
-twice are absorbed by the idempotent writes in :mod:`cloud.store`.
+twice are absorbed by the idempotent writes in :mod:`cardiogate.cloud.store`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections import Counter
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, select
 
-from cardiogate.logs import get_logger
-from cloud.db import consumer_offsets, make_engine
-from cloud.kafka_bridge import ensure_topics
-from cloud.settings import CloudSettings
-from cloud.store import apply, decode, save_offsets
+from cardiogate.cloud.db import consumer_offsets, make_engine
+from cardiogate.cloud.kafka_bridge import ensure_topics
+from cardiogate.cloud.settings import CloudSettings
+from cardiogate.cloud.store import apply, decode, save_offsets
+from cardiogate.core.logs import get_logger
 
 log = get_logger(__name__)
 

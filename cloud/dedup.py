@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 
 from sqlalchemy import Connection, Engine, case, or_, select, text, update
 
-from cloud.db import ingest_ledger, insert_for
+from cardiogate.cloud.db import ingest_ledger, insert_for
 
 L = ingest_ledger.c
 

@@ -16,10 +16,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine
 
-from cardiogate.logs import get_logger
-from cloud.identity import EnrollmentRefused, consume_token, record_certificate
-from cloud.pki import CertificateAuthority, CertificateError, csr_public_key, issue_gateway_cert, serial_hex
-from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc
+from cardiogate.cloud.identity import EnrollmentRefused, consume_token, record_certificate
+from cardiogate.cloud.pki import CertificateAuthority, CertificateError, csr_public_key, issue_gateway_cert, serial_hex
+from cardiogate.core.logs import get_logger
+from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = get_logger(__name__)
 

@@ -14,8 +14,8 @@ import time
 
 from sqlalchemy import Engine, select, update
 
-from cloud.db import certificates, enrollment_tokens, insert_for, revoked_certificates
-from cloud.pki import GATEWAY_ID
+from cardiogate.cloud.db import certificates, enrollment_tokens, insert_for, revoked_certificates
+from cardiogate.cloud.pki import GATEWAY_ID
 
 
 class EnrollmentRefused(Exception):

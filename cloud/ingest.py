@@ -28,18 +28,18 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from sqlalchemy import Engine
 
-from cardiogate.logs import get_logger
-from cloud.authz import GrantCache, first_unauthorized, load_grants
-from cloud.dedup import SequenceLedger
-from cloud.identity import certificate_status
-from cloud.kafka_bridge import KafkaBridge, OutgoingRecord
-from cloud.metrics import Metrics
-from cloud.pki import GATEWAY_ID, CertificateError, GatewayIdentity, gateway_identity
-from cloud.ratelimit import GatewayLimiter, TokenBucket
-from cloud.settings import CloudSettings
-from cloud.validation import InvalidBatch, validate_batch
-from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.authz import GrantCache, first_unauthorized, load_grants
+from cardiogate.cloud.dedup import SequenceLedger
+from cardiogate.cloud.identity import certificate_status
+from cardiogate.cloud.kafka_bridge import KafkaBridge, OutgoingRecord
+from cardiogate.cloud.metrics import Metrics
+from cardiogate.cloud.pki import GATEWAY_ID, CertificateError, GatewayIdentity, gateway_identity
+from cardiogate.cloud.settings import CloudSettings
+from cardiogate.cloud.validation import InvalidBatch, validate_batch
+from cardiogate.core.logs import get_logger
+from cardiogate.core.ratelimit import GatewayLimiter, TokenBucket
+from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
 

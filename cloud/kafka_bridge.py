@@ -26,8 +26,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from cardiogate.logs import get_logger
-from cloud.settings import KafkaSettings
+from cardiogate.cloud.settings import KafkaSettings
+from cardiogate.core.logs import get_logger
 
 log = get_logger(__name__)
 

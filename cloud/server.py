@@ -20,20 +20,20 @@ import grpc
 import grpc.aio
 from sqlalchemy import Engine
 
-from cardiogate.config import ConfigError
-from cardiogate.logs import get_logger
-from cloud.db import make_engine
-from cloud.enrollment import EnrollmentService
-from cloud.identity import certificate_status
-from cloud.ingest import IngestService, lenient_request, peer_identity
-from cloud.kafka_bridge import KafkaBridge, ensure_topics
-from cloud.metrics import Metrics
-from cloud.pki import CertificateError, load_ca
-from cloud.registry.fleet import FleetRegistry, heartbeat_from_proto
-from cloud.registry.wiring import attach_rollout
-from cloud.rollout.service import run_ticker
-from cloud.settings import CloudSettings
-from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2
+from cardiogate.cloud.db import make_engine
+from cardiogate.cloud.enrollment import EnrollmentService
+from cardiogate.cloud.identity import certificate_status
+from cardiogate.cloud.ingest import IngestService, lenient_request, peer_identity
+from cardiogate.cloud.kafka_bridge import KafkaBridge, ensure_topics
+from cardiogate.cloud.metrics import Metrics
+from cardiogate.cloud.pki import CertificateError, load_ca
+from cardiogate.cloud.registry.fleet import FleetRegistry, heartbeat_from_proto
+from cardiogate.cloud.registry.wiring import attach_rollout
+from cardiogate.cloud.rollout.service import run_ticker
+from cardiogate.cloud.settings import CloudSettings
+from cardiogate.core.logs import get_logger
+from cardiogate.core.settings import ConfigError
+from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2
 
 log = get_logger(__name__)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from cardiogate.config import LayeredSettings, StrictModel, load_settings
-from cloud.registry.settings import ModelsSettings
+from cardiogate.cloud.registry.settings import ModelsSettings
+from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
 
 
 class KafkaSettings(StrictModel):

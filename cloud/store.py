@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, func
 
-from cloud.db import alarm_events, alarms_current, consumer_offsets, gaps, insert_for, latest_vitals
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.db import alarm_events, alarms_current, consumer_offsets, gaps, insert_for, latest_vitals
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 _TIER_STATES = ("raised", "escalated")
 VITAL_FIELDS = ("heart_rate_bpm", "spo2_percent", "systolic_mmhg", "diastolic_mmhg", "pulse_rate_bpm",

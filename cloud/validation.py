@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from cloud.settings import IngestLimits
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.settings import IngestLimits
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 _PSEUDONYM = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 _BODY_FOR_KIND = {pb.STREAM_KIND_ECG: "samples", pb.STREAM_KIND_VITALS: "vitals", pb.STREAM_KIND_ALARMS: "alarm",

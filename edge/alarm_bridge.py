@@ -1,6 +1,6 @@
 """The gateway's side of the alarm engine: settings in, notices out to MQTT and the outbox, commands back in.
 
-The engine (edge.alarm_engine) is pure. This module builds its configuration from the
+The engine (cardiogate.edge.alarm_engine) is pure. This module builds its configuration from the
 gateway settings, feeds it observations, and turns every notice into an MQTT message
 (QoS 1, with the publish time) plus an Alarm record for the cloud, every audit entry
 into an MQTT audit message, and the visible alarms into a retained per-patient state.
@@ -15,16 +15,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cardiogate.config import ConfigError
-from cardiogate.logs import get_logger
-from edge.alarm_engine import AlarmEngine, Beat, EngineConfig, parse_command
-from edge.alarm_engine.commands import CommandError
-from edge.alarm_engine.config import ConditionSpec, default_specs
-from edge.alarm_engine.model import AlarmNotice, AuditEntry, Condition, Outcome, Priority, TechnicalCondition
-from edge.ecg_monitor import RHYTHM_NAMES, MonitoredBeat
-from edge.inference import RhythmResult
-from edge.settings import AlarmSettings, ConditionOverride
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.core.logs import get_logger
+from cardiogate.core.settings import ConfigError
+from cardiogate.edge.alarm_engine import AlarmEngine, Beat, EngineConfig, parse_command
+from cardiogate.edge.alarm_engine.commands import CommandError
+from cardiogate.edge.alarm_engine.config import ConditionSpec, default_specs
+from cardiogate.edge.alarm_engine.model import AlarmNotice, AuditEntry, Condition, Outcome, Priority, TechnicalCondition
+from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, MonitoredBeat
+from cardiogate.edge.inference import RhythmResult
+from cardiogate.edge.settings import AlarmSettings, ConditionOverride
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
 SCHEMA_VERSION = 1

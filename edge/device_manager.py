@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cardiogate.logs import get_logger
-from edge.ble.adapters import AdapterPool
-from edge.ble.profiles import SCAN_SERVICE_UUIDS
-from edge.ble.session import DeviceSession
-from edge.inference import RhythmClassifier
-from edge.pairing import PairingRegistry
-from edge.processing import DeviceProcessor, RecordSink
-from edge.settings import AnalysisSettings, BleSettings, PairedDevice
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.ble.adapters import AdapterPool
+from cardiogate.edge.ble.profiles import SCAN_SERVICE_UUIDS
+from cardiogate.edge.ble.session import DeviceSession
+from cardiogate.edge.inference import RhythmClassifier
+from cardiogate.edge.pairing import PairingRegistry
+from cardiogate.edge.processing import DeviceProcessor, RecordSink
+from cardiogate.edge.settings import AnalysisSettings, BleSettings, PairedDevice
 
 log = get_logger(__name__)
 

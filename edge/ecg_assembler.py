@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge.clock import is_clock_jump
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.clock import is_clock_jump
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 _NS = 1_000_000_000
 _SEQ_MOD = 1 << 32

@@ -1,8 +1,8 @@
 """One device's ECG, watched continuously: beats, heart rate, signal quality, lead-off, rhythm.
 
 Glue between the ECG frames a processor assembles and the pure analysers: the streaming
-DSP (edge.dsp), the beat morphology rule and, when a model is loaded, the rhythm model
-(edge.inference), run every ``rhythm_every_s`` on the last ``rhythm_window_s`` of signal.
+DSP (cardiogate.edge.dsp), the beat morphology rule and, when a model is loaded, the rhythm model
+(cardiogate.edge.inference), run every ``rhythm_every_s`` on the last ``rhythm_window_s`` of signal.
 Sample indices are derived from device time, so a gap or a clock jump restarts the
 analysis instead of stitching unrelated signal together. Pure apart from the model's
 own latency measurement.
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
-from edge.dsp.beats import label_beats
-from edge.ecg_assembler import EcgFrame
-from edge.inference import InferenceError, RhythmClassifier, RhythmResult
+from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
+from cardiogate.edge.dsp.beats import label_beats
+from cardiogate.edge.ecg_assembler import EcgFrame
+from cardiogate.edge.inference import InferenceError, RhythmClassifier, RhythmResult
 
 _NS = 1_000_000_000
 RHYTHM_NAMES = {"N": "normal", "A": "af", "O": "other", "~": "noisy"}

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cardiogate.logs import get_logger
-from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc
+from cardiogate.core.logs import get_logger
+from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = get_logger(__name__)
 

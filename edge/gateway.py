@@ -17,26 +17,26 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from cardiogate import __version__
-from cardiogate.config import ConfigError
-from cardiogate.logs import get_logger
-from edge.alarm_bridge import AlarmBridge
-from edge.alarm_engine.model import TechnicalCondition
-from edge.device_manager import DeviceManager, ManagedDevice
-from edge.ecg_assembler import EcgTail
-from edge.ecg_monitor import MonitoredBeat
-from edge.enrollment import load_certificate
-from edge.heartbeat import run_heartbeats
-from edge.inference import ModelError, RhythmClassifier, RhythmResult
-from edge.mqtt import MqttPublisher, Outgoing
-from edge.outbox import Outbox
-from edge.pairing import PairingError, PairingRegistry
-from edge.settings import GatewaySettings, PairedDevice
-from edge.updater import build_updaters
-from edge.updater.runners import EcgWindow, Runner
-from edge.updater.updater import run_updater
-from edge.uplink import Uplink
-from proto.cardiogate.v1 import fleet_pb2
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.core.logs import get_logger
+from cardiogate.core.settings import ConfigError
+from cardiogate.edge.alarm_bridge import AlarmBridge
+from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.device_manager import DeviceManager, ManagedDevice
+from cardiogate.edge.ecg_assembler import EcgTail
+from cardiogate.edge.ecg_monitor import MonitoredBeat
+from cardiogate.edge.enrollment import load_certificate
+from cardiogate.edge.heartbeat import run_heartbeats
+from cardiogate.edge.inference import ModelError, RhythmClassifier, RhythmResult
+from cardiogate.edge.mqtt import MqttPublisher, Outgoing
+from cardiogate.edge.outbox import Outbox
+from cardiogate.edge.pairing import PairingError, PairingRegistry
+from cardiogate.edge.settings import GatewaySettings, PairedDevice
+from cardiogate.edge.updater import build_updaters
+from cardiogate.edge.updater.runners import EcgWindow, Runner
+from cardiogate.edge.updater.updater import run_updater
+from cardiogate.edge.uplink import Uplink
+from cardiogate.proto.v1 import fleet_pb2
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
 
@@ -283,7 +283,7 @@ class Gateway:
                 log.warning("shutdown: tasks still stopping; leaving them", tasks=sorted(t.get_name() for t in stuck))
             self._log_status()
             self.outbox.close()
-            bumble_backend = sys.modules.get("edge.ble.bumble_backend")  # only loaded off BlueZ
+            bumble_backend = sys.modules.get("cardiogate.edge.ble.bumble_backend")  # only loaded off BlueZ
             if bumble_backend is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(bumble_backend.BumbleRadio.close_all(), SHUTDOWN_GRACE_S)

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import grpc
 import grpc.aio
 
-from cardiogate.logs import get_logger
-from edge.enrollment import channel_credentials
-from edge.settings import UplinkSettings
-from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.enrollment import channel_credentials
+from cardiogate.edge.settings import UplinkSettings
+from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = get_logger(__name__)
 

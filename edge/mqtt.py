@@ -27,9 +27,9 @@ from typing import Any
 
 import aiomqtt
 
-from cardiogate.logs import get_logger
-from edge.backoff import Backoff
-from edge.settings import MqttSettings
+from cardiogate.core.backoff import Backoff
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.settings import MqttSettings
 
 log = get_logger(__name__)
 SCHEMA_VERSION = 1

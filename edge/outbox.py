@@ -31,12 +31,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from cardiogate.logs import get_logger
-from edge.ecg_assembler import EcgTail
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.ecg_assembler import EcgTail
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
-    from edge.settings import OutboxSettings
+    from cardiogate.edge.settings import OutboxSettings
 
 log = get_logger(__name__)
 

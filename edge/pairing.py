@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge.settings import PairedDevice
+from cardiogate.edge.settings import PairedDevice
 
 Listener = Callable[[PairedDevice | None, str], None]  # (device or None when unpaired, address)
 

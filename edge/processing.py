@@ -21,28 +21,28 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from cardiogate.logs import get_logger
-from edge.alarm_engine.model import TechnicalCondition
-from edge.clock import ClockTracker
-from edge.codecs.battery import decode_battery_level
-from edge.codecs.blood_pressure import decode_blood_pressure_measurement
-from edge.codecs.current_time import decode_current_time
-from edge.codecs.ecg_waveform import decode_ecg_packet
-from edge.codecs.errors import DecodeError
-from edge.codecs.heart_rate import decode_heart_rate_measurement
-from edge.codecs.polar_pmd import (
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.clock import ClockTracker
+from cardiogate.edge.codecs.battery import decode_battery_level
+from cardiogate.edge.codecs.blood_pressure import decode_blood_pressure_measurement
+from cardiogate.edge.codecs.current_time import decode_current_time
+from cardiogate.edge.codecs.ecg_waveform import decode_ecg_packet
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.heart_rate import decode_heart_rate_measurement
+from cardiogate.edge.codecs.polar_pmd import (
     ECG_SAMPLE_RATE_HZ,
     decode_pmd_response,
     decode_polar_ecg_frame,
     first_sample_time_ns,
     polar_to_unix_ns,
 )
-from edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
-from edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
-from edge.ecg_monitor import RHYTHM_NAMES, EcgMonitor, MonitoredBeat, MonitorOutput
-from edge.inference import RhythmClassifier, RhythmResult
-from edge.settings import AnalysisSettings
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
+from cardiogate.edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
+from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, EcgMonitor, MonitoredBeat, MonitorOutput
+from cardiogate.edge.inference import RhythmClassifier, RhythmResult
+from cardiogate.edge.settings import AnalysisSettings
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
 

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from cardiogate.config import LayeredSettings, StrictModel, load_settings
-from edge.alarm_engine.model import Condition
-from edge.codecs.address import BleAddress
-from edge.updater.config import UpdaterSettings
+from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
+from cardiogate.edge.alarm_engine.model import Condition
+from cardiogate.edge.codecs.address import BleAddress
+from cardiogate.edge.updater.config import UpdaterSettings
 
 Pseudonym = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]

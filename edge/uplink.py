@@ -32,12 +32,12 @@ import grpc
 import grpc.aio
 
 from cardiogate import __version__
-from cardiogate.logs import get_logger
-from edge.backoff import Backoff
-from edge.enrollment import channel_credentials
-from edge.outbox import Lane, Outbox, Unsent
-from edge.settings import UplinkSettings
-from proto.cardiogate.v1 import ingest_pb2
+from cardiogate.core.backoff import Backoff
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.enrollment import channel_credentials
+from cardiogate.edge.outbox import Lane, Outbox, Unsent
+from cardiogate.edge.settings import UplinkSettings
+from cardiogate.proto.v1 import ingest_pb2
 
 log = get_logger(__name__)
 

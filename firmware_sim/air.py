@@ -22,10 +22,10 @@ from bumble.controller import Controller
 from bumble.link import LocalLink
 from bumble.transport.common import StreamPacketSource
 
-from cardiogate.logs import get_logger
-from firmware_sim.scenario import SimSettings
-from firmware_sim.truth import GroundTruthLog
-from firmware_sim.watch import SimulatedWatch
+from cardiogate.core.logs import get_logger
+from cardiogate.sim.scenario import SimSettings
+from cardiogate.sim.truth import GroundTruthLog
+from cardiogate.sim.watch import SimulatedWatch
 
 log = get_logger(__name__)
 GATEWAY_CONTROLLER_ADDRESS = "F0:F0:F0:F0:F0:F0"

@@ -16,9 +16,9 @@ import signal
 from pathlib import Path
 from typing import Literal
 
-from cardiogate.logs import setup_logging
-from firmware_sim.air import run_simulator
-from firmware_sim.scenario import SimSettings
+from cardiogate.core.logs import setup_logging
+from cardiogate.sim.air import run_simulator
+from cardiogate.sim.scenario import SimSettings
 
 
 def split_fleet(settings: SimSettings, processes: int) -> list[SimSettings]:

@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cardiogate.config import ConfigError, StrictModel, describe_validation_error, read_toml
-from firmware_sim.physiology import (
+from cardiogate.core.settings import ConfigError, StrictModel, describe_validation_error, read_toml
+from cardiogate.sim.physiology import (
     NOMINAL_R_MV,
     block_noise,
     fibrillatory_mv,
@@ -33,7 +33,7 @@ from firmware_sim.physiology import (
     render_beats,
     wander_oscillators,
 )
-from firmware_sim.rhythm import (
+from cardiogate.sim.rhythm import (
     Beat,
     BeatTrain,
     Episode,

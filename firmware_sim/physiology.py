@@ -6,7 +6,7 @@ bizarre QRS with a discordant T for ventricular beats), with P and T moving with
 (Bazett). Artefacts are pure functions of time (sinusoids with seeded phases) or of a fixed
 block number (seeded Gaussian noise, motion spikes per second), so any slicing of time gives
 the same samples. ``HeartRateTimeline``, ``BeatGenerator`` and ``EcgSynthesizer`` are the
-first engine; new code uses :class:`firmware_sim.patient.PatientSimulator`.
+first engine; new code uses :class:`cardiogate.sim.patient.PatientSimulator`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from firmware_sim.rhythm import Beat, seed_sequence
+from cardiogate.sim.rhythm import Beat, seed_sequence
 
 F64 = npt.NDArray[np.float64]
 

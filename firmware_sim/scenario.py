@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cardiogate.config import LayeredSettings, StrictModel, load_settings
-from edge.codecs.address import BleAddress
-from firmware_sim.patient import PatientScenario
+from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
+from cardiogate.edge.codecs.address import BleAddress
+from cardiogate.sim.patient import PatientScenario
 
 Profile = Literal["ecg_watch", "hr_watch", "pulse_oximeter", "bp_cuff", "polar_h10"]
 

@@ -32,15 +32,20 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
-from edge.codecs.battery import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID, encode_battery_level
-from edge.codecs.blood_pressure import (
+from cardiogate.edge.codecs.battery import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID, encode_battery_level
+from cardiogate.edge.codecs.blood_pressure import (
     BLOOD_PRESSURE_MEASUREMENT_UUID,
     BLOOD_PRESSURE_SERVICE_UUID,
     BloodPressureMeasurement,
     encode_blood_pressure_measurement,
 )
-from edge.codecs.current_time import CURRENT_TIME_SERVICE_UUID, CURRENT_TIME_UUID, CurrentTime, encode_current_time
-from edge.codecs.device_information import (
+from cardiogate.edge.codecs.current_time import (
+    CURRENT_TIME_SERVICE_UUID,
+    CURRENT_TIME_UUID,
+    CurrentTime,
+    encode_current_time,
+)
+from cardiogate.edge.codecs.device_information import (
     DEVICE_INFORMATION_SERVICE_UUID,
     FIRMWARE_REVISION_UUID,
     MANUFACTURER_NAME_UUID,
@@ -48,15 +53,15 @@ from edge.codecs.device_information import (
     SERIAL_NUMBER_UUID,
     encode_dis_string,
 )
-from edge.codecs.ecg_waveform import (
+from cardiogate.edge.codecs.ecg_waveform import (
     ECG_SERVICE_UUID,
     ECG_WAVEFORM_UUID,
     EcgPacket,
     encode_ecg_packet,
     samples_per_packet,
 )
-from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
-from edge.codecs.polar_pmd import (
+from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
+from cardiogate.edge.codecs.polar_pmd import (
     PMD_CONTROL_POINT_UUID,
     PMD_DATA_UUID,
     PMD_SERVICE_UUID,
@@ -70,21 +75,21 @@ from edge.codecs.polar_pmd import (
     encode_polar_ecg_frame,
     unix_to_polar_ns,
 )
-from edge.codecs.pulse_oximeter import (
+from cardiogate.edge.codecs.pulse_oximeter import (
     PLX_CONTINUOUS_MEASUREMENT_UUID,
     PULSE_OXIMETER_SERVICE_UUID,
     PlxContinuousMeasurement,
     SpO2PR,
     encode_plx_continuous_measurement,
 )
-from edge.codecs.sfloat import GattDateTime, sfloat_from_float
-from firmware_sim.patient import PatientScenario, PatientSimulator
-from firmware_sim.physiology import uv_to_int16, uv_to_int24
-from firmware_sim.scenario import WatchSpec
-from firmware_sim.truth import GroundTruthLog
+from cardiogate.edge.codecs.sfloat import GattDateTime, sfloat_from_float
+from cardiogate.sim.patient import PatientScenario, PatientSimulator
+from cardiogate.sim.physiology import uv_to_int16, uv_to_int24
+from cardiogate.sim.scenario import WatchSpec
+from cardiogate.sim.truth import GroundTruthLog
 
 if TYPE_CHECKING:
-    from firmware_sim.wfdb_replay import WfdbRecordSource
+    from cardiogate.sim.wfdb_replay import WfdbRecordSource
 
 HRS = UUID.from_16_bits(0x180D)
 HRM = UUID.from_16_bits(0x2A37)
@@ -152,7 +157,7 @@ class SimulatedWatch:
         self.patient: PatientSimulator | None = None
         self.source: PatientSimulator | WfdbRecordSource
         if spec.record is not None:
-            from firmware_sim.wfdb_replay import WfdbRecordSource  # wfdb is heavy: only replays pay for it
+            from cardiogate.sim.wfdb_replay import WfdbRecordSource  # wfdb is heavy: only replays pay for it
 
             self.source = WfdbRecordSource(spec.record, spec.record_channel, spec.sample_rate_hz, loop=spec.record_loop)
         else:

@@ -4,7 +4,7 @@ A record is read once, converted to microvolts and resampled to the watch's rate
 polyphase filter at the exact rational ratio (360 -> 250 Hz is 25/36). Annotated beats, when
 the record has them, give the beat times, so the heart rate and RR intervals a watch sends
 agree with the ECG it streams. The interface matches PatientSimulator's ECG and beat methods
-(:class:`firmware_sim.rhythm.EcgBeatSource`), so a watch can be driven by either.
+(:class:`cardiogate.sim.rhythm.EcgBeatSource`), so a watch can be driven by either.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy.typing as npt
 import wfdb  # type: ignore[import-untyped]
 from scipy.signal import resample_poly  # type: ignore[import-untyped]
 
-from firmware_sim.rhythm import Beat, Episode, episodes_from_beats, reported_rate_bpm
+from cardiogate.sim.rhythm import Beat, Episode, episodes_from_beats, reported_rate_bpm
 
 F64 = npt.NDArray[np.float64]
 # Annotation codes that mark a beat (the reference-beat set used for R-peak scoring in the product brief).

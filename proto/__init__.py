@@ -1,5 +1,5 @@
 """The wire contract: cardiogate.v1 protobuf messages and gRPC stubs.
 
-Regenerate the stubs with ``python -m proto.generate`` after editing a .proto file;
+Regenerate the stubs with ``python -m cardiogate.proto.generate`` after editing a .proto file;
 a test fails when the committed stubs drift from the sources.
 """

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cardiogate.stack import free_port
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.stack import free_port
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.conftest import REPO
 
 
@@ -70,7 +70,7 @@ T0_NS = 1_700_000_000_000_000_000
 
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[str]:
-    from cloud.tansu import start_tansu
+    from cardiogate.cloud.tansu import start_tansu
 
     port = free_port()
     proc = start_tansu(port)

@@ -1,1 +1,1 @@
-"""Alembic migrations of the cloud database's registry tables (applied by cloud.registry.migrate)."""
+"""Alembic migrations of the cloud database's registry tables (applied by cardiogate.cloud.registry.migrate)."""

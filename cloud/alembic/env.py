@@ -1,4 +1,4 @@
-"""Alembic environment: programmatic (``cloud.registry.migrate`` hands over a connection) or the
+"""Alembic environment: programmatic (``cardiogate.cloud.registry.migrate`` hands over a connection) or the
 ``alembic`` command line with ``-c cloud/alembic.ini`` and ``CARDIOGATE_CLOUD__DATABASE_URL``."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from cloud.registry.migrate import include_object
-from cloud.registry.schema import registry_metadata
+from cardiogate.cloud.registry.migrate import include_object
+from cardiogate.cloud.registry.schema import registry_metadata
 
 config = context.config
 

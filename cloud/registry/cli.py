@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cardiogate.config import ConfigError
-from cloud.registry.artifacts import FilesystemArtifactStore
-from cloud.registry.fleet import FleetRegistry
-from cloud.registry.migrate import open_database
-from cloud.registry.models import CHAMPION, ModelRegistry, RegistryError
-from cloud.registry.signing import Signer, trusted_keys_document
-from cloud.rollout.controller import RolloutController, RolloutError, RolloutStatus
-from cloud.rollout.plan import Gates, PlanError, RolloutPlan
+from cardiogate.cloud.registry.artifacts import FilesystemArtifactStore
+from cardiogate.cloud.registry.fleet import FleetRegistry
+from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.registry.models import CHAMPION, ModelRegistry, RegistryError
+from cardiogate.cloud.registry.signing import Signer, trusted_keys_document
+from cardiogate.cloud.rollout.controller import RolloutController, RolloutError, RolloutStatus
+from cardiogate.cloud.rollout.plan import Gates, PlanError, RolloutPlan
+from cardiogate.core.settings import ConfigError
 
 _REQUIRED = ("name", "version", "task", "input", "sha256", "size_bytes", "min_gateway_version", "training_data_hash",
              "metrics", "artifact")
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _Context:
     def __init__(self, ns: argparse.Namespace) -> None:
-        from cloud.settings import load_cloud_settings
+        from cardiogate.cloud.settings import load_cloud_settings
 
         # The file if given, always under the CARDIOGATE_CLOUD__* variables, as for `cardiogate cloud run`:
         # a shell with the cloud's environment manages the cloud's registry without repeating its paths.

@@ -1,7 +1,7 @@
 """The fleet registry: sites, gateways and their tags, devices, patient pseudonyms, who is
 assigned where, and what each gateway last said about itself.
 
-Assignments are the ingest's own ``assignments`` table, written through cloud.authz:
+Assignments are the ingest's own ``assignments`` table, written through cardiogate.cloud.authz:
 assigning a patient's device to a gateway here is exactly what authorises that gateway
 to send for it.
 Heartbeats are kept as history and summarised on the gateway row for cheap listing.
@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
-from cloud import authz
-from cloud.db import ANY_DEVICE, insert_for
-from cloud.registry.schema import devices, gateway_tags, gateways, heartbeats, patients, sites
-from proto.cardiogate.v1 import fleet_pb2
+from cardiogate.cloud import authz
+from cardiogate.cloud.db import ANY_DEVICE, insert_for
+from cardiogate.cloud.registry.schema import devices, gateway_tags, gateways, heartbeats, patients, sites
+from cardiogate.proto.v1 import fleet_pb2
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 

@@ -21,15 +21,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from cloud.db import make_engine
-from cloud.registry.schema import registry_metadata
+from cardiogate.cloud.db import make_engine
+from cardiogate.cloud.registry.schema import registry_metadata
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
 _PG_LOCK_KEY = 0x63617264696F  # "cardio"
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Autogenerate looks only at the registry's tables: the rest of the cloud schema is cloud.db's."""
+    """Autogenerate looks only at the registry's tables: the rest of the cloud schema is cardiogate.cloud.db's."""
     if type_ == "table":
         return name in registry_metadata.tables
     table = getattr(getattr(obj, "table", None), "name", None)
@@ -79,7 +79,7 @@ def head_revision() -> str | None:
 
 
 def open_database(url: str) -> Engine:
-    """The cloud engine (cloud.db) with the registry migrated to head."""
+    """The cloud engine (cardiogate.cloud.db) with the registry migrated to head."""
     engine = make_engine(url)
     upgrade(engine)
     return engine

@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, delete, select
 
-from cloud.db import insert_for
-from cloud.registry.artifacts import ArtifactStore
-from cloud.registry.schema import model_alias_events, model_aliases, model_versions
-from cloud.registry.signing import Signer, build_manifest, sign_manifest
-from proto.artifact_format import parse_version, sha256_file
+from cardiogate.cloud.db import insert_for
+from cardiogate.cloud.registry.artifacts import ArtifactStore
+from cardiogate.cloud.registry.schema import model_alias_events, model_aliases, model_versions
+from cardiogate.cloud.registry.signing import Signer, build_manifest, sign_manifest
+from cardiogate.core.artifacts import parse_version, sha256_file
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

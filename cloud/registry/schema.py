@@ -1,7 +1,7 @@
 """Tables of the fleet registry, the model registry and the rollout controller.
 
 Owned by Alembic (cloud/alembic): ``migrate.upgrade`` brings any database to head at
-start. The ingest's ``assignments`` table (cloud.db) is the registry's patient/device ->
+start. The ingest's ``assignments`` table (cardiogate.cloud.db) is the registry's patient/device ->
 gateway assignment as well, so the authorization the ingest enforces and what the fleet
 registry shows can never disagree; the first migration creates it when it is missing.
 JSON-valued columns are TEXT so SQLite and PostgreSQL store them the same way.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cardiogate.config import StrictModel
+from cardiogate.core.settings import StrictModel
 
 
 class ModelsSettings(StrictModel):

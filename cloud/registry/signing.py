@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from proto.artifact_format import (
+from cardiogate.core.artifacts import (
     MANIFEST_FORMAT,
     ROLLBACK_FORMAT,
     canonical_json,

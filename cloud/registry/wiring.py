@@ -7,15 +7,15 @@ from dataclasses import dataclass
 import grpc.aio
 from sqlalchemy import Engine
 
-from cloud.registry.artifacts import FilesystemArtifactStore
-from cloud.registry.fleet import FleetRegistry
-from cloud.registry.migrate import upgrade
-from cloud.registry.models import ModelRegistry
-from cloud.registry.settings import ModelsSettings
-from cloud.registry.signing import Signer
-from cloud.rollout.controller import RolloutController
-from cloud.rollout.service import RolloutService
-from proto.cardiogate.v1 import rollout_pb2_grpc
+from cardiogate.cloud.registry.artifacts import FilesystemArtifactStore
+from cardiogate.cloud.registry.fleet import FleetRegistry
+from cardiogate.cloud.registry.migrate import upgrade
+from cardiogate.cloud.registry.models import ModelRegistry
+from cardiogate.cloud.registry.settings import ModelsSettings
+from cardiogate.cloud.registry.signing import Signer
+from cardiogate.cloud.rollout.controller import RolloutController
+from cardiogate.cloud.rollout.service import RolloutService
+from cardiogate.proto.v1 import rollout_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Registries:
 
 
 def build_registries(engine: Engine, settings: ModelsSettings) -> Registries:
-    """The registries over an engine already migrated (``cloud.registry.migrate.upgrade``)."""
+    """The registries over an engine already migrated (``cardiogate.cloud.registry.migrate.upgrade``)."""
     signer = Signer.load(settings.signing_key) if settings.signing_key and settings.signing_key.is_file() else None
     fleet = FleetRegistry(engine)
     models = ModelRegistry(engine, FilesystemArtifactStore(settings.artifact_root))

@@ -19,12 +19,11 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Row, select, update
 
-from cardiogate.logs import get_logger
-from cloud.registry.fleet import FleetRegistry
-from cloud.registry.models import CHALLENGER, CHAMPION, ModelRegistry
-from cloud.registry.schema import rollout_events, rollout_members, rollouts
-from cloud.registry.signing import Signer, sign_rollback_order
-from cloud.rollout.decide import (
+from cardiogate.cloud.registry.fleet import FleetRegistry
+from cardiogate.cloud.registry.models import CHALLENGER, CHAMPION, ModelRegistry
+from cardiogate.cloud.registry.schema import rollout_events, rollout_members, rollouts
+from cardiogate.cloud.registry.signing import Signer, sign_rollback_order
+from cardiogate.cloud.rollout.decide import (
     ABORTED,
     COMPLETED,
     PAUSED,
@@ -38,8 +37,9 @@ from cloud.rollout.decide import (
     order_cohort,
     stage_of,
 )
-from cloud.rollout.plan import RolloutPlan, stage_sizes
-from proto.artifact_format import parse_version
+from cardiogate.cloud.rollout.plan import RolloutPlan, stage_sizes
+from cardiogate.core.artifacts import parse_version
+from cardiogate.core.logs import get_logger
 
 log = get_logger(__name__)
 

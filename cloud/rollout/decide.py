@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cloud.rollout.plan import Gates, RolloutPlan
+from cardiogate.cloud.rollout.plan import Gates, RolloutPlan
 
 # Refusals that mean "this gateway cannot take this model" rather than "this artifact is bad".
 SKIP_CODES = frozenset({"incompatible", "older_version", "wrong_model"})

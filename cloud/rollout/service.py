@@ -15,14 +15,14 @@ import grpc
 import grpc.aio
 from sqlalchemy import Engine
 
-from cardiogate.logs import get_logger
-from cloud.identity import certificate_status
-from cloud.ingest import peer_identity
-from cloud.pki import CertificateError
-from cloud.registry.models import RegistryError
-from cloud.rollout.controller import AssignmentOut, GatewayReport, RolloutController
-from proto.cardiogate.v1 import rollout_pb2 as rpb
-from proto.cardiogate.v1 import rollout_pb2_grpc
+from cardiogate.cloud.identity import certificate_status
+from cardiogate.cloud.ingest import peer_identity
+from cardiogate.cloud.pki import CertificateError
+from cardiogate.cloud.registry.models import RegistryError
+from cardiogate.cloud.rollout.controller import AssignmentOut, GatewayReport, RolloutController
+from cardiogate.core.logs import get_logger
+from cardiogate.proto.v1 import rollout_pb2 as rpb
+from cardiogate.proto.v1 import rollout_pb2_grpc
 
 log = get_logger(__name__)
 

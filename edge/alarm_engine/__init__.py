@@ -3,7 +3,7 @@
 Pure core (no I/O, no clocks): the caller passes device and gateway times in ns and publishes what comes out.
 """
 
-from edge.alarm_engine.commands import (
+from cardiogate.edge.alarm_engine.commands import (
     Acknowledge,
     Command,
     CommandError,
@@ -12,9 +12,9 @@ from edge.alarm_engine.commands import (
     Unsilence,
     parse_command,
 )
-from edge.alarm_engine.config import ConditionSpec, EngineConfig, Tier, default_specs
-from edge.alarm_engine.engine import AlarmEngine, Beat
-from edge.alarm_engine.model import (
+from cardiogate.edge.alarm_engine.config import ConditionSpec, EngineConfig, Tier, default_specs
+from cardiogate.edge.alarm_engine.engine import AlarmEngine, Beat
+from cardiogate.edge.alarm_engine.model import (
     CONDITIONS,
     PHYSIOLOGICAL,
     TECHNICAL,
@@ -25,7 +25,7 @@ from edge.alarm_engine.model import (
     Outcome,
     Priority,
 )
-from edge.alarm_engine.news2 import News2Result, news2
+from cardiogate.edge.alarm_engine.news2 import News2Result, news2
 
 __all__ = [
     "CONDITIONS", "PHYSIOLOGICAL", "TECHNICAL", "Acknowledge", "AlarmEngine", "AlarmNotice", "AlarmView",

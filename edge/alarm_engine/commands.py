@@ -22,13 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from edge.alarm_engine.config import EngineConfig
-from edge.alarm_engine.model import CONDITIONS, PRIORITIES, Condition, Priority
+from cardiogate.edge.alarm_engine.config import EngineConfig
+from cardiogate.edge.alarm_engine.model import CONDITIONS, PRIORITIES, Condition, Priority
 
 SCHEMA_VERSION = 1
 CommandName = Literal["acknowledge", "silence", "unsilence", "set_limits"]
 COMMANDS: tuple[CommandName, ...] = ("acknowledge", "silence", "unsilence", "set_limits")
-_PATIENT = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")  # the pseudonym rule of edge.settings
+_PATIENT = re.compile(r"[a-z0-9][a-z0-9-]{2,63}")  # the pseudonym rule of cardiogate.edge.settings
 _ACTOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _COMMON = {"schema", "command", "patient", "by", "id", "reason"}
 _FIELDS: dict[CommandName, set[str]] = {

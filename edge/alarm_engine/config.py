@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from edge.alarm_engine.model import CONDITIONS, TECHNICAL, Category, Condition, Priority, rank
+from cardiogate.edge.alarm_engine.model import CONDITIONS, TECHNICAL, Category, Condition, Priority, rank
 
 Direction = Literal["above", "at_least", "below"]
 # Pairs whose limits must not cross, or the patient would alarm for ever.

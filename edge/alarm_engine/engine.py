@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge.alarm_engine.commands import Acknowledge, Command, CommandError, SetLimits, Silence, Unsilence
-from edge.alarm_engine.config import ConditionSpec, EngineConfig, check_pairs
-from edge.alarm_engine.model import (
+from cardiogate.edge.alarm_engine.commands import Acknowledge, Command, CommandError, SetLimits, Silence, Unsilence
+from cardiogate.edge.alarm_engine.config import ConditionSpec, EngineConfig, check_pairs
+from cardiogate.edge.alarm_engine.model import (
     ENGINE_ACTOR,
     PRIORITIES,
     AlarmNotice,
@@ -41,7 +41,7 @@ from edge.alarm_engine.model import (
     TechnicalCondition,
     rank,
 )
-from edge.alarm_engine.news2 import Consciousness, News2Result, Rhythm, news2
+from cardiogate.edge.alarm_engine.news2 import Consciousness, News2Result, Rhythm, news2
 
 NS = 1_000_000_000
 BeatLabel = Literal["N", "S", "V", "F", "Q"]  # AAMI EC57 beat classes

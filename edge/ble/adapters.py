@@ -19,10 +19,10 @@ from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from cardiogate.logs import get_logger
-from edge.backoff import Backoff
-from edge.ble.backend import scanner_kwargs
-from edge.settings import AdapterSettings
+from cardiogate.core.backoff import Backoff
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.ble.backend import scanner_kwargs
+from cardiogate.edge.settings import AdapterSettings
 
 log = get_logger(__name__)
 

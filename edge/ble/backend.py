@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.settings import AdapterSettings
+from cardiogate.edge.settings import AdapterSettings
 
 
 def client_kwargs(adapter: AdapterSettings) -> dict[str, Any]:
     """Extra BleakClient arguments: the BlueZ adapter name, or the bumble backend and its transport."""
     if not adapter.bumble_transport:
         return {"adapter": adapter.name}
-    from edge.ble.bumble_backend import BumbleClient
+    from cardiogate.edge.ble.bumble_backend import BumbleClient
 
     return {"backend": BumbleClient, "bumble_transport": adapter.bumble_transport}
 
@@ -20,6 +20,6 @@ def scanner_kwargs(adapter: AdapterSettings) -> dict[str, Any]:
     """Extra BleakScanner arguments: the BlueZ adapter name, or the bumble backend and its transport."""
     if not adapter.bumble_transport:
         return {"adapter": adapter.name}
-    from edge.ble.bumble_backend import BumbleScanner
+    from cardiogate.edge.ble.bumble_backend import BumbleScanner
 
     return {"backend": BumbleScanner, "bumble_transport": adapter.bumble_transport}

@@ -34,7 +34,7 @@ from bumble.gatt_client import CharacteristicProxy, DescriptorProxy, ServiceProx
 from bumble.hci import Address
 from bumble.transport import open_transport
 
-from cardiogate.logs import get_logger
+from cardiogate.core.logs import get_logger
 
 log = get_logger(__name__)
 

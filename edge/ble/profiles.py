@@ -13,26 +13,26 @@ from collections.abc import Callable
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 
-from edge.codecs.battery import BATTERY_LEVEL_UUID
-from edge.codecs.blood_pressure import BLOOD_PRESSURE_MEASUREMENT_UUID, BLOOD_PRESSURE_SERVICE_UUID
-from edge.codecs.current_time import CURRENT_TIME_UUID
-from edge.codecs.device_information import DIS_STRING_CHARACTERISTICS, decode_dis_string
-from edge.codecs.ecg_waveform import ECG_SERVICE_UUID, ECG_WAVEFORM_UUID
-from edge.codecs.errors import DecodeError
-from edge.codecs.heart_rate import HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
-from edge.codecs.polar_pmd import (
+from cardiogate.edge.codecs.battery import BATTERY_LEVEL_UUID
+from cardiogate.edge.codecs.blood_pressure import BLOOD_PRESSURE_MEASUREMENT_UUID, BLOOD_PRESSURE_SERVICE_UUID
+from cardiogate.edge.codecs.current_time import CURRENT_TIME_UUID
+from cardiogate.edge.codecs.device_information import DIS_STRING_CHARACTERISTICS, decode_dis_string
+from cardiogate.edge.codecs.ecg_waveform import ECG_SERVICE_UUID, ECG_WAVEFORM_UUID
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.heart_rate import HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
+from cardiogate.edge.codecs.polar_pmd import (
     PMD_CONTROL_POINT_UUID,
     PMD_DATA_UUID,
     PMD_SERVICE_UUID,
     ecg_start_request,
     encode_pmd_request,
 )
-from edge.codecs.pulse_oximeter import (
+from cardiogate.edge.codecs.pulse_oximeter import (
     PLX_CONTINUOUS_MEASUREMENT_UUID,
     PLX_SPOT_CHECK_MEASUREMENT_UUID,
     PULSE_OXIMETER_SERVICE_UUID,
 )
-from edge.processing import DeviceProcessor
+from cardiogate.edge.processing import DeviceProcessor
 
 Handler = Callable[[bytes | bytearray, int], None]
 

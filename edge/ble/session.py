@@ -17,13 +17,13 @@ from typing import Any
 from bleak import BleakClient
 from bleak.exc import BleakError
 
-from cardiogate.logs import get_logger
-from edge.backoff import Backoff
-from edge.ble.adapters import AdapterPool, being_cancelled
-from edge.ble.backend import client_kwargs
-from edge.ble.profiles import subscribe_all
-from edge.processing import DeviceProcessor
-from edge.settings import BleSettings, PairedDevice
+from cardiogate.core.backoff import Backoff
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.ble.adapters import AdapterPool, being_cancelled
+from cardiogate.edge.ble.backend import client_kwargs
+from cardiogate.edge.ble.profiles import subscribe_all
+from cardiogate.edge.processing import DeviceProcessor
+from cardiogate.edge.settings import BleSettings, PairedDevice
 
 log = get_logger(__name__)
 STABLE_LINK_S = 5.0

@@ -4,6 +4,6 @@ Everything from the air is untrusted: decoders raise :class:`DecodeError` on any
 malformed input and never anything else.
 """
 
-from edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.errors import DecodeError
 
 __all__ = ["DecodeError"]

@@ -5,7 +5,7 @@ Layout: one byte, uint8, percent of full charge, 0..100; 101..255 are reserved a
 
 from __future__ import annotations
 
-from edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.errors import DecodeError
 
 BATTERY_SERVICE_UUID = "0000180f-0000-1000-8000-00805f9b34fb"
 BATTERY_LEVEL_UUID = "00002a19-0000-1000-8000-00805f9b34fb"

@@ -22,8 +22,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from edge.codecs.errors import DecodeError
-from edge.codecs.sfloat import (
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.sfloat import (
     DATE_TIME_SIZE,
     SFLOAT_SIZE,
     GattDateTime,

@@ -20,8 +20,8 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from edge.codecs.errors import DecodeError
-from edge.codecs.sfloat import DATE_TIME_SIZE, GattDateTime, encode_date_time, unpack_date_time
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.sfloat import DATE_TIME_SIZE, GattDateTime, encode_date_time, unpack_date_time
 
 CURRENT_TIME_SERVICE_UUID = "00001805-0000-1000-8000-00805f9b34fb"
 CURRENT_TIME_UUID = "00002a2b-0000-1000-8000-00805f9b34fb"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.errors import DecodeError
 
 ECG_SERVICE_UUID = "c4d10001-7a1b-4c8e-9f2d-2a6b0c9e5e01"
 ECG_WAVEFORM_UUID = "c4d10002-7a1b-4c8e-9f2d-2a6b0c9e5e01"

@@ -43,7 +43,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.errors import DecodeError
 
 PMD_SERVICE_UUID = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
 PMD_CONTROL_POINT_UUID = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"

@@ -41,8 +41,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edge.codecs.errors import DecodeError
-from edge.codecs.sfloat import (
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.sfloat import (
     DATE_TIME_SIZE,
     SFLOAT_SIZE,
     GattDateTime,

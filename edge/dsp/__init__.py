@@ -1,15 +1,15 @@
 """Streaming ECG signal processing for the gateway: numpy + scipy only.
 
 Never imports neurokit2, wfdb, torch, cloud or models code (the gateway installs light and
-runs on a Raspberry Pi); the evaluation against NeuroKit2 lives in ``cardiogate.evaluation``.
+runs on a Raspberry Pi); the evaluation against NeuroKit2 lives in ``cardiogate.app.evaluation``.
 """
 
-from edge.dsp.af import AfConfig, AfEvidence, af_evidence
-from edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer, EcgUpdate
-from edge.dsp.filters import StreamingSos, bandpass_sos, ecg_sos, filter_chunk, notch_sos
-from edge.dsp.hrv import HrvMetrics, RrWindow, time_domain
-from edge.dsp.quality import QualityConfig, QualityReport, assess
-from edge.dsp.rpeaks import RPeakConfig, RPeakDetector, RPeakUpdate, detect_rpeaks
+from cardiogate.edge.dsp.af import AfConfig, AfEvidence, af_evidence
+from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer, EcgUpdate
+from cardiogate.edge.dsp.filters import StreamingSos, bandpass_sos, ecg_sos, filter_chunk, notch_sos
+from cardiogate.edge.dsp.hrv import HrvMetrics, RrWindow, time_domain
+from cardiogate.edge.dsp.quality import QualityConfig, QualityReport, assess
+from cardiogate.edge.dsp.rpeaks import RPeakConfig, RPeakDetector, RPeakUpdate, detect_rpeaks
 
 __all__ = [
     "AfConfig", "AfEvidence", "AnalyzerConfig", "EcgAnalyzer", "EcgUpdate", "HrvMetrics", "QualityConfig",

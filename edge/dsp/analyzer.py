@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.dsp.af import AfConfig, AfEvidence, af_evidence
-from edge.dsp.filters import hold_finite
-from edge.dsp.hrv import MAX_RR_MS, MIN_RR_MS, HrvMetrics, RrWindow
-from edge.dsp.quality import LeadOffReason, QualityConfig, QualityReport, assess
-from edge.dsp.rpeaks import IntArray, RPeakConfig, RPeakDetector
+from cardiogate.edge.dsp.af import AfConfig, AfEvidence, af_evidence
+from cardiogate.edge.dsp.filters import hold_finite
+from cardiogate.edge.dsp.hrv import MAX_RR_MS, MIN_RR_MS, HrvMetrics, RrWindow
+from cardiogate.edge.dsp.quality import LeadOffReason, QualityConfig, QualityReport, assess
+from cardiogate.edge.dsp.rpeaks import IntArray, RPeakConfig, RPeakDetector
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.dsp.filters import FloatArray, StreamingSos, bandpass_sos, ecg_sos, hold_finite, lowpass_sos
+from cardiogate.edge.dsp.filters import FloatArray, StreamingSos, bandpass_sos, ecg_sos, hold_finite, lowpass_sos
 
 IntArray = NDArray[np.int64]
 

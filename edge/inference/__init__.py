@@ -4,11 +4,11 @@ Failures surface as ``ModelError`` subclasses with a stable ``reason`` so the ga
 raise a technical alarm ("model failure") and keep running.
 """
 
-from edge.inference.errors import InferenceError, ModelError, ModelLoadError
-from edge.inference.latency import LatencyRecorder
-from edge.inference.manifest import ArtifactManifest, load_manifest, manifest_path_for
-from edge.inference.model import EdgeModel
-from edge.inference.rhythm import RhythmClassifier, RhythmResult
+from cardiogate.edge.inference.errors import InferenceError, ModelError, ModelLoadError
+from cardiogate.edge.inference.latency import LatencyRecorder
+from cardiogate.edge.inference.manifest import ArtifactManifest, load_manifest, manifest_path_for
+from cardiogate.edge.inference.model import EdgeModel
+from cardiogate.edge.inference.rhythm import RhythmClassifier, RhythmResult
 
 __all__ = [
     "ArtifactManifest",

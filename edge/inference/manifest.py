@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.inference.errors import ModelLoadError
-from edge.inference.preprocess import check_spec
-from proto.artifact_format import sha256_file
+from cardiogate.core.artifacts import sha256_file
+from cardiogate.edge.inference.errors import ModelLoadError
+from cardiogate.edge.inference.preprocess import check_spec
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.inference.errors import InferenceError, ModelLoadError
-from edge.inference.latency import LatencyRecorder
-from edge.inference.manifest import ArtifactManifest, load_manifest, manifest_path_for, verify_artifact
-from edge.inference.runtimes import Float32Array, Runtime, open_runtime
+from cardiogate.edge.inference.errors import InferenceError, ModelLoadError
+from cardiogate.edge.inference.latency import LatencyRecorder
+from cardiogate.edge.inference.manifest import ArtifactManifest, load_manifest, manifest_path_for, verify_artifact
+from cardiogate.edge.inference.runtimes import Float32Array, Runtime, open_runtime
 
 
 class EdgeModel:

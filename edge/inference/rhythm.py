@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.inference.errors import InferenceError, ModelLoadError
-from edge.inference.model import EdgeModel
-from edge.inference.preprocess import model_samples, to_windows
+from cardiogate.edge.inference.errors import InferenceError, ModelLoadError
+from cardiogate.edge.inference.model import EdgeModel
+from cardiogate.edge.inference.preprocess import model_samples, to_windows
 
 LABEL_NAMES = {"N": "normal", "A": "atrial_fibrillation", "O": "other_rhythm", "~": "noisy"}
 

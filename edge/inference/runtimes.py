@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.inference.errors import InferenceError, ModelLoadError
+from cardiogate.edge.inference.errors import InferenceError, ModelLoadError
 
 Float32Array = NDArray[np.float32]
 

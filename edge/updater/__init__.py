@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.updater.client import GrpcUpdateSource
-from edge.updater.config import UpdaterSettings
-from edge.updater.manifest import Manifest, Refusal, TrustedKeys
-from edge.updater.runners import EcgWindow, RuleRunner, Runner, RunnerFactory, default_runner_factory
-from edge.updater.store import ModelStore
-from edge.updater.updater import SwitchCallback, Updater, UpdaterConfig, run_updater
+from cardiogate.edge.updater.client import GrpcUpdateSource
+from cardiogate.edge.updater.config import UpdaterSettings
+from cardiogate.edge.updater.manifest import Manifest, Refusal, TrustedKeys
+from cardiogate.edge.updater.runners import EcgWindow, RuleRunner, Runner, RunnerFactory, default_runner_factory
+from cardiogate.edge.updater.store import ModelStore
+from cardiogate.edge.updater.updater import SwitchCallback, Updater, UpdaterConfig, run_updater
 
 
 def build_updaters(settings: UpdaterSettings, gateway_id: str, gateway_version: str, default_target: str, *,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import grpc
 
-from proto.cardiogate.v1 import rollout_pb2 as rpb
-from proto.cardiogate.v1 import rollout_pb2_grpc
+from cardiogate.proto.v1 import rollout_pb2 as rpb
+from cardiogate.proto.v1 import rollout_pb2_grpc
 
 
 class GrpcUpdateSource:
@@ -29,7 +29,7 @@ class GrpcUpdateSource:
         """mTLS with the enrollment identity in ``identity_dir`` (None: plaintext, for tests only)."""
         if identity_dir is None:
             return cls(target, None, timeout_s)
-        from edge.enrollment import channel_credentials
+        from cardiogate.edge.enrollment import channel_credentials
 
         return cls(target, channel_credentials(identity_dir), timeout_s, server_name)
 

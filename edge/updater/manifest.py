@@ -23,8 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.updater.versioning import compare_versions, parse_version
-from proto.artifact_format import MANIFEST_FORMAT, ROLLBACK_FORMAT, key_id_for, sha256_file, signed_message
+from cardiogate.core.artifacts import MANIFEST_FORMAT, ROLLBACK_FORMAT, key_id_for, sha256_file, signed_message
+from cardiogate.edge.updater.versioning import compare_versions, parse_version
 
 REFUSAL_CODES = (
     "malformed", "unsigned", "unknown_key", "bad_signature", "wrong_model", "older_version", "incompatible",

@@ -1,7 +1,7 @@
 """What the updater needs from a model runtime: load an artifact, label a window.
 
 The updater never depends on one runtime. ``Runner`` is the whole contract; the real
-rhythm model (edge.inference, onnxruntime/LiteRT) is adapted by ``RhythmRunner``, and
+rhythm model (cardiogate.edge.inference, onnxruntime/LiteRT) is adapted by ``RhythmRunner``, and
 ``RuleRunner`` is a tiny deterministic model (a JSON artifact) for tests and demos.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from edge.updater.manifest import Manifest
+from cardiogate.edge.updater.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ class RuleRunner:
 
 
 class RhythmRunner:
-    """The on-device rhythm classifier (edge.inference) behind the Runner protocol."""
+    """The on-device rhythm classifier (cardiogate.edge.inference) behind the Runner protocol."""
 
     def __init__(self, artifact: Path, threads: int = 1) -> None:
-        from edge.inference import ModelError, RhythmClassifier
+        from cardiogate.edge.inference import ModelError, RhythmClassifier
 
         try:
             self._classifier = RhythmClassifier.load(artifact, threads=threads)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.updater.runners import EcgWindow, Runner
+from cardiogate.edge.updater.runners import EcgWindow, Runner
 
 NORMAL_LABELS = frozenset({"N", "~", "normal", "noisy"})
 

@@ -8,7 +8,7 @@ Layout under ``<models_dir>/<model>/``::
     partial/<v>.part   a download in progress; its length is the resume offset
     staging/           half-assembled version folders; deleted on start
     versions/<v>/      complete, verified versions: the artifact, the signed manifest and
-                       the plain manifest edge.inference reads (``<artifact>.json``)
+                       the plain manifest cardiogate.edge.inference reads (``<artifact>.json``)
 
 Every file is written to a temporary name, fsynced, renamed, and its folder fsynced, so
 a SIGKILL or power cut leaves either the old or the new state, never a torn one; and on
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cardiogate.logs import get_logger
-from edge.updater.manifest import Manifest, Refusal, TrustedKeys, verify_artifact, verify_manifest
-from edge.updater.versioning import parse_version
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.updater.manifest import Manifest, Refusal, TrustedKeys, verify_artifact, verify_manifest
+from cardiogate.edge.updater.versioning import parse_version
 
 log = get_logger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import grpc
 
-from cardiogate.logs import get_logger
-from edge.updater.manifest import (
+from cardiogate.core.logs import get_logger
+from cardiogate.edge.updater.manifest import (
     Manifest,
     Refusal,
     RollbackOrder,
@@ -37,10 +37,10 @@ from edge.updater.manifest import (
     verify_manifest,
     verify_rollback_order,
 )
-from edge.updater.runners import EcgWindow, Runner, RunnerFactory, RunnerLoadError, default_runner_factory
-from edge.updater.shadow import NORMAL_LABELS, ShadowEvaluator, ShadowFigures
-from edge.updater.store import ModelStore, Step
-from proto.cardiogate.v1 import rollout_pb2 as rpb
+from cardiogate.edge.updater.runners import EcgWindow, Runner, RunnerFactory, RunnerLoadError, default_runner_factory
+from cardiogate.edge.updater.shadow import NORMAL_LABELS, ShadowEvaluator, ShadowFigures
+from cardiogate.edge.updater.store import ModelStore, Step
+from cardiogate.proto.v1 import rollout_pb2 as rpb
 
 log = get_logger(__name__)
 

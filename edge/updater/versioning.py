@@ -6,7 +6,7 @@ gateway agreeing which of two versions is newer.
 
 from __future__ import annotations
 
-from proto.artifact_format import parse_version
+from cardiogate.core.artifacts import parse_version
 
 
 def compare_versions(a: str, b: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.rhythm import CLASSES
-from models.rhythm.manifest import INTENDED_USE
+from cardiogate.models.rhythm import CLASSES
+from cardiogate.models.rhythm.manifest import INTENDED_USE
 
 CLASS_NAMES = {"N": "Normal sinus", "A": "Atrial fibrillation", "O": "Other rhythm", "~": "Noisy"}
 
@@ -89,7 +89,8 @@ def model_card(artifacts: dict[str, dict[str, Any]], facts: dict[str, Any]) -> s
         f"{spec['min_samples'] / spec['sample_rate_hz']:.0f} s are not classified.",
         "- int8 and TFLite artifacts are checked against fp32 on the validation split (table above).", "",
         "## Reproduce", "",
-        "`cardiogate models train-edge --data DIR` (or `python -m models.rhythm.train_edge --data DIR`) rebuilds "
+        "`cardiogate models train-edge --data DIR` (or `python -m cardiogate.models.rhythm.train_edge --data DIR`) "
+        "rebuilds "
         "the artifacts, manifests and this card; `cardiogate eval rhythm --data DIR` re-scores the shipped "
         "artifacts through the gateway's inference path.", "",
     ]

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.rhythm import CLASSES
-from models.rhythm.preprocess import fit_window, window_starts
+from cardiogate.models.rhythm import CLASSES
+from cardiogate.models.rhythm.preprocess import fit_window, window_starts
 
 
 class ArtifactRunner:

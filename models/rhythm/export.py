@@ -19,8 +19,8 @@ from onnxruntime.quantization import (  # type: ignore[import-untyped]
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process  # type: ignore[import-untyped]
 
-from models.rhythm.net import RhythmNet, WithSoftmax
-from models.rhythm.tflite import write_rhythm_tflite
+from cardiogate.models.rhythm.net import RhythmNet, WithSoftmax
+from cardiogate.models.rhythm.tflite import write_rhythm_tflite
 
 INPUT_NAME = "ecg"
 OUTPUT_NAME = "probabilities"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.rhythm import CLASSES
+from cardiogate.models.rhythm import CLASSES
 
 VERSION = "1.0.0"
 MIN_GATEWAY_VERSION = "0.1.0"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from models.rhythm import CLASSES
+from cardiogate.models.rhythm import CLASSES
 
 CHALLENGE_CLASSES = ("N", "A", "O")
 

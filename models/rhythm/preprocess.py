@@ -1,6 +1,6 @@
-"""Numpy preprocessing used at training time, driven by the spec in ``models.rhythm.spec``.
+"""Numpy preprocessing used at training time, driven by the spec in ``cardiogate.models.rhythm.spec``.
 
-The gateway has its own implementation of the same spec (``edge.inference.preprocess``);
+The gateway has its own implementation of the same spec (``cardiogate.edge.inference.preprocess``);
 ``tests/unit/test_unit_rhythm_model.py`` proves the two give identical windows.
 """
 

@@ -1,8 +1,8 @@
 """The preprocessing spec, as data: it travels in every artifact's manifest.
 
 The gateway reimplements nothing from here; it reads these numbers from the manifest
-and applies them with its own numpy/scipy code (``edge.inference.preprocess``), which
-a unit test proves identical to ``models.rhythm.preprocess``.
+and applies them with its own numpy/scipy code (``cardiogate.edge.inference.preprocess``), which
+a unit test proves identical to ``cardiogate.models.rhythm.preprocess``.
 """
 
 from __future__ import annotations

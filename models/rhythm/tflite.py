@@ -23,7 +23,7 @@ import torch
 from ai_edge_litert import schema_py_generated as tfl  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
-from models.rhythm.net import ConvBN, ResBlock, RhythmNet
+from cardiogate.models.rhythm.net import ConvBN, ResBlock, RhythmNet
 
 RELU = tfl.ActivationFunctionType.RELU
 NONE = tfl.ActivationFunctionType.NONE

@@ -18,10 +18,10 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from models.rhythm import CLASSES
-from models.rhythm.metrics import score
-from models.rhythm.net import NetConfig, RhythmNet
-from models.rhythm.preprocess import fit_window, window_starts
+from cardiogate.models.rhythm import CLASSES
+from cardiogate.models.rhythm.metrics import score
+from cardiogate.models.rhythm.net import NetConfig, RhythmNet
+from cardiogate.models.rhythm.preprocess import fit_window, window_starts
 
 
 @dataclass(frozen=True)

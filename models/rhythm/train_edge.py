@@ -1,6 +1,6 @@
 """One command from CinC 2017 records to the shipped edge artifacts, manifests and model card.
 
-    python -m models.rhythm.train_edge --data ../shared/data/cinc2017 --out models/artifacts/rhythm
+    python -m cardiogate.models.rhythm.train_edge --data ../shared/data/cinc2017 --out models/artifacts/rhythm
 
 Steps: read REFERENCE.csv and the records (folder or tarball), split by record, preprocess
 with the manifest's spec, train with early stopping on validation mean F1, export ONNX fp32,
@@ -22,18 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.rhythm import CLASSES
-from models.rhythm.card import write_model_card
-from models.rhythm.data import load_records, read_reference, reference_sha256
-from models.rhythm.evaluate import score_artifact
-from models.rhythm.export import export_all
-from models.rhythm.manifest import build_manifest, write_json
-from models.rhythm.metrics import bootstrap_ci, score
-from models.rhythm.net import NetConfig, parameter_count
-from models.rhythm.preprocess import to_model_rate
-from models.rhythm.spec import default_spec
-from models.rhythm.split import split_records, training_data_hash
-from models.rhythm.train import TrainConfig, random_window, train
+from cardiogate.models.rhythm import CLASSES
+from cardiogate.models.rhythm.card import write_model_card
+from cardiogate.models.rhythm.data import load_records, read_reference, reference_sha256
+from cardiogate.models.rhythm.evaluate import score_artifact
+from cardiogate.models.rhythm.export import export_all
+from cardiogate.models.rhythm.manifest import build_manifest, write_json
+from cardiogate.models.rhythm.metrics import bootstrap_ci, score
+from cardiogate.models.rhythm.net import NetConfig, parameter_count
+from cardiogate.models.rhythm.preprocess import to_model_rate
+from cardiogate.models.rhythm.spec import default_spec
+from cardiogate.models.rhythm.split import split_records, training_data_hash
+from cardiogate.models.rhythm.train import TrainConfig, random_window, train
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "artifacts" / "rhythm"
 STEM = "rhythm-v1"

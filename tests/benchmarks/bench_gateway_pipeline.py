@@ -18,17 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.codecs.ecg_waveform import EcgPacket, decode_ecg_packet, encode_ecg_packet
-from edge.codecs.heart_rate import HeartRateMeasurement, decode_heart_rate_measurement, encode_heart_rate_measurement
-from edge.codecs.pulse_oximeter import (
+from cardiogate.edge.codecs.ecg_waveform import EcgPacket, decode_ecg_packet, encode_ecg_packet
+from cardiogate.edge.codecs.heart_rate import (
+    HeartRateMeasurement,
+    decode_heart_rate_measurement,
+    encode_heart_rate_measurement,
+)
+from cardiogate.edge.codecs.pulse_oximeter import (
     PlxContinuousMeasurement,
     SpO2PR,
     decode_plx_continuous_measurement,
     encode_plx_continuous_measurement,
 )
-from edge.codecs.sfloat import sfloat_from_float
-from edge.gateway import Gateway
-from edge.settings import GatewaySettings, PairedDevice
+from cardiogate.edge.codecs.sfloat import sfloat_from_float
+from cardiogate.edge.gateway import Gateway
+from cardiogate.edge.settings import GatewaySettings, PairedDevice
 
 FS = 250
 PER_PACKET = 114

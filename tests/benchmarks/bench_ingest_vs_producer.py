@@ -39,14 +39,14 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from cardiogate.stack import free_port
-from cloud.kafka_bridge import ensure_topics, producer_config
-from cloud.settings import AuthzSettings, CloudSettings, EnrollmentSettings, KafkaSettings, PkiSettings
-from cloud.tansu import start_tansu
-from edge.outbox import ROW_OVERHEAD_BYTES, Lane, Outbox
-from edge.settings import UplinkSettings
-from edge.uplink import Uplink
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.stack import free_port
+from cardiogate.cloud.kafka_bridge import ensure_topics, producer_config
+from cardiogate.cloud.settings import AuthzSettings, CloudSettings, EnrollmentSettings, KafkaSettings, PkiSettings
+from cardiogate.cloud.tansu import start_tansu
+from cardiogate.edge.outbox import ROW_OVERHEAD_BYTES, Lane, Outbox
+from cardiogate.edge.settings import UplinkSettings
+from cardiogate.edge.uplink import Uplink
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 GATEWAY = "gw-bench-1"
 SAMPLES = 250  # a 1 s block at 250 Hz, int16: ~610 B serialized, as in bench_outbox
@@ -78,7 +78,7 @@ def records(n: int, devices: int, round_: int) -> list[pb.Record]:
 
 
 def cloud_settings(directory: Path, bootstrap: str, database_url: str | None) -> CloudSettings:
-    from cloud.pki import ensure_local_pki
+    from cardiogate.cloud.pki import ensure_local_pki
 
     pki = PkiSettings(ca_cert=directory / "ca.crt", ca_key=directory / "ca.key",
                       server_cert=directory / "server.crt", server_key=directory / "server.key")
@@ -93,11 +93,11 @@ def enroll(settings: CloudSettings, identity_dir: Path, devices: int) -> None:
     """What `cardiogate gateway enroll` and `cloud admin assign` leave behind, without the token round trip."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from cloud.authz import assign
-    from cloud.db import make_engine
-    from cloud.identity import record_certificate
-    from cloud.pki import issue_gateway_cert, key_pem, load_ca, new_key, serial_hex
-    from edge.enrollment import CA_FILE, CERT_FILE, KEY_FILE
+    from cardiogate.cloud.authz import assign
+    from cardiogate.cloud.db import make_engine
+    from cardiogate.cloud.identity import record_certificate
+    from cardiogate.cloud.pki import issue_gateway_cert, key_pem, load_ca, new_key, serial_hex
+    from cardiogate.edge.enrollment import CA_FILE, CERT_FILE, KEY_FILE
 
     engine = make_engine(settings.db_url)  # creates the tables
     ca = load_ca(settings.pki.ca_cert, settings.pki.ca_key)
@@ -117,7 +117,7 @@ def run_ingest_process(settings_json: str, ready: Any, profile: str | None) -> N
     """Child process: the cloud's `serve()` until SIGTERM."""
     import signal
 
-    from cloud.server import serve
+    from cardiogate.cloud.server import serve
 
     settings = CloudSettings.model_validate_json(settings_json)
 
@@ -158,7 +158,7 @@ def ingest_process(settings: CloudSettings, profile: str | None) -> Iterator[int
 
 @contextlib.asynccontextmanager
 async def ingest_inproc(settings: CloudSettings) -> Any:
-    from cloud.server import serve
+    from cardiogate.cloud.server import serve
 
     started = asyncio.Event()
     task = asyncio.create_task(serve(settings, started))

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.outbox import Lane, Outbox, Synchronous
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.outbox import Lane, Outbox, Synchronous
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEVICE = "C0:00:00:00:00:01"
 

@@ -8,7 +8,7 @@ gateway, mTLS gRPC, ingest, Kafka) while, on a seeded random schedule:
 - Kafka is unreachable for 1 minute (a TCP relay in front of tansu cuts every
   connection and refuses new ones; tansu keeps its in-memory data).
 
-Then everything drains and ``cardiogate.reconcile`` compares the simulator's ground
+Then everything drains and ``cardiogate.app.reconcile`` compares the simulator's ground
 truth with Kafka: every ECG sample is delivered exactly once with its value, or lies
 inside an exact gap record (a gateway restart or link loss); every stream's records are
 in Kafka once each, in order, without holes; every record the cloud acked is in Kafka.
@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 
-from cardiogate.reconcile import Reconciliation, reconcile_streams
-from cardiogate.stack import LocalStack, Patient
-from cardiogate.verify import read_records, read_truth, render
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.reconcile import Reconciliation, reconcile_streams
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.app.verify import read_records, read_truth, render
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.conftest import port_open
 
 WATCHES = int(os.environ.get("CARDIOGATE_CHAOS_WATCHES", "10"))

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cardiogate.stack import LocalStack, Patient
-from firmware_sim.truth import read_truth
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -28,15 +28,15 @@ from typing import Any
 
 import pytest
 
-from cardiogate.kafka_reader import KafkaRecord, RecordReader
-from cardiogate.reconcile import reconcile_streams
-from cardiogate.stack import LocalStack, Patient
-from edge.codecs.ecg_waveform import samples_per_packet
-from edge.outbox import Outbox
-from firmware_sim.patient import PatientScenario, PatientSimulator
-from firmware_sim.physiology import uv_to_int16
-from firmware_sim.truth import read_truth
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.kafka_reader import KafkaRecord, RecordReader
+from cardiogate.app.reconcile import reconcile_streams
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.edge.codecs.ecg_waveform import samples_per_packet
+from cardiogate.edge.outbox import Outbox
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+from cardiogate.sim.patient import PatientScenario, PatientSimulator
+from cardiogate.sim.physiology import uv_to_int16
+from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

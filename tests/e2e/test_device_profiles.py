@@ -21,10 +21,10 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from cardiogate.kafka_reader import RecordReader
-from cardiogate.stack import LocalStack, Patient
-from firmware_sim.truth import read_truth
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.kafka_reader import RecordReader
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+from cardiogate.sim.truth import read_truth
 from tests.conftest import REPO, port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -189,8 +189,8 @@ def test_a_drifting_clock_is_estimated(run: dict[str, Any]) -> None:
 def test_mitbih_101_replays_exactly(run: dict[str, Any]) -> None:
     if not (MITDB / "101.hea").exists():
         pytest.skip(f"MIT-BIH not found in {MITDB}")
-    from firmware_sim.physiology import uv_to_int16
-    from firmware_sim.wfdb_replay import WfdbRecordSource
+    from cardiogate.sim.physiology import uv_to_int16
+    from cardiogate.sim.wfdb_replay import WfdbRecordSource
 
     sent = [t for t in run["truth"] if t["kind"] == "ecg" and t["watch"] == REPLAY]
     got = _samples(_ecg(run["records"], REPLAY))

@@ -24,11 +24,11 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from cardiogate.reconcile import Reconciliation, reconcile_streams
-from cardiogate.stack import LocalStack, Patient
-from cardiogate.verify import read_records, render
-from firmware_sim.truth import read_truth
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.reconcile import Reconciliation, reconcile_streams
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.app.verify import read_records, render
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

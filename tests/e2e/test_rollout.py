@@ -30,16 +30,16 @@ import grpc.aio
 import numpy as np
 import pytest
 
-from cardiogate.stack import free_port
-from cloud.registry.migrate import open_database
-from cloud.registry.models import CHAMPION
-from cloud.registry.settings import ModelsSettings
-from cloud.registry.signing import Signer
-from cloud.registry.wiring import attach_rollout
-from cloud.rollout.plan import Gates, RolloutPlan
-from cloud.rollout.service import run_ticker
-from edge.updater import EcgWindow, GrpcUpdateSource, ModelStore, TrustedKeys, Updater, UpdaterConfig
-from firmware_sim.patient import PatientScenario, PatientSimulator
+from cardiogate.app.stack import free_port
+from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.registry.models import CHAMPION
+from cardiogate.cloud.registry.settings import ModelsSettings
+from cardiogate.cloud.registry.signing import Signer
+from cardiogate.cloud.registry.wiring import attach_rollout
+from cardiogate.cloud.rollout.plan import Gates, RolloutPlan
+from cardiogate.cloud.rollout.service import run_ticker
+from cardiogate.edge.updater import EcgWindow, GrpcUpdateSource, ModelStore, TrustedKeys, Updater, UpdaterConfig
+from cardiogate.sim.patient import PatientScenario, PatientSimulator
 
 pytestmark = [pytest.mark.rollout, pytest.mark.timeout(180)]
 
@@ -218,7 +218,7 @@ async def test_canary_stages_all_then_bad_model_aborted_and_rolled_back(tmp_path
 
 def test_patient_windows_label_as_expected() -> None:
     """The fixture the e2e relies on: v1/v2 agree, v3 disagrees on the normal patients."""
-    from edge.updater import RuleRunner
+    from cardiogate.edge.updater import RuleRunner
 
     windows = patient_windows(3)
     v1, v2, v3 = (RuleRunner(t) for t in (100, 98, 40))

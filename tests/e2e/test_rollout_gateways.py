@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from cardiogate.fleet_stack import FleetStack
-from cardiogate.stack import Patient
-from cloud.registry.migrate import open_database
-from cloud.registry.models import CHALLENGER, CHAMPION
-from cloud.registry.wiring import Registries, build_registries
-from cloud.rollout.controller import RolloutStatus
-from cloud.settings import load_cloud_settings
+from cardiogate.app.fleet_stack import FleetStack
+from cardiogate.app.stack import Patient
+from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.registry.models import CHALLENGER, CHAMPION
+from cardiogate.cloud.registry.wiring import Registries, build_registries
+from cardiogate.cloud.rollout.controller import RolloutStatus
+from cardiogate.cloud.settings import load_cloud_settings
 from tests.conftest import REPO, port_open
 
 pytestmark = [pytest.mark.rollout, pytest.mark.e2e, pytest.mark.timeout(420)]

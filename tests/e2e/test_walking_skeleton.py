@@ -18,10 +18,10 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from cardiogate.kafka_reader import RecordReader
-from cardiogate.stack import LocalStack, Patient
-from firmware_sim.truth import read_truth
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.kafka_reader import RecordReader
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

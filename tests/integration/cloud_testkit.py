@@ -18,13 +18,13 @@ import grpc.aio
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from cardiogate.kafka_reader import KafkaRecord, RecordReader
-from cardiogate.stack import free_port
-from cloud.server import Running, serve
-from cloud.settings import CloudSettings, EnrollmentSettings, KafkaSettings, PkiSettings
-from cloud.tansu import start_tansu
-from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.kafka_reader import KafkaRecord, RecordReader
+from cardiogate.app.stack import free_port
+from cardiogate.cloud.server import Running, serve
+from cardiogate.cloud.settings import CloudSettings, EnrollmentSettings, KafkaSettings, PkiSettings
+from cardiogate.cloud.tansu import start_tansu
+from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.conftest import port_open
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -59,7 +59,7 @@ def postgres_schema() -> Iterator[str]:
 
 
 def local_pki(directory: Path) -> PkiSettings:
-    from cloud.pki import ensure_local_pki
+    from cardiogate.cloud.pki import ensure_local_pki
 
     pki = PkiSettings(ca_cert=directory / "ca.crt", ca_key=directory / "ca.key",
                       server_cert=directory / "server.crt", server_key=directory / "server.key")
@@ -175,8 +175,8 @@ def issued_gateway(settings: CloudSettings, engine: Engine, gateway_id: str) -> 
     """A gateway with a certificate from the cloud CA, recorded as enrollment would (no token round trip)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from cloud.identity import record_certificate
-    from cloud.pki import issue_gateway_cert, key_pem, load_ca, new_key, serial_hex
+    from cardiogate.cloud.identity import record_certificate
+    from cardiogate.cloud.pki import issue_gateway_cert, key_pem, load_ca, new_key, serial_hex
 
     ca = load_ca(settings.pki.ca_cert, settings.pki.ca_key)
     key = new_key()

@@ -15,8 +15,8 @@ import random
 import sys
 from pathlib import Path
 
-from edge.outbox import Lane, Outbox
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.outbox import Lane, Outbox
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEVICES = ("C0:00:00:00:00:01", "C0:00:00:00:00:02")
 T0 = 1_700_000_000_000_000_000

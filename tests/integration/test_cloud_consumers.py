@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cloud.consumers import StoreConsumer, run_consumers
-from cloud.db import alarm_events, alarms_current, consumer_offsets, gaps, latest_vitals, make_engine
-from cloud.kafka_bridge import KafkaBridge, OutgoingRecord, ensure_topics
-from cloud.settings import CloudSettings, KafkaSettings
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.consumers import StoreConsumer, run_consumers
+from cardiogate.cloud.db import alarm_events, alarms_current, consumer_offsets, gaps, latest_vitals, make_engine
+from cardiogate.cloud.kafka_bridge import KafkaBridge, OutgoingRecord, ensure_topics
+from cardiogate.cloud.settings import CloudSettings, KafkaSettings
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.integration.cloud_testkit import alarm, eventually, gap_event, postgres_schema, tansu, vitals
 
 pytestmark = pytest.mark.timeout(120)

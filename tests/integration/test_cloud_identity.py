@@ -15,14 +15,14 @@ import grpc.aio
 import pytest
 from cryptography import x509
 
-from cloud.authz import assign
-from cloud.identity import issue_token, revoke_gateway
-from cloud.pki import create_ca, issue_gateway_cert, key_pem, new_key
-from cloud.server import Running
-from cloud.settings import AuthzSettings, CloudSettings
-from edge.enrollment import EnrollmentError, channel_credentials, enroll, load_certificate, make_csr
-from proto.cardiogate.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.authz import assign
+from cardiogate.cloud.identity import issue_token, revoke_gateway
+from cardiogate.cloud.pki import create_ca, issue_gateway_cert, key_pem, new_key
+from cardiogate.cloud.server import Running
+from cardiogate.cloud.settings import AuthzSettings, CloudSettings
+from cardiogate.edge.enrollment import EnrollmentError, channel_credentials, enroll, load_certificate, make_csr
+from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2, ingest_pb2_grpc
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.integration.cloud_testkit import Gateway, cloud_settings, local_pki, read_topic, running_cloud, tansu, vitals
 
 pytestmark = pytest.mark.timeout(120)

@@ -14,15 +14,15 @@ import grpc
 import grpc.aio
 import pytest
 
-from cardiogate.config import ConfigError
-from cardiogate.stack import free_port
-from cloud.authz import assign, unassign
-from cloud.dedup import SequenceLedger
-from cloud.server import Running
-from cloud.settings import AuthzSettings, CloudSettings, IngestLimits, KafkaSettings, PkiSettings, RateLimits
-from cloud.tansu import start_tansu
-from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.stack import free_port
+from cardiogate.cloud.authz import assign, unassign
+from cardiogate.cloud.dedup import SequenceLedger
+from cardiogate.cloud.server import Running
+from cardiogate.cloud.settings import AuthzSettings, CloudSettings, IngestLimits, KafkaSettings, PkiSettings, RateLimits
+from cardiogate.cloud.tansu import start_tansu
+from cardiogate.core.settings import ConfigError
+from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.integration.cloud_testkit import (
     Gateway,
     cloud_settings,

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
-from cloud.authz import assign
-from cloud.dedup import SequenceLedger
-from cloud.settings import CloudSettings
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.authz import assign
+from cardiogate.cloud.dedup import SequenceLedger
+from cardiogate.cloud.settings import CloudSettings
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.integration.cloud_testkit import (
     cloud_settings,
     issued_gateway,
@@ -66,7 +66,7 @@ def acked(replies: list[Any]) -> Counter[tuple[str, int]]:
 
 
 def test_claims_are_compare_and_set_on_postgres(pg_url: str) -> None:
-    from cloud.db import make_engine
+    from cardiogate.cloud.db import make_engine
 
     engine = make_engine(pg_url)
     a = SequenceLedger(engine, claim_ttl_s=0.3, replica="a")

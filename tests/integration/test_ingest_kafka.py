@@ -20,19 +20,19 @@ import grpc.aio
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from cardiogate.kafka_reader import RecordReader
-from cardiogate.stack import free_port
-from cloud.db import make_engine
-from cloud.ingest import IngestService
-from cloud.kafka_bridge import KafkaBridge, OutgoingRecord, ensure_topics, is_fatal, producer_config
-from cloud.server import _ingest_handler, serve
-from cloud.settings import AuthzSettings, CloudSettings, KafkaSettings
-from cloud.tansu import start_tansu, tansu_binary, wait_for_port
-from edge.outbox import Outbox
-from edge.settings import UplinkSettings
-from edge.uplink import Uplink, encode_batch_request
-from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.kafka_reader import RecordReader
+from cardiogate.app.stack import free_port
+from cardiogate.cloud.db import make_engine
+from cardiogate.cloud.ingest import IngestService
+from cardiogate.cloud.kafka_bridge import KafkaBridge, OutgoingRecord, ensure_topics, is_fatal, producer_config
+from cardiogate.cloud.server import _ingest_handler, serve
+from cardiogate.cloud.settings import AuthzSettings, CloudSettings, KafkaSettings
+from cardiogate.cloud.tansu import start_tansu, tansu_binary, wait_for_port
+from cardiogate.edge.outbox import Outbox
+from cardiogate.edge.settings import UplinkSettings
+from cardiogate.edge.uplink import Uplink, encode_batch_request
+from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.integration.cloud_testkit import cloud_settings, eventually, running_cloud
 
 pytestmark = pytest.mark.timeout(120)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import ROW_OVERHEAD_BYTES, Lane, Outbox, lane_of
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.outbox import ROW_OVERHEAD_BYTES, Lane, Outbox, lane_of
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(240)

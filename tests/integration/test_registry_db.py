@@ -14,18 +14,18 @@ from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, inspect, select
 
-from cloud.authz import load_grants
-from cloud.db import assignments, make_engine
-from cloud.registry.artifacts import FilesystemArtifactStore
-from cloud.registry.fleet import FleetError, FleetRegistry, Heartbeat, heartbeat_from_proto
-from cloud.registry.migrate import current_revision, head_revision, include_object, open_database, upgrade
-from cloud.registry.models import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
-from cloud.registry.schema import registry_metadata
-from cloud.registry.signing import Signer
-from cloud.rollout.controller import GatewayReport, RolloutController, RolloutError
-from cloud.rollout.plan import Gates, RolloutPlan
-from edge.updater.manifest import TrustedKeys, verify_manifest, verify_rollback_order
-from proto.cardiogate.v1 import fleet_pb2
+from cardiogate.cloud.authz import load_grants
+from cardiogate.cloud.db import assignments, make_engine
+from cardiogate.cloud.registry.artifacts import FilesystemArtifactStore
+from cardiogate.cloud.registry.fleet import FleetError, FleetRegistry, Heartbeat, heartbeat_from_proto
+from cardiogate.cloud.registry.migrate import current_revision, head_revision, include_object, open_database, upgrade
+from cardiogate.cloud.registry.models import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
+from cardiogate.cloud.registry.schema import registry_metadata
+from cardiogate.cloud.registry.signing import Signer
+from cardiogate.cloud.rollout.controller import GatewayReport, RolloutController, RolloutError
+from cardiogate.cloud.rollout.plan import Gates, RolloutPlan
+from cardiogate.edge.updater.manifest import TrustedKeys, verify_manifest, verify_rollback_order
+from cardiogate.proto.v1 import fleet_pb2
 from tests.integration.cloud_testkit import postgres_schema
 
 
@@ -72,7 +72,7 @@ def test_migration_on_a_fresh_database_creates_the_shared_assignments_table(tmp_
     upgrade(bare)
     assert "assignments" in inspect(bare).get_table_names()
     bare.dispose()
-    engine = make_engine(f"sqlite:///{tmp_path / 'bare.sqlite3'}")  # cloud.db accepts the same table
+    engine = make_engine(f"sqlite:///{tmp_path / 'bare.sqlite3'}")  # cardiogate.cloud.db accepts the same table
     with engine.begin() as conn:
         conn.execute(assignments.insert().values(gateway_id="g", patient="p", device_id="*", created_ns=1))
     engine.dispose()

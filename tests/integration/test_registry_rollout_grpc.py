@@ -16,20 +16,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Engine
 
-from cardiogate.stack import free_port
-from cloud.identity import record_certificate, revoke_serial
-from cloud.pki import issue_gateway_cert, key_pem, load_ca, new_key, serial_hex
-from cloud.registry.artifacts import FilesystemArtifactStore
-from cloud.registry.fleet import FleetRegistry
-from cloud.registry.migrate import open_database
-from cloud.registry.models import CHAMPION, ModelRegistry
-from cloud.registry.signing import Signer, trusted_keys_document
-from cloud.rollout.controller import RolloutController
-from cloud.rollout.plan import RolloutPlan
-from cloud.rollout.service import RolloutService
-from edge.updater import GrpcUpdateSource, ModelStore, TrustedKeys, Updater, UpdaterConfig
-from proto.cardiogate.v1 import rollout_pb2 as rpb
-from proto.cardiogate.v1 import rollout_pb2_grpc
+from cardiogate.app.stack import free_port
+from cardiogate.cloud.identity import record_certificate, revoke_serial
+from cardiogate.cloud.pki import issue_gateway_cert, key_pem, load_ca, new_key, serial_hex
+from cardiogate.cloud.registry.artifacts import FilesystemArtifactStore
+from cardiogate.cloud.registry.fleet import FleetRegistry
+from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.registry.models import CHAMPION, ModelRegistry
+from cardiogate.cloud.registry.signing import Signer, trusted_keys_document
+from cardiogate.cloud.rollout.controller import RolloutController
+from cardiogate.cloud.rollout.plan import RolloutPlan
+from cardiogate.cloud.rollout.service import RolloutService
+from cardiogate.edge.updater import GrpcUpdateSource, ModelStore, TrustedKeys, Updater, UpdaterConfig
+from cardiogate.proto.v1 import rollout_pb2 as rpb
+from cardiogate.proto.v1 import rollout_pb2_grpc
 from tests.integration.cloud_testkit import local_pki
 
 

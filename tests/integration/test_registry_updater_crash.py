@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.registry.signing import Signer, build_manifest, sign_manifest, trusted_keys_document
-from edge.updater import ModelStore, RuleRunner, TrustedKeys, Updater, UpdaterConfig
-from proto.cardiogate.v1 import rollout_pb2 as rpb
+from cardiogate.cloud.registry.signing import Signer, build_manifest, sign_manifest, trusted_keys_document
+from cardiogate.edge.updater import ModelStore, RuleRunner, TrustedKeys, Updater, UpdaterConfig
+from cardiogate.proto.v1 import rollout_pb2 as rpb
 from tests.conftest import REPO
 
 MODULE = "tests.integration.test_registry_updater_crash"

@@ -22,11 +22,11 @@ import grpc
 import grpc.aio
 import pytest
 
-from edge.outbox import ROW_OVERHEAD_BYTES, Lane, Outbox
-from edge.settings import UplinkSettings
-from edge.uplink import Uplink
-from proto.cardiogate.v1 import ingest_pb2, ingest_pb2_grpc
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.outbox import ROW_OVERHEAD_BYTES, Lane, Outbox
+from cardiogate.edge.settings import UplinkSettings
+from cardiogate.edge.uplink import Uplink
+from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cardiogate.kafka_reader import RecordReader
-from cardiogate.reconcile import reconcile_ecg
-from cardiogate.stack import LocalStack, Patient
-from firmware_sim.truth import read_truth
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.kafka_reader import RecordReader
+from cardiogate.app.reconcile import reconcile_ecg
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
 
 WATCHES = int(os.environ.get("CARDIOGATE_SOAK_WATCHES", "50"))

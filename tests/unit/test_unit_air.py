@@ -20,7 +20,7 @@ from bumble.host import Host
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink
 
-from firmware_sim.air import GATEWAY_CONTROLLER_ADDRESS, HOST_LOST_REASON, VirtualAir
+from cardiogate.sim.air import GATEWAY_CONTROLLER_ADDRESS, HOST_LOST_REASON, VirtualAir
 
 WATCH = "C0:00:00:00:00:41"
 TIMEOUT_S = 5.0

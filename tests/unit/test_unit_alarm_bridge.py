@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from cardiogate.config import ConfigError
-from edge.alarm_bridge import AlarmBridge, engine_config
-from edge.settings import AlarmSettings, ConditionOverride
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.core.settings import ConfigError
+from cardiogate.edge.alarm_bridge import AlarmBridge, engine_config
+from cardiogate.edge.settings import AlarmSettings, ConditionOverride
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -106,7 +106,7 @@ def test_technical_conditions_become_technical_alarms() -> None:
 
 
 def test_a_gap_in_the_ecg_is_not_asystole() -> None:
-    from edge.ecg_monitor import MonitoredBeat
+    from cardiogate.edge.ecg_monitor import MonitoredBeat
 
     b, cap = bridge()
     beats = [MonitoredBeat(T0 + k * S, "N") for k in range(5)]

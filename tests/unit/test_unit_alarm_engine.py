@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.alarm_engine import (
+from cardiogate.edge.alarm_engine import (
     Acknowledge,
     AlarmEngine,
     AlarmNotice,
@@ -24,10 +24,10 @@ from edge.alarm_engine import (
     default_specs,
     parse_command,
 )
-from edge.alarm_engine.config import ConditionSpec, Tier
-from edge.alarm_engine.engine import BeatLabel
-from edge.alarm_engine.model import TechnicalCondition
-from edge.alarm_engine.news2 import Rhythm
+from cardiogate.edge.alarm_engine.config import ConditionSpec, Tier
+from cardiogate.edge.alarm_engine.engine import BeatLabel
+from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.alarm_engine.news2 import Rhythm
 
 S = 1_000_000_000
 PT = "pt-0001"

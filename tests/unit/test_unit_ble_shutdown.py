@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from edge.ble import adapters
-from edge.ble.adapters import Adapter, being_cancelled
-from edge.settings import AdapterSettings
+from cardiogate.edge.ble import adapters
+from cardiogate.edge.ble.adapters import Adapter, being_cancelled
+from cardiogate.edge.settings import AdapterSettings
 
 
 class _DeadRadioScanner:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloud.admin import main as admin_main
-from cloud.admin import provision_local
-from cloud.authz import GrantCache, Grants, assign, first_unauthorized, list_assignments, load_grants, unassign
-from cloud.db import make_engine
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.admin import main as admin_main
+from cardiogate.cloud.admin import provision_local
+from cardiogate.cloud.authz import (
+    GrantCache,
+    Grants,
+    assign,
+    first_unauthorized,
+    list_assignments,
+    load_grants,
+    unassign,
+)
+from cardiogate.cloud.db import make_engine
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 
 def rec(patient: str, device: str) -> pb.Record:
@@ -71,8 +79,8 @@ def test_admin_command_line(tmp_path: Path, capsys: object) -> None:
 
 
 def test_provision_local_prepares_a_gateway(tmp_path: Path) -> None:
-    from cloud.identity import consume_token
-    from cloud.settings import CloudSettings, PkiSettings
+    from cardiogate.cloud.identity import consume_token
+    from cardiogate.cloud.settings import CloudSettings, PkiSettings
 
     settings = CloudSettings(database=tmp_path / "c.sqlite3", pki=PkiSettings(
         ca_cert=tmp_path / "ca.crt", ca_key=tmp_path / "ca.key", server_cert=tmp_path / "s.crt",

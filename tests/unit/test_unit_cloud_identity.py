@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, select
 
-from cloud.db import enrollment_tokens, make_engine
-from cloud.enrollment import enroll_gateway
-from cloud.identity import (
+from cardiogate.cloud.db import enrollment_tokens, make_engine
+from cardiogate.cloud.enrollment import enroll_gateway
+from cardiogate.cloud.identity import (
     EnrollmentRefused,
     certificate_status,
     consume_token,
@@ -21,9 +21,9 @@ from cloud.identity import (
     revoke_serial,
     token_hash,
 )
-from cloud.pki import CertificateError, create_ca, serial_hex
-from edge.enrollment import EnrollmentError, _check_reply, channel_credentials, make_csr
-from proto.cardiogate.v1 import fleet_pb2
+from cardiogate.cloud.pki import CertificateError, create_ca, serial_hex
+from cardiogate.edge.enrollment import EnrollmentError, _check_reply, channel_credentials, make_csr
+from cardiogate.proto.v1 import fleet_pb2
 
 CA = create_ca()
 
@@ -84,7 +84,7 @@ def test_revocation_by_gateway_and_by_serial(engine: Engine) -> None:
 
 
 def reply_for(gateway: str, key_owner_csr: bytes, chain: bytes | None = None) -> fleet_pb2.EnrollReply:
-    from cloud.pki import csr_public_key, issue_gateway_cert
+    from cardiogate.cloud.pki import csr_public_key, issue_gateway_cert
 
     cert = issue_gateway_cert(CA, csr_public_key(key_owner_csr, gateway), gateway, 1)
     return fleet_pb2.EnrollReply(certificate_pem=cert.public_bytes(serialization.Encoding.PEM),

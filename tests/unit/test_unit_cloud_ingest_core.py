@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from cardiogate.config import ConfigError
-from cloud.db import make_engine
-from cloud.dedup import SequenceLedger
-from cloud.ingest import InFlight, ack_for, delivered_ranges, lenient_request, split_duplicates
-from cloud.metrics import Metrics
-from cloud.ratelimit import GatewayLimiter, TokenBucket
-from cloud.settings import CloudSettings, IngestLimits, load_cloud_settings
-from cloud.validation import InvalidBatch, validate_batch
-from proto.cardiogate.v1 import ingest_pb2
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.db import make_engine
+from cardiogate.cloud.dedup import SequenceLedger
+from cardiogate.cloud.ingest import InFlight, ack_for, delivered_ranges, lenient_request, split_duplicates
+from cardiogate.cloud.metrics import Metrics
+from cardiogate.cloud.settings import CloudSettings, IngestLimits, load_cloud_settings
+from cardiogate.cloud.validation import InvalidBatch, validate_batch
+from cardiogate.core.ratelimit import GatewayLimiter, TokenBucket
+from cardiogate.core.settings import ConfigError
+from cardiogate.proto.v1 import ingest_pb2
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 
 def r(stream: str, seq: int) -> pb.Record:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloud.pki import (
+from cardiogate.cloud.pki import (
     CertificateError,
     create_ca,
     csr_public_key,
@@ -26,7 +26,7 @@ from cloud.pki import (
     new_key,
     serial_hex,
 )
-from edge.enrollment import make_csr
+from cardiogate.edge.enrollment import make_csr
 
 CA = create_ca()
 

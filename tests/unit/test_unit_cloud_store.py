@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from cloud.db import alarm_events, alarms_current, latest_vitals, make_engine
-from cloud.store import Delivered, apply, decode
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.db import alarm_events, alarms_current, latest_vitals, make_engine
+from cardiogate.cloud.store import Delivered, apply, decode
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEV = "C0:00:00:00:05:01"
 

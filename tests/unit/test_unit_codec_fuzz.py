@@ -1,4 +1,4 @@
-"""Fuzzing every decoder in edge.codecs: 100,000 inputs each give a value or DecodeError, nothing else.
+"""Fuzzing every decoder in cardiogate.edge.codecs: 100,000 inputs each give a value or DecodeError, nothing else.
 
 Half the inputs are random byte strings (mostly 0..40 bytes, some up to 300), half are mutations of
 valid encodings (bit flips, byte overwrites, truncation, extension), so the deep paths are reached.
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import edge.codecs
-from edge.codecs import (
+import cardiogate.edge.codecs
+from cardiogate.edge.codecs import (
     battery,
     blood_pressure,
     body_sensor_location,
@@ -32,13 +32,18 @@ from edge.codecs import (
     pulse_oximeter,
     sfloat,
 )
-from edge.codecs.blood_pressure import BloodPressureMeasurement, BloodPressureStatus, PressureUnit, PulseRateRange
-from edge.codecs.current_time import AdjustReason, CurrentTime
-from edge.codecs.device_information import SystemId
-from edge.codecs.ecg_waveform import EcgPacket
-from edge.codecs.errors import DecodeError
-from edge.codecs.heart_rate import HeartRateMeasurement
-from edge.codecs.polar_pmd import (
+from cardiogate.edge.codecs.blood_pressure import (
+    BloodPressureMeasurement,
+    BloodPressureStatus,
+    PressureUnit,
+    PulseRateRange,
+)
+from cardiogate.edge.codecs.current_time import AdjustReason, CurrentTime
+from cardiogate.edge.codecs.device_information import SystemId
+from cardiogate.edge.codecs.ecg_waveform import EcgPacket
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement
+from cardiogate.edge.codecs.polar_pmd import (
     PmdError,
     PmdFeatures,
     PmdOpCode,
@@ -49,14 +54,14 @@ from edge.codecs.polar_pmd import (
     PolarEcgFrame,
     ecg_start_request,
 )
-from edge.codecs.pulse_oximeter import (
+from cardiogate.edge.codecs.pulse_oximeter import (
     PlxContinuousMeasurement,
     PlxDeviceSensorStatus,
     PlxMeasurementStatus,
     PlxSpotCheckMeasurement,
     SpO2PR,
 )
-from edge.codecs.sfloat import GattDateTime, SFloat
+from cardiogate.edge.codecs.sfloat import GattDateTime, SFloat
 
 N_INPUTS = 100_000
 
@@ -212,10 +217,10 @@ TARGETS: dict[str, Target] = {
 
 
 def test_every_decoder_in_edge_codecs_is_fuzzed() -> None:
-    """A new decode_* function anywhere in edge.codecs must be added to TARGETS."""
+    """A new decode_* function anywhere in cardiogate.edge.codecs must be added to TARGETS."""
     found = set()
-    for info in pkgutil.iter_modules(edge.codecs.__path__):
-        module = importlib.import_module(f"edge.codecs.{info.name}")
+    for info in pkgutil.iter_modules(cardiogate.edge.codecs.__path__):
+        module = importlib.import_module(f"cardiogate.edge.codecs.{info.name}")
         for name, obj in inspect.getmembers(module, inspect.isfunction):
             if name.startswith("decode_") and obj.__module__ == module.__name__:
                 found.add(f"{info.name}.{name}")

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.clock import ClockTracker, is_clock_jump
-from edge.ecg_assembler import EcgAssembler, EcgFrame
-from edge.pairing import PairingError, PairingRegistry
-from edge.settings import PairedDevice
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.clock import ClockTracker, is_clock_jump
+from cardiogate.edge.ecg_assembler import EcgAssembler, EcgFrame
+from cardiogate.edge.pairing import PairingError, PairingRegistry
+from cardiogate.edge.settings import PairedDevice
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 S = 1_000_000_000
 G0 = 1_800_000_000 * S

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.dsp.beats import label_beats, r_width_s
-from edge.ecg_assembler import EcgFrame
-from edge.ecg_monitor import EcgMonitor, MonitoredBeat
-from edge.inference import RhythmClassifier
-from edge.settings import SHIPPED_RHYTHM_MODEL
-from firmware_sim.patient import PatientScenario, PatientSimulator
-from firmware_sim.physiology import uv_to_int16
+from cardiogate.edge.dsp.beats import label_beats, r_width_s
+from cardiogate.edge.ecg_assembler import EcgFrame
+from cardiogate.edge.ecg_monitor import EcgMonitor, MonitoredBeat
+from cardiogate.edge.inference import RhythmClassifier
+from cardiogate.edge.settings import SHIPPED_RHYTHM_MODEL
+from cardiogate.sim.patient import PatientScenario, PatientSimulator
+from cardiogate.sim.physiology import uv_to_int16
 
 T0 = 1_800_000_000 * 1_000_000_000
 FS = 250

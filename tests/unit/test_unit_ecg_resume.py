@@ -18,14 +18,14 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardiogate.reconcile import reconcile_ecg
-from edge.codecs.ecg_waveform import EcgPacket, encode_ecg_packet
-from edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
-from edge.ecg_monitor import MonitoredBeat
-from edge.inference import RhythmResult
-from edge.outbox import Outbox
-from edge.processing import DeviceProcessor, EcgTailStore
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.reconcile import reconcile_ecg
+from cardiogate.edge.codecs.ecg_waveform import EcgPacket, encode_ecg_packet
+from cardiogate.edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
+from cardiogate.edge.ecg_monitor import MonitoredBeat
+from cardiogate.edge.inference import RhythmResult
+from cardiogate.edge.outbox import Outbox
+from cardiogate.edge.processing import DeviceProcessor, EcgTailStore
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 S = 1_000_000_000
 G0 = 1_800_000_000 * S

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.ecg_waveform import (
+from cardiogate.edge.codecs.ecg_waveform import (
     HEADER_SIZE,
     MAX_SAMPLES,
     EcgPacket,
@@ -19,7 +19,7 @@ from edge.codecs.ecg_waveform import (
     encode_ecg_packet,
     samples_per_packet,
 )
-from edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.errors import DecodeError
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
 

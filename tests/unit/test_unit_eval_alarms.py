@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cardiogate.evaluation.alarms import critical_scenarios, false_alarms, noisy_normal_scenario, score, simulate
-from firmware_sim.patient import PatientScenario
+from cardiogate.app.evaluation.alarms import critical_scenarios, false_alarms, noisy_normal_scenario, score, simulate
+from cardiogate.sim.patient import PatientScenario
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cardiogate.cli import main
-from cardiogate.evaluation.rpeaks import (
+from cardiogate.app.cli import main
+from cardiogate.app.evaluation.rpeaks import (
     BEAT_SYMBOLS,
     Score,
     find_records,
@@ -82,7 +82,7 @@ def test_table_reports_both_detectors_and_the_ratio() -> None:
 
 @needs_mitdb
 def test_a_few_minutes_of_record_101() -> None:
-    from cardiogate.evaluation.rpeaks import detect_ours, load_record
+    from cardiogate.app.evaluation.rpeaks import detect_ours, load_record
 
     rec = load_record(MITDB, "101")
     n = int(2 * 60 * rec.sample_rate_hz)

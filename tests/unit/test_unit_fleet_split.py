@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.ble.adapters import Adapter
-from edge.settings import AdapterSettings
-from firmware_sim.fleet import split_fleet, truth_files
-from firmware_sim.scenario import SimSettings, demo_watches
+from cardiogate.edge.ble.adapters import Adapter
+from cardiogate.edge.settings import AdapterSettings
+from cardiogate.sim.fleet import split_fleet, truth_files
+from cardiogate.sim.scenario import SimSettings, demo_watches
 
 
 def test_watches_are_dealt_round_robin_over_consecutive_ports_with_one_truth_file_each() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from edge.gateway import Gateway
-from edge.mqtt import Outgoing
-from edge.settings import GatewaySettings, PairedDevice
+from cardiogate.edge.gateway import Gateway
+from cardiogate.edge.mqtt import Outgoing
+from cardiogate.edge.settings import GatewaySettings, PairedDevice
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.battery import decode_battery_level, encode_battery_level
-from edge.codecs.blood_pressure import (
+from cardiogate.edge.codecs.battery import decode_battery_level, encode_battery_level
+from cardiogate.edge.codecs.blood_pressure import (
     MMHG_PER_KPA,
     BloodPressureMeasurement,
     BloodPressureStatus,
@@ -25,13 +25,13 @@ from edge.codecs.blood_pressure import (
     decode_blood_pressure_measurement,
     encode_blood_pressure_measurement,
 )
-from edge.codecs.body_sensor_location import (
+from cardiogate.edge.codecs.body_sensor_location import (
     BodySensorLocation,
     decode_body_sensor_location,
     encode_body_sensor_location,
 )
-from edge.codecs.current_time import AdjustReason, CurrentTime, decode_current_time, encode_current_time
-from edge.codecs.device_information import (
+from cardiogate.edge.codecs.current_time import AdjustReason, CurrentTime, decode_current_time, encode_current_time
+from cardiogate.edge.codecs.device_information import (
     DIS_STRING_CHARACTERISTICS,
     MAX_STRING_BYTES,
     DeviceInformation,
@@ -41,8 +41,8 @@ from edge.codecs.device_information import (
     encode_dis_string,
     encode_system_id,
 )
-from edge.codecs.errors import DecodeError
-from edge.codecs.polar_pmd import (
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.polar_pmd import (
     MAX_ECG_SAMPLES,
     POLAR_EPOCH_OFFSET_NS,
     PmdError,
@@ -70,7 +70,7 @@ from edge.codecs.polar_pmd import (
     polar_to_unix_ns,
     unix_to_polar_ns,
 )
-from edge.codecs.pulse_oximeter import (
+from cardiogate.edge.codecs.pulse_oximeter import (
     PlxContinuousMeasurement,
     PlxDeviceSensorStatus,
     PlxMeasurementStatus,
@@ -81,7 +81,7 @@ from edge.codecs.pulse_oximeter import (
     encode_plx_continuous_measurement,
     encode_plx_spot_check_measurement,
 )
-from edge.codecs.sfloat import (
+from cardiogate.edge.codecs.sfloat import (
     SFLOAT_NAN,
     SFLOAT_NEGATIVE_INFINITY,
     SFLOAT_NRES,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.errors import DecodeError
-from edge.codecs.heart_rate import (
+from cardiogate.edge.codecs.errors import DecodeError
+from cardiogate.edge.codecs.heart_rate import (
     HeartRateMeasurement,
     decode_heart_rate_measurement,
     encode_heart_rate_measurement,

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.inference import EdgeModel, InferenceError, ModelLoadError, RhythmClassifier, manifest_path_for
-from edge.inference.manifest import sha256_file
+from cardiogate.edge.inference import EdgeModel, InferenceError, ModelLoadError, RhythmClassifier, manifest_path_for
+from cardiogate.edge.inference.manifest import sha256_file
 from tests.conftest import REPO
 
 ARTIFACTS = REPO / "models" / "artifacts" / "rhythm"

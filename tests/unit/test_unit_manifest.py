@@ -12,9 +12,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.registry import signing
-from cloud.registry.signing import Signer, build_manifest, sign_manifest, sign_rollback_order
-from edge.updater.manifest import (
+from cardiogate.cloud.registry import signing
+from cardiogate.cloud.registry.signing import Signer, build_manifest, sign_manifest, sign_rollback_order
+from cardiogate.core.artifacts import MANIFEST_FORMAT, canonical_json, key_id_for, signed_message
+from cardiogate.edge.updater.manifest import (
     Refusal,
     TrustedKeys,
     check_upgrade,
@@ -22,8 +23,7 @@ from edge.updater.manifest import (
     verify_manifest,
     verify_rollback_order,
 )
-from edge.updater.versioning import compare_versions, parse_version
-from proto.artifact_format import MANIFEST_FORMAT, canonical_json, key_id_for, signed_message
+from cardiogate.edge.updater.versioning import compare_versions, parse_version
 
 
 def _signer() -> Signer:
@@ -58,7 +58,7 @@ def test_signed_manifest_verifies_and_keeps_every_field() -> None:
 
 
 def test_the_signed_bytes_are_exactly_the_documented_format() -> None:
-    # Cloud signer and gateway verifier both take these from proto.artifact_format: pin the bytes themselves.
+    # Cloud signer and gateway verifier both take these from cardiogate.core.artifacts: pin the bytes themselves.
     metrics = {"f1": 0.1 + 0.2, "names": ["é", "N"], "nested": {"b": 1, "a": [1.5e-7, 3]}}
     assert canonical_json(metrics) == (
         '{"f1":0.30000000000000004,"names":["é","N"],"nested":{"a":[1.5e-07,3],"b":1}}'.encode())

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import edge.outbox as outbox_module
-from edge.ecg_assembler import EcgTail
-from edge.outbox import Outbox, PendingRecord
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+import cardiogate.edge.outbox as outbox_module
+from cardiogate.edge.ecg_assembler import EcgTail
+from cardiogate.edge.outbox import Outbox, PendingRecord
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEV_A = "C0:00:00:00:00:01"
 DEV_B = "C0:00:00:00:00:02"

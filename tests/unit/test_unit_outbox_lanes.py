@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import (
+from cardiogate.edge.outbox import (
     ROW_OVERHEAD_BYTES,
     EvictedBlock,
     Lane,
@@ -17,7 +17,7 @@ from edge.outbox import (
     eviction_runs,
     lane_of,
 )
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEV = "C0:00:00:00:00:01"
 DEV2 = "C0:00:00:00:00:02"

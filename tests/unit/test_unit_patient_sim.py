@@ -11,15 +11,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from cardiogate.config import ConfigError
-from firmware_sim.patient import (
+from cardiogate.core.settings import ConfigError
+from cardiogate.sim.patient import (
     EVENT_KINDS,
     PatientScenario,
     PatientSimulator,
     load_patient_scenario,
     parse_patient_scenario,
 )
-from firmware_sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline, uv_to_int16, uv_to_int24
+from cardiogate.sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline, uv_to_int16, uv_to_int24
 
 FS = 250
 CLEAN: dict[str, Any] = {"wander_mv": 0.0, "rr_variability": 0.02}

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.ecg_waveform import EcgPacket, encode_ecg_packet
-from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement
-from edge.processing import DeviceProcessor, stream_id
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.codecs.ecg_waveform import EcgPacket, encode_ecg_packet
+from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement
+from cardiogate.edge.processing import DeviceProcessor, stream_id
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 ADDR = "C0:00:00:00:00:01"
 PATIENT = "pt-0001"

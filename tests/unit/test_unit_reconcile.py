@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from cardiogate.reconcile import reconcile_ecg, reconcile_streams
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.app.reconcile import reconcile_ecg, reconcile_streams
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEV = "C0:00:00:00:00:01"
 N = 10            # samples per packet

@@ -1,5 +1,5 @@
 """The `models` CLI and the artifact stores, on an embedded SQLite database; and the shipped rhythm
-model taking the whole path: published, signed, fetched, verified, switched and run by edge.inference."""
+model taking the whole path: published, signed, fetched, verified, switched and run by cardiogate.edge.inference."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cloud.registry.artifacts import FilesystemArtifactStore, S3ArtifactStore
-from cloud.registry.cli import main
-from cloud.registry.fleet import FleetRegistry
-from cloud.registry.migrate import open_database
-from cloud.registry.models import ModelRegistry
-from cloud.registry.signing import Signer
-from cloud.rollout.controller import RolloutController
-from edge.updater import EcgWindow, ModelStore, TrustedKeys, Updater, UpdaterConfig
-from proto.cardiogate.v1 import rollout_pb2 as rpb
+from cardiogate.cloud.registry.artifacts import FilesystemArtifactStore, S3ArtifactStore
+from cardiogate.cloud.registry.cli import main
+from cardiogate.cloud.registry.fleet import FleetRegistry
+from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.registry.models import ModelRegistry
+from cardiogate.cloud.registry.signing import Signer
+from cardiogate.cloud.rollout.controller import RolloutController
+from cardiogate.edge.updater import EcgWindow, ModelStore, TrustedKeys, Updater, UpdaterConfig
+from cardiogate.proto.v1 import rollout_pb2 as rpb
 from tests.conftest import REPO
 
 RHYTHM = REPO / "models" / "artifacts" / "rhythm" / "rhythm-v1.int8.onnx"
@@ -136,7 +136,7 @@ def test_shipped_rhythm_model_through_registry_updater_and_runtime(tmp_path: Pat
     pytest.importorskip("onnxruntime")
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from firmware_sim.patient import PatientScenario, PatientSimulator
+    from cardiogate.sim.patient import PatientScenario, PatientSimulator
 
     artifact = tmp_path / RHYTHM.name
     shutil.copy(RHYTHM, artifact)

@@ -10,13 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge.inference.manifest import manifest_path_for, sha256_file  # noqa: E402
-from edge.inference.preprocess import to_windows  # noqa: E402
-from models.rhythm.data import load_records, read_reference, reference_sha256  # noqa: E402
-from models.rhythm.net import NetConfig, RhythmNet, WithSoftmax  # noqa: E402
-from models.rhythm.preprocess import windows  # noqa: E402
-from models.rhythm.spec import default_spec  # noqa: E402
-from models.rhythm.split import split_records, training_data_hash  # noqa: E402
+from cardiogate.edge.inference.manifest import manifest_path_for, sha256_file  # noqa: E402
+from cardiogate.edge.inference.preprocess import to_windows  # noqa: E402
+from cardiogate.models.rhythm.data import load_records, read_reference, reference_sha256  # noqa: E402
+from cardiogate.models.rhythm.net import NetConfig, RhythmNet, WithSoftmax  # noqa: E402
+from cardiogate.models.rhythm.preprocess import windows  # noqa: E402
+from cardiogate.models.rhythm.spec import default_spec  # noqa: E402
+from cardiogate.models.rhythm.split import split_records, training_data_hash  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cinc2017"
@@ -77,7 +77,7 @@ def test_tflite_writer_matches_torch() -> None:
     pytest.importorskip("ai_edge_litert")
     from ai_edge_litert.interpreter import Interpreter
 
-    from models.rhythm.tflite import rhythm_tflite
+    from cardiogate.models.rhythm.tflite import rhythm_tflite
 
     torch.manual_seed(0)
     net = RhythmNet(NetConfig())

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from cloud.rollout.decide import (
+from cardiogate.cloud.rollout.decide import (
     MemberView,
     RolloutView,
     evaluate,
@@ -15,7 +15,7 @@ from cloud.rollout.decide import (
     order_cohort,
     stage_of,
 )
-from cloud.rollout.plan import Gates, PlanError, RolloutPlan, stage_sizes
+from cardiogate.cloud.rollout.plan import Gates, PlanError, RolloutPlan, stage_sizes
 
 S = 10**9
 PLAN = RolloutPlan(canary_share=0.2, growth=2.0, min_devices_per_stage=2, bake_s=60.0, stale_after_s=120.0,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cardiogate.config import ConfigError
-from edge.settings import GatewaySettings, load_gateway_settings
+from cardiogate.core.settings import ConfigError
+from cardiogate.edge.settings import GatewaySettings, load_gateway_settings
 
 
 @pytest.fixture(autouse=True)

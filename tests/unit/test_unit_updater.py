@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.registry.signing import Signer, build_manifest, sign_manifest, sign_rollback_order
-from edge.updater import EcgWindow, Manifest, ModelStore, RuleRunner, TrustedKeys, Updater, UpdaterConfig
-from edge.updater.runners import Runner, estimate_bpm
-from edge.updater.store import write_atomic
-from proto.cardiogate.v1 import rollout_pb2 as rpb
+from cardiogate.cloud.registry.signing import Signer, build_manifest, sign_manifest, sign_rollback_order
+from cardiogate.edge.updater import EcgWindow, Manifest, ModelStore, RuleRunner, TrustedKeys, Updater, UpdaterConfig
+from cardiogate.edge.updater.runners import Runner, estimate_bpm
+from cardiogate.edge.updater.store import write_atomic
+from cardiogate.proto.v1 import rollout_pb2 as rpb
 
 NONE, SHADOW, ACTIVATE, ROLLBACK = (rpb.UPDATE_ACTION_NONE, rpb.UPDATE_ACTION_SHADOW, rpb.UPDATE_ACTION_ACTIVATE,
                                     rpb.UPDATE_ACTION_ROLLBACK)
@@ -153,7 +153,7 @@ def test_bootstrap_installs_the_champion(rig: Rig) -> None:
     assert rig.updater.observe(ecg(70)) == "N" and rig.updater.observe(ecg(130)) == "T"
     assert rig.cloud.last.state == "idle" and rig.cloud.last.active_version == "1.0.0"
     assert rig.cloud.chunk_offsets[:3] == [0, 4, 8]  # chunked
-    assert (rig.store.version_dir("1.0.0") / "model.json.json").is_file()  # plain manifest for edge.inference
+    assert (rig.store.version_dir("1.0.0") / "model.json.json").is_file()  # plain manifest for edge inference
 
 
 def test_shadow_then_activate(rig: Rig) -> None:

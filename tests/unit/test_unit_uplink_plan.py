@@ -8,9 +8,9 @@ from itertools import count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.outbox import Lane, Unsent
-from edge.uplink import Budget, RateMeter, TokenBucket, encode_records, plan_batch
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.outbox import Lane, Unsent
+from cardiogate.edge.uplink import Budget, RateMeter, TokenBucket, encode_records, plan_batch
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 NOW = 1_000_000 * 10**9
 OLD = NOW - 1800 * 10**9   # 30 minutes ago: backlog

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from cloud.settings import IngestLimits
-from cloud.validation import InvalidBatch, validate_batch
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.cloud.settings import IngestLimits
+from cardiogate.cloud.validation import InvalidBatch, validate_batch
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 S = 1_000_000_000
 NOW = 1_700_000_000 * S

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_sim.patient import PatientScenario, PatientSimulator
-from firmware_sim.rhythm import EcgBeatSource
-from firmware_sim.wfdb_replay import RecordedEcgSource, WfdbRecordSource, read_cinc2017, resample_ratio, rhythm_name
+from cardiogate.sim.patient import PatientScenario, PatientSimulator
+from cardiogate.sim.rhythm import EcgBeatSource
+from cardiogate.sim.wfdb_replay import RecordedEcgSource, WfdbRecordSource, read_cinc2017, resample_ratio, rhythm_name
 from tests.conftest import REPO
 
 DATA = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -5,7 +5,7 @@ Revises:
 Create Date: 2025-11-28
 
 Also creates the ingest's ``assignments`` table when the database does not have it yet,
-with exactly the shape cloud.db declares, so both code paths share one table.
+with exactly the shape cardiogate.cloud.db declares, so both code paths share one table.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.cardiogate.v1 import fleet_pb2 as proto_dot_cardiogate_dot_v1_dot_fleet__pb2
+from cardiogate.proto.v1 import fleet_pb2 as cardiogate_dot_v1_dot_fleet__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/cardiogate/v1/fleet_pb2_grpc.py depends on'
+        + ' but the generated code in cardiogate/v1/fleet_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class FleetStub:
         """
         self.Heartbeat = channel.unary_unary(
                 '/cardiogate.v1.Fleet/Heartbeat',
-                request_serializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.GatewayHeartbeat.SerializeToString,
-                response_deserializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.HeartbeatReply.FromString,
+                request_serializer=cardiogate_dot_v1_dot_fleet__pb2.GatewayHeartbeat.SerializeToString,
+                response_deserializer=cardiogate_dot_v1_dot_fleet__pb2.HeartbeatReply.FromString,
                 _registered_method=True)
 
 
@@ -55,8 +55,8 @@ def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
-                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.GatewayHeartbeat.FromString,
-                    response_serializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.HeartbeatReply.SerializeToString,
+                    request_deserializer=cardiogate_dot_v1_dot_fleet__pb2.GatewayHeartbeat.FromString,
+                    response_serializer=cardiogate_dot_v1_dot_fleet__pb2.HeartbeatReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +84,8 @@ class Fleet:
             request,
             target,
             '/cardiogate.v1.Fleet/Heartbeat',
-            proto_dot_cardiogate_dot_v1_dot_fleet__pb2.GatewayHeartbeat.SerializeToString,
-            proto_dot_cardiogate_dot_v1_dot_fleet__pb2.HeartbeatReply.FromString,
+            cardiogate_dot_v1_dot_fleet__pb2.GatewayHeartbeat.SerializeToString,
+            cardiogate_dot_v1_dot_fleet__pb2.HeartbeatReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -113,8 +113,8 @@ class EnrollmentStub:
         """
         self.Enroll = channel.unary_unary(
                 '/cardiogate.v1.Enrollment/Enroll',
-                request_serializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.SerializeToString,
-                response_deserializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.FromString,
+                request_serializer=cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.FromString,
                 _registered_method=True)
 
 
@@ -137,8 +137,8 @@ def add_EnrollmentServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Enroll': grpc.unary_unary_rpc_method_handler(
                     servicer.Enroll,
-                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.FromString,
-                    response_serializer=proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.SerializeToString,
+                    request_deserializer=cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.FromString,
+                    response_serializer=cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -171,8 +171,8 @@ class Enrollment:
             request,
             target,
             '/cardiogate.v1.Enrollment/Enroll',
-            proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.SerializeToString,
-            proto_dot_cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.FromString,
+            cardiogate_dot_v1_dot_fleet__pb2.EnrollRequest.SerializeToString,
+            cardiogate_dot_v1_dot_fleet__pb2.EnrollReply.FromString,
             options,
             channel_credentials,
             insecure,

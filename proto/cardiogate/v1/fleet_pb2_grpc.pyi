@@ -5,9 +5,9 @@ Fleet heartbeats: what the cloud knows about each gateway's health.
 Enrollment: how a gateway gets its identity (a client certificate) in the first place.
 """
 
+from cardiogate.proto.v1 import fleet_pb2 as _fleet_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
-from proto.cardiogate.v1 import fleet_pb2 as _fleet_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -7,11 +7,11 @@ lists the sequence ranges Kafka has durably accepted, or a rejection.
 Only acked records leave the gateway's outbox.
 """
 
+from cardiogate.proto.v1 import telemetry_pb2 as _telemetry_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
-from proto.cardiogate.v1 import telemetry_pb2 as _telemetry_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.cardiogate.v1 import ingest_pb2 as proto_dot_cardiogate_dot_v1_dot_ingest__pb2
+from cardiogate.proto.v1 import ingest_pb2 as cardiogate_dot_v1_dot_ingest__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/cardiogate/v1/ingest_pb2_grpc.py depends on'
+        + ' but the generated code in cardiogate/v1/ingest_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class IngestStub:
         """
         self.Upload = channel.stream_stream(
                 '/cardiogate.v1.Ingest/Upload',
-                request_serializer=proto_dot_cardiogate_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
-                response_deserializer=proto_dot_cardiogate_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
+                request_serializer=cardiogate_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
+                response_deserializer=cardiogate_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
                 _registered_method=True)
 
 
@@ -55,8 +55,8 @@ def add_IngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Upload': grpc.stream_stream_rpc_method_handler(
                     servicer.Upload,
-                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
-                    response_serializer=proto_dot_cardiogate_dot_v1_dot_ingest__pb2.UploadResponse.SerializeToString,
+                    request_deserializer=cardiogate_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
+                    response_serializer=cardiogate_dot_v1_dot_ingest__pb2.UploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +84,8 @@ class Ingest:
             request_iterator,
             target,
             '/cardiogate.v1.Ingest/Upload',
-            proto_dot_cardiogate_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
-            proto_dot_cardiogate_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
+            cardiogate_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
+            cardiogate_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,9 +7,9 @@ lists the sequence ranges Kafka has durably accepted, or a rejection.
 Only acked records leave the gateway's outbox.
 """
 
+from cardiogate.proto.v1 import ingest_pb2 as _ingest_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
-from proto.cardiogate.v1 import ingest_pb2 as _ingest_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.cardiogate.v1 import rollout_pb2 as proto_dot_cardiogate_dot_v1_dot_rollout__pb2
+from cardiogate.proto.v1 import rollout_pb2 as cardiogate_dot_v1_dot_rollout__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/cardiogate/v1/rollout_pb2_grpc.py depends on'
+        + ' but the generated code in cardiogate/v1/rollout_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class RolloutStub:
         """
         self.GetAssignment = channel.unary_unary(
                 '/cardiogate.v1.Rollout/GetAssignment',
-                request_serializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.AssignmentRequest.SerializeToString,
-                response_deserializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.Assignment.FromString,
+                request_serializer=cardiogate_dot_v1_dot_rollout__pb2.AssignmentRequest.SerializeToString,
+                response_deserializer=cardiogate_dot_v1_dot_rollout__pb2.Assignment.FromString,
                 _registered_method=True)
         self.DownloadChunk = channel.unary_unary(
                 '/cardiogate.v1.Rollout/DownloadChunk',
-                request_serializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.ChunkRequest.SerializeToString,
-                response_deserializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.Chunk.FromString,
+                request_serializer=cardiogate_dot_v1_dot_rollout__pb2.ChunkRequest.SerializeToString,
+                response_deserializer=cardiogate_dot_v1_dot_rollout__pb2.Chunk.FromString,
                 _registered_method=True)
         self.ReportStatus = channel.unary_unary(
                 '/cardiogate.v1.Rollout/ReportStatus',
-                request_serializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.UpdaterReport.SerializeToString,
-                response_deserializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.ReportReply.FromString,
+                request_serializer=cardiogate_dot_v1_dot_rollout__pb2.UpdaterReport.SerializeToString,
+                response_deserializer=cardiogate_dot_v1_dot_rollout__pb2.ReportReply.FromString,
                 _registered_method=True)
 
 
@@ -81,18 +81,18 @@ def add_RolloutServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetAssignment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAssignment,
-                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.AssignmentRequest.FromString,
-                    response_serializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.Assignment.SerializeToString,
+                    request_deserializer=cardiogate_dot_v1_dot_rollout__pb2.AssignmentRequest.FromString,
+                    response_serializer=cardiogate_dot_v1_dot_rollout__pb2.Assignment.SerializeToString,
             ),
             'DownloadChunk': grpc.unary_unary_rpc_method_handler(
                     servicer.DownloadChunk,
-                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.ChunkRequest.FromString,
-                    response_serializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.Chunk.SerializeToString,
+                    request_deserializer=cardiogate_dot_v1_dot_rollout__pb2.ChunkRequest.FromString,
+                    response_serializer=cardiogate_dot_v1_dot_rollout__pb2.Chunk.SerializeToString,
             ),
             'ReportStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportStatus,
-                    request_deserializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.UpdaterReport.FromString,
-                    response_serializer=proto_dot_cardiogate_dot_v1_dot_rollout__pb2.ReportReply.SerializeToString,
+                    request_deserializer=cardiogate_dot_v1_dot_rollout__pb2.UpdaterReport.FromString,
+                    response_serializer=cardiogate_dot_v1_dot_rollout__pb2.ReportReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -120,8 +120,8 @@ class Rollout:
             request,
             target,
             '/cardiogate.v1.Rollout/GetAssignment',
-            proto_dot_cardiogate_dot_v1_dot_rollout__pb2.AssignmentRequest.SerializeToString,
-            proto_dot_cardiogate_dot_v1_dot_rollout__pb2.Assignment.FromString,
+            cardiogate_dot_v1_dot_rollout__pb2.AssignmentRequest.SerializeToString,
+            cardiogate_dot_v1_dot_rollout__pb2.Assignment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -147,8 +147,8 @@ class Rollout:
             request,
             target,
             '/cardiogate.v1.Rollout/DownloadChunk',
-            proto_dot_cardiogate_dot_v1_dot_rollout__pb2.ChunkRequest.SerializeToString,
-            proto_dot_cardiogate_dot_v1_dot_rollout__pb2.Chunk.FromString,
+            cardiogate_dot_v1_dot_rollout__pb2.ChunkRequest.SerializeToString,
+            cardiogate_dot_v1_dot_rollout__pb2.Chunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -174,8 +174,8 @@ class Rollout:
             request,
             target,
             '/cardiogate.v1.Rollout/ReportStatus',
-            proto_dot_cardiogate_dot_v1_dot_rollout__pb2.UpdaterReport.SerializeToString,
-            proto_dot_cardiogate_dot_v1_dot_rollout__pb2.ReportReply.FromString,
+            cardiogate_dot_v1_dot_rollout__pb2.UpdaterReport.SerializeToString,
+            cardiogate_dot_v1_dot_rollout__pb2.ReportReply.FromString,
             options,
             channel_credentials,
             insecure,

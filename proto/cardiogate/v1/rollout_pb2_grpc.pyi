@@ -10,9 +10,9 @@ trusted by the gateway on the channel's word alone: every manifest and rollback 
 carries an Ed25519 signature the gateway checks against its own trusted keys.
 """
 
+from cardiogate.proto.v1 import rollout_pb2 as _rollout_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
-from proto.cardiogate.v1 import rollout_pb2 as _rollout_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 
 @dataclass(frozen=True, slots=True)

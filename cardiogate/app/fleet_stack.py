@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardiogate.stack import Patient, free_port, free_port_run, to_toml, wait_for_text
+from cardiogate.app.stack import Patient, free_port, free_port_run, to_toml, wait_for_text
 
 
 def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -183,10 +183,10 @@ class FleetStack:
 
     def _provision(self, paths: dict[str, Path]) -> dict[str, str]:
         """PKI, each gateway's patient assignment and one-time token, and the fleet registry's site."""
-        from cloud.admin import provision_local
-        from cloud.registry.fleet import FleetRegistry
-        from cloud.registry.migrate import open_database
-        from cloud.settings import load_cloud_settings
+        from cardiogate.cloud.admin import provision_local
+        from cardiogate.cloud.registry.fleet import FleetRegistry
+        from cardiogate.cloud.registry.migrate import open_database
+        from cardiogate.cloud.settings import load_cloud_settings
 
         settings = load_cloud_settings(paths["cloud"])
         tokens = {gw: provision_local(settings, gw, [p.pseudonym])
@@ -209,8 +209,8 @@ class FleetStack:
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
         """Start every part (gateways last, once each is enrolled); raises RuntimeError if one fails to come up."""
-        from cloud.tansu import start_tansu, wait_for_port
-        from edge.enrollment import enroll
+        from cardiogate.cloud.tansu import start_tansu, wait_for_port
+        from cardiogate.edge.enrollment import enroll
 
         paths = self.write_configs()
         if self.models:

@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from cardiogate import __version__
-from cardiogate.config import ConfigError
-from cardiogate.evaluation import add_eval_parser
-from cardiogate.logs import setup_logging
-from cardiogate.verify import add_arguments as add_verify_arguments
+from cardiogate.app.evaluation import add_eval_parser
+from cardiogate.app.verify import add_arguments as add_verify_arguments
+from cardiogate.core.logs import setup_logging
+from cardiogate.core.settings import ConfigError
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    from cardiogate.demo import run_demo
+    from cardiogate.app.demo import run_demo
 
     setup_logging(ns.log_level, ns.log_format, "demo")
     try:
@@ -34,8 +34,8 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
 
 def _cmd_gateway_run(ns: argparse.Namespace) -> int:
-    from edge.gateway import run_gateway
-    from edge.settings import load_gateway_settings
+    from cardiogate.edge.gateway import run_gateway
+    from cardiogate.edge.settings import load_gateway_settings
 
     settings = load_gateway_settings(ns.config)
     setup_logging(ns.log_level, ns.log_format, "gateway")
@@ -44,8 +44,8 @@ def _cmd_gateway_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_gateway_enroll(ns: argparse.Namespace) -> int:
-    from edge.enrollment import EnrollmentError, enroll
-    from edge.settings import load_gateway_settings
+    from cardiogate.edge.enrollment import EnrollmentError, enroll
+    from cardiogate.edge.settings import load_gateway_settings
 
     settings = load_gateway_settings(ns.config)
     setup_logging(ns.log_level, ns.log_format, "gateway")
@@ -59,8 +59,8 @@ def _cmd_gateway_enroll(ns: argparse.Namespace) -> int:
 
 
 def _cmd_cloud_consume(ns: argparse.Namespace) -> int:
-    from cloud.consumers import run_consumers
-    from cloud.settings import load_cloud_settings
+    from cardiogate.cloud.consumers import run_consumers
+    from cardiogate.cloud.settings import load_cloud_settings
 
     settings = load_cloud_settings(ns.config)
     setup_logging(ns.log_level, ns.log_format, "consumers")
@@ -70,7 +70,7 @@ def _cmd_cloud_consume(ns: argparse.Namespace) -> int:
 
 
 def _cmd_cloud_admin(ns: argparse.Namespace) -> int:
-    from cloud.admin import main as admin_main
+    from cardiogate.cloud.admin import main as admin_main
 
     setup_logging(ns.log_level, ns.log_format, "admin")
     return admin_main(list(ns.args))
@@ -78,7 +78,7 @@ def _cmd_cloud_admin(ns: argparse.Namespace) -> int:
 
 def _cmd_models_train_edge(ns: argparse.Namespace) -> int:
     try:
-        from models.rhythm.train_edge import main as train_main
+        from cardiogate.models.rhythm.train_edge import main as train_main
     except ImportError as exc:
         print(f"cardiogate models train-edge: {exc}; install the models extra: "
               "pip install -c constraints.txt -e '.[models]'", file=sys.stderr)
@@ -88,15 +88,15 @@ def _cmd_models_train_edge(ns: argparse.Namespace) -> int:
 
 
 def _cmd_models_registry(ns: argparse.Namespace) -> int:
-    from cloud.registry.cli import main as models_main
+    from cardiogate.cloud.registry.cli import main as models_main
 
     setup_logging(ns.log_level, ns.log_format, "models")
     return models_main([ns.registry_action, *ns.args])
 
 
 def _cmd_cloud_run(ns: argparse.Namespace) -> int:
-    from cloud.server import run_cloud
-    from cloud.settings import load_cloud_settings
+    from cardiogate.cloud.server import run_cloud
+    from cardiogate.cloud.settings import load_cloud_settings
 
     settings = load_cloud_settings(ns.config)
     setup_logging(ns.log_level, ns.log_format, "cloud")
@@ -105,8 +105,8 @@ def _cmd_cloud_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_sim_run(ns: argparse.Namespace) -> int:
-    from firmware_sim.fleet import run_fleet
-    from firmware_sim.scenario import demo_watches, load_sim_settings
+    from cardiogate.sim.fleet import run_fleet
+    from cardiogate.sim.scenario import demo_watches, load_sim_settings
 
     overrides: dict[str, object] = {}
     if ns.watches is not None:
@@ -122,7 +122,7 @@ def _cmd_sim_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_verify(ns: argparse.Namespace) -> int:
-    from cardiogate.verify import run
+    from cardiogate.app.verify import run
 
     return run(ns)
 

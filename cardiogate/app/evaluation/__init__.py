@@ -14,7 +14,7 @@ from typing import Any
 
 
 def _cmd_eval_rpeaks(ns: argparse.Namespace) -> int:
-    from cardiogate.evaluation.rpeaks import run_cli
+    from cardiogate.app.evaluation.rpeaks import run_cli
 
     return run_cli(ns)
 
@@ -44,13 +44,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_eval_alarms(ns: argparse.Namespace) -> int:
-    from cardiogate.evaluation.alarms import main
+    from cardiogate.app.evaluation.alarms import main
 
     return main(list(ns.args))
 
 
 def _cmd_eval_rhythm(ns: argparse.Namespace) -> int:
-    from cardiogate.evaluation.rhythm import main
+    from cardiogate.app.evaluation.rhythm import main
 
     return main(list(ns.args))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardiogate.stack import LocalStack, Patient, free_port, port_open
+from cardiogate.app.stack import LocalStack, Patient, free_port, port_open
 
 
 @dataclass
@@ -50,7 +50,7 @@ async def _embedded_broker(port: int) -> Any:
 
 
 def _kafka_counter(bootstrap: str, status: dict[str, PatientStatus], stop: threading.Event) -> None:
-    from cardiogate.kafka_reader import RecordReader
+    from cardiogate.app.kafka_reader import RecordReader
 
     reader = None
     while not stop.is_set() and reader is None:

@@ -210,7 +210,7 @@ class TcpProxy:
 def start_tansu_advertising(port: int, advertised_port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """tansu listening on ``port`` but naming ``advertised_port`` in its metadata (a proxy in front of it),
     so clients that bootstrap through the proxy keep going through it."""
-    from cloud.tansu import tansu_binary, wait_for_port
+    from cardiogate.cloud.tansu import tansu_binary, wait_for_port
 
     proc = subprocess.Popen(
         [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
@@ -328,10 +328,10 @@ class LocalStack:
 
     def start(self) -> None:
         """Start every part; raises if one fails to come up."""
-        from cloud.admin import provision_local
-        from cloud.settings import load_cloud_settings
-        from cloud.tansu import start_tansu, wait_for_port
-        from edge.enrollment import enroll
+        from cardiogate.cloud.admin import provision_local
+        from cardiogate.cloud.settings import load_cloud_settings
+        from cardiogate.cloud.tansu import start_tansu, wait_for_port
+        from cardiogate.edge.enrollment import enroll
 
         paths = self.write_configs()
         # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token.
@@ -389,7 +389,7 @@ class LocalStack:
 
     def start_ingest(self, timeout_s: float = 30.0) -> None:
         """Start the cloud ingest again and wait until it accepts gRPC connections."""
-        from cloud.tansu import wait_for_port
+        from cardiogate.cloud.tansu import wait_for_port
 
         self.respawn("cloud")
         wait_for_port("127.0.0.1", self.grpc_port, timeout_s)
@@ -425,7 +425,7 @@ class LocalStack:
 
     def acked(self) -> dict[str, int]:
         """The cloud ledger for this gateway: per stream, the next sequence it expects (all below were acked)."""
-        from cardiogate.verify import read_ledger
+        from cardiogate.app.verify import read_ledger
 
         return read_ledger(str(self.cloud_db_path), self.gateway_id)
 

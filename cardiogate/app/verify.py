@@ -2,7 +2,7 @@
 
 Reads the simulator's ground-truth JSONL log(s) and every record of the cardiogate topics
 (from offset 0 until nothing new has arrived for ``--idle`` seconds, or ``--timeout``),
-reconciles them with :mod:`cardiogate.reconcile` and prints a table per stream and the
+reconciles them with :mod:`cardiogate.app.reconcile` and prints a table per stream and the
 totals. Exit status: 0 when every sample and record is accounted for, 1 when not, 2 when
 an input could not be read. The command line is built from this module, so importing it
 stays cheap: numpy, protobuf, Kafka and SQLAlchemy load only when it runs.
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cardiogate.reconcile import Reconciliation
-    from proto.cardiogate.v1 import telemetry_pb2 as pb
+    from cardiogate.app.reconcile import Reconciliation
+    from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 DEFAULT_TOPICS = ["ecg.raw", "vitals", "alarms", "device.events"]
 _MISMATCHES_SHOWN = 10
@@ -73,7 +73,7 @@ def read_truth(paths: list[Path]) -> list[dict[str, Any]]:
 
 def read_records(bootstrap: str, topics: list[str], timeout_s: float, idle_s: float) -> list[pb.Record]:
     """Every record of ``topics``, ordered by (topic, partition, offset): each stream in Kafka order."""
-    from cardiogate.kafka_reader import RecordReader
+    from cardiogate.app.kafka_reader import RecordReader
 
     reader = RecordReader(bootstrap, topics)
     got = []
@@ -151,7 +151,7 @@ def as_json(rec: Reconciliation) -> dict[str, Any]:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from cardiogate.reconcile import reconcile_streams
+    from cardiogate.app.reconcile import reconcile_streams
 
     try:
         truth = read_truth(ns.truth)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edge.dsp.rpeaks import RPeakConfig, RPeakDetector
+from cardiogate.edge.dsp.rpeaks import RPeakConfig, RPeakDetector
 
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 IntArray = NDArray[np.int64]

@@ -1,6 +1,6 @@
 """``cardiogate eval rhythm``: score the shipped rhythm artifacts on CinC 2017-layout records.
 
-Every artifact runs through the gateway's own path (``edge.inference.RhythmClassifier``:
+Every artifact runs through the gateway's own path (``cardiogate.edge.inference.RhythmClassifier``:
 manifest check, preprocessing, runtime), one record at a time, so the numbers are what a
 gateway would produce. ``--split validation`` keeps only the records the models were not
 trained on (listed in ``split.json`` beside the artifacts); records in the same layout
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-import models.rhythm
-from edge.inference import InferenceError, ModelError, RhythmClassifier, load_manifest, manifest_path_for
-from models.rhythm import CLASSES
-from models.rhythm.data import iter_records, read_reference
-from models.rhythm.metrics import confusion, f1_per_class, mean_f1_nao
+import cardiogate.models.rhythm
+from cardiogate.edge.inference import InferenceError, ModelError, RhythmClassifier, load_manifest, manifest_path_for
+from cardiogate.models.rhythm import CLASSES
+from cardiogate.models.rhythm.data import iter_records, read_reference
+from cardiogate.models.rhythm.metrics import confusion, f1_per_class, mean_f1_nao
 
-DEFAULT_ARTIFACTS = Path(models.rhythm.__file__).resolve().parent.parent / "artifacts" / "rhythm"
+DEFAULT_ARTIFACTS = Path(cardiogate.models.rhythm.__file__).resolve().parent.parent / "artifacts" / "rhythm"
 FALLBACK_LABEL = "~"
 """What a record too short or too broken to classify counts as: the gateway would call it unreadable."""
 

@@ -1,6 +1,6 @@
 """``cardiogate eval alarms``: the gateway's alarm path scored on simulated patients with known events.
 
-Each patient is a seeded scenario from the simulator (firmware_sim.patient). Its ECG
+Each patient is a seeded scenario from the simulator (cardiogate.sim.patient). Its ECG
 frames, Heart Rate Measurements and oximeter readings, encoded exactly as the watch
 would send them, go through the gateway's own processor, ECG monitor (and rhythm model
 when given) and alarm engine, faster than real time. Two questions:
@@ -26,19 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from edge.alarm_bridge import AlarmBridge
-from edge.alarm_engine.model import TechnicalCondition
-from edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
-from edge.codecs.pulse_oximeter import PlxContinuousMeasurement, SpO2PR, encode_plx_continuous_measurement
-from edge.codecs.sfloat import sfloat_from_float
-from edge.ecg_assembler import EcgFrame
-from edge.ecg_monitor import MonitoredBeat
-from edge.inference import RhythmClassifier, RhythmResult
-from edge.processing import DeviceProcessor
-from edge.settings import SHIPPED_RHYTHM_MODEL, AlarmSettings, AnalysisSettings
-from firmware_sim.patient import PatientScenario, PatientSimulator
-from firmware_sim.physiology import uv_to_int16
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.edge.alarm_bridge import AlarmBridge
+from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
+from cardiogate.edge.codecs.pulse_oximeter import PlxContinuousMeasurement, SpO2PR, encode_plx_continuous_measurement
+from cardiogate.edge.codecs.sfloat import sfloat_from_float
+from cardiogate.edge.ecg_assembler import EcgFrame
+from cardiogate.edge.ecg_monitor import MonitoredBeat
+from cardiogate.edge.inference import RhythmClassifier, RhythmResult
+from cardiogate.edge.processing import DeviceProcessor
+from cardiogate.edge.settings import SHIPPED_RHYTHM_MODEL, AlarmSettings, AnalysisSettings
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+from cardiogate.sim.patient import PatientScenario, PatientSimulator
+from cardiogate.sim.physiology import uv_to_int16
 
 FS = 250
 PER_PACKET = 114

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from proto.cardiogate.v1 import telemetry_pb2 as pb
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 TIME_TOLERANCE_NS = 1_000
 """The truth log stamps packets in whole microseconds: gap bounds must match to within that."""
