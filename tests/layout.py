@@ -39,15 +39,15 @@ def module_files(package: str) -> dict[str, Path]:
 
 def package_folders_on_disk() -> set[str]:
     """Every folder with an ``__init__.py`` under a mapped root, as an import name."""
+    mapped = {REPO / folder: package for package, folder in PACKAGE_DIRS.items()}
     names: set[str] = set()
     for package, folder in PACKAGE_DIRS.items():
         root = REPO / folder
         for init in root.rglob("__init__.py"):
+            if mapped.get(init.parent, package) != package:
+                continue  # a folder mapped on its own (proto/cardiogate/v1) is not also its parent's child
             parts = init.parent.relative_to(root).parts
-            name = ".".join((package, *parts)) if parts else package
-            # a folder mapped on its own (proto/cardiogate/v1) is not also a child of its parent's root
-            if source_dir(name) == init.parent:
-                names.add(name)
+            names.add(".".join((package, *parts)) if parts else package)
     return names
 
 

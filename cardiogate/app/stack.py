@@ -4,11 +4,10 @@ Used by ``cardiogate demo`` and the end-to-end tests. Each child runs in its own
 process group with its log in the work directory; :meth:`LocalStack.stop` ends them
 all (SIGTERM, then SIGKILL) so nothing is left behind.
 
-Chaos helpers for the fault-injection tests: :meth:`LocalStack.kill` and
-:meth:`LocalStack.respawn` (SIGKILL a part, start it again with the same config),
-:meth:`LocalStack.stop_ingest` / :meth:`LocalStack.start_ingest`, and, with
-``kafka_proxy=True``, a TCP relay in front of tansu that :meth:`LocalStack.pause_kafka`
-cuts: Kafka becomes unreachable while tansu, whose storage is memory, keeps its data.
+Operations on a running stack: :meth:`LocalStack.kill` and :meth:`LocalStack.respawn`
+(SIGKILL a part, start it again with the same config), :meth:`LocalStack.stop_ingest` /
+:meth:`LocalStack.start_ingest`. The fault-injection harness (a pausable Kafka relay,
+outbox inspection) lives with the tests, in tests/harness.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,119 +109,6 @@ def wait_for_text(path: Path, text: str, timeout_s: float, count: int = 1) -> No
         time.sleep(0.1)
 
 
-class TcpProxy:
-    """A loopback TCP relay that can cut its traffic, to make a server unreachable without stopping it.
-
-    :meth:`pause` closes every relayed connection and from then on accepts and at once
-    closes new ones (clients see resets, as when a broker's host vanishes); :meth:`resume`
-    relays again. One thread per direction per connection: Kafka clients hold a handful.
-    """
-
-    def __init__(self, listen_port: int, target_port: int, host: str = "127.0.0.1") -> None:
-        self.host, self.listen_port, self.target_port = host, listen_port, target_port
-        self._lock = threading.Lock()
-        self._paused = False
-        self._closed = False
-        self._conns: set[socket.socket] = set()
-        self.accepted = 0
-        self.refused = 0
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind((host, listen_port))
-        self._server.listen(64)
-        self._server.settimeout(0.2)
-        self._thread = threading.Thread(target=self._accept_loop, name=f"proxy-{listen_port}", daemon=True)
-        self._thread.start()
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    def pause(self) -> None:
-        with self._lock:
-            self._paused = True
-            conns, self._conns = list(self._conns), set()
-        for c in conns:
-            self._close(c)
-
-    def resume(self) -> None:
-        with self._lock:
-            self._paused = False
-
-    def close(self) -> None:
-        self._closed = True
-        self.pause()
-        self._thread.join(timeout=2)
-        self._server.close()
-
-    @staticmethod
-    def _close(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            sock.close()
-
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self._paused:
-                self.refused += 1
-                self._close(client)
-                continue
-            try:
-                upstream = socket.create_connection((self.host, self.target_port), timeout=5)
-            except OSError:
-                self._close(client)
-                continue
-            upstream.settimeout(None)
-            client.settimeout(None)
-            with self._lock:
-                if self._paused:
-                    self._close(client)
-                    self._close(upstream)
-                    continue
-                self._conns.update((client, upstream))
-                self.accepted += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                self._conns.discard(src)
-                self._conns.discard(dst)
-            self._close(src)
-            self._close(dst)
-
-
-def start_tansu_advertising(port: int, advertised_port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """tansu listening on ``port`` but naming ``advertised_port`` in its metadata (a proxy in front of it),
-    so clients that bootstrap through the proxy keep going through it."""
-    from cardiogate.cloud.tansu import tansu_binary, wait_for_port
-
-    proc = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-         "--advertised-listener-url", f"tcp://127.0.0.1:{advertised_port}", "--storage-engine", "memory://tansu/"],
-        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "RUST_LOG": "warn"})
-    try:
-        wait_for_port("127.0.0.1", port, 20.0)
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc
-
-
 @dataclass
 class Patient:
     """A simulated patient wearing one watch."""
@@ -255,14 +139,11 @@ class LocalStack:
     max_connections: int = 64
     sim_processes: int = 1  # >1: the fleet is dealt over processes, one radio (gateway adapter) each
     cloud_extra: dict[str, Any] = field(default_factory=dict)    # merged into the cloud config
-    kafka_proxy: bool = False  # put a pausable TCP relay between every Kafka client and tansu
-    proxy_port: int = field(default_factory=free_port)
-    proxy: TcpProxy | None = None
 
     @property
     def kafka_bootstrap(self) -> str:
-        """Where Kafka clients connect: the relay when there is one (tansu advertises it, too)."""
-        return f"127.0.0.1:{self.proxy_port if self.kafka_proxy else self.kafka_port}"
+        """Where Kafka clients connect."""
+        return f"127.0.0.1:{self.kafka_port}"
 
     @property
     def outbox_path(self) -> Path:
@@ -330,18 +211,14 @@ class LocalStack:
         """Start every part; raises if one fails to come up."""
         from cardiogate.cloud.admin import provision_local
         from cardiogate.cloud.settings import load_cloud_settings
-        from cardiogate.cloud.tansu import start_tansu, wait_for_port
+        from cardiogate.cloud.tansu import wait_for_port
         from cardiogate.edge.enrollment import enroll
 
         paths = self.write_configs()
         # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token.
         token = provision_local(load_cloud_settings(paths["cloud"]), self.gateway_id,
                                 [p.pseudonym for p in self.patients])
-        if self.kafka_proxy:
-            self.proxy = TcpProxy(self.proxy_port, self.kafka_port)
-            self.procs["tansu"] = start_tansu_advertising(self.kafka_port, self.proxy_port, self.workdir / "tansu.log")
-        else:
-            self.procs["tansu"] = start_tansu(self.kafka_port, log_path=self.workdir / "tansu.log")
+        self.procs["tansu"] = self._start_kafka()
         py = [sys.executable, "-m", "cardiogate"]
         self._spawn("cloud", [*py, "cloud", "run", "--config", str(paths["cloud"])])
         self._spawn("sim", [*py, "sim", "run", "--config", str(paths["sim"]), "--processes", str(self.sim_processes)])
@@ -357,6 +234,12 @@ class LocalStack:
             self.stop()
             raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None
         self._spawn("gateway", [*py, "gateway", "run", "--config", str(paths["gateway"])])
+
+    def _start_kafka(self) -> subprocess.Popen[bytes]:
+        """Start the embedded Kafka-protocol broker (tansu); subclasses may put something in front of it."""
+        from cardiogate.cloud.tansu import start_tansu
+
+        return start_tansu(self.kafka_port, log_path=self.workdir / "tansu.log")
 
     def restart(self, name: str) -> None:
         """Kill one part with SIGKILL and start it again with the same config (chaos helpers)."""
@@ -394,35 +277,6 @@ class LocalStack:
         self.respawn("cloud")
         wait_for_port("127.0.0.1", self.grpc_port, timeout_s)
 
-    def _need_proxy(self) -> TcpProxy:
-        if self.proxy is None:
-            raise RuntimeError("Kafka outages need LocalStack(kafka_proxy=True)")
-        return self.proxy
-
-    def pause_kafka(self) -> None:
-        """Make Kafka unreachable for every client (connections cut, new ones refused); tansu keeps its data."""
-        self._need_proxy().pause()
-
-    def resume_kafka(self) -> None:
-        self._need_proxy().resume()
-
-    def outbox_depth(self) -> int:
-        """Records in the gateway's outbox still waiting for an ack (read beside the running gateway)."""
-        db = sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True, timeout=10)
-        try:
-            row = db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        finally:
-            db.close()
-        return int(row[0])
-
-    def outbox_rows(self, query: str) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query on the gateway's outbox (e.g. its ``evicted`` ledger)."""
-        db = sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True, timeout=10)
-        try:
-            return list(db.execute(query).fetchall())
-        finally:
-            db.close()
-
     def acked(self) -> dict[str, int]:
         """The cloud ledger for this gateway: per stream, the next sequence it expects (all below were acked)."""
         from cardiogate.app.verify import read_ledger
@@ -454,5 +308,3 @@ class LocalStack:
                 time.sleep(0.05)
             if proc.poll() is None:
                 self._kill(proc, signal.SIGKILL)
-        if self.proxy is not None:
-            self.proxy.close()

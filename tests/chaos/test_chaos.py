@@ -32,10 +32,11 @@ from typing import Any
 import pytest
 
 from cardiogate.app.reconcile import Reconciliation, reconcile_streams
-from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.app.stack import Patient
 from cardiogate.app.verify import read_records, read_truth, render
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 from tests.conftest import port_open
+from tests.harness.chaos_stack import ChaosStack
 
 WATCHES = int(os.environ.get("CARDIOGATE_CHAOS_WATCHES", "10"))
 RUN_S = float(os.environ.get("CARDIOGATE_CHAOS_SECONDS", "300"))
@@ -78,7 +79,7 @@ def _sleep_until(log: ChaosLog, t: float, stop: threading.Event) -> bool:
     return not stop.wait(max(0.0, t - (time.monotonic() - log.t0)))
 
 
-def _gateway_killer(stack: LocalStack, log: ChaosLog, schedule: list[tuple[float, float]],
+def _gateway_killer(stack: ChaosStack, log: ChaosLog, schedule: list[tuple[float, float]],
                     stop: threading.Event) -> None:
     for at, down in schedule:
         if not _sleep_until(log, at, stop):
@@ -91,7 +92,7 @@ def _gateway_killer(stack: LocalStack, log: ChaosLog, schedule: list[tuple[float
         log.add("gateway restarted")
 
 
-def _outages(stack: LocalStack, log: ChaosLog, stop: threading.Event) -> None:
+def _outages(stack: ChaosStack, log: ChaosLog, stop: threading.Event) -> None:
     for (down, up), (cut, restore), name in (((stack.stop_ingest, stack.start_ingest), INGEST_DOWN, "ingest"),
                                              ((stack.pause_kafka, stack.resume_kafka), KAFKA_DOWN, "kafka")):
         if not _sleep_until(log, cut, stop):
@@ -129,7 +130,7 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     patients = [Patient(f"pt-{i + 1:04d}", f"C0:00:00:00:0C:{i + 1:02X}", [(0.0, 60.0 + 3 * i)], seed=500 + i,
                         watch_extra={"profile": "ecg_watch", "spo2_interval_s": 1.0})
                 for i in range(WATCHES)]
-    stack = LocalStack(work, patients, gateway_id=f"gw-chaos-{os.getpid()}", site="chaos-site", kafka_proxy=True,
+    stack = ChaosStack(work, patients, gateway_id=f"gw-chaos-{os.getpid()}", site="chaos-site", kafka_proxy=True,
                        gateway_extra={"analysis": {"enabled": False},
                                       "ble": {"backoff_max_s": 2.0, "backoff_initial_s": 0.2}})
     started = time.monotonic()

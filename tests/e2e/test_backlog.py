@@ -30,7 +30,7 @@ import pytest
 
 from cardiogate.app.kafka_reader import KafkaRecord, RecordReader
 from cardiogate.app.reconcile import reconcile_streams
-from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.app.stack import Patient
 from cardiogate.edge.codecs.ecg_waveform import samples_per_packet
 from cardiogate.edge.outbox import Outbox
 from cardiogate.proto.v1 import telemetry_pb2 as pb
@@ -38,6 +38,7 @@ from cardiogate.sim.patient import PatientScenario, PatientSimulator
 from cardiogate.sim.physiology import uv_to_int16
 from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
+from tests.harness.chaos_stack import ChaosStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -136,7 +137,7 @@ def backlog_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail("Mosquitto must answer on 127.0.0.1:1883 for the e2e tests (.ci/run starts it)")
     work = tmp_path_factory.mktemp("backlog")
     patients = _patients()
-    stack = LocalStack(work, patients, gateway_id="gw-e2e-backlog", site="backlog-site",
+    stack = ChaosStack(work, patients, gateway_id="gw-e2e-backlog", site="backlog-site",
                        gateway_extra={"analysis": {"enabled": False}, "uplink": {"backoff_max_s": 1.0}})
     stack.workdir.mkdir(parents=True, exist_ok=True)
     t = time.monotonic()

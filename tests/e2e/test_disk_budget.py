@@ -25,11 +25,12 @@ import aiomqtt
 import pytest
 
 from cardiogate.app.reconcile import Reconciliation, reconcile_streams
-from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.app.stack import Patient
 from cardiogate.app.verify import read_records, render
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 from cardiogate.sim.truth import read_truth
 from tests.conftest import port_open
+from tests.harness.chaos_stack import ChaosStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -48,13 +49,13 @@ def budget_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     patients = [Patient(TACHY, "C0:00:00:00:DB:01", [(0.0, 72.0), (15.0, 72.0), (20.0, 140.0)], seed=61,
                         watch_extra={"bp_interval_s": 20.0}),
                 Patient("pt-db02", "C0:00:00:00:DB:02", [(0.0, 66.0)], seed=62, watch_extra={"bp_interval_s": 20.0})]
-    stack = LocalStack(work, patients, gateway_id="gw-e2e-budget", site="budget-site",
+    stack = ChaosStack(work, patients, gateway_id="gw-e2e-budget", site="budget-site",
                        gateway_extra={"outbox": {"max_bytes": BUDGET}, "analysis": {"enabled": False},
                                       "ble": {"device_lost_after_s": 600.0}})
     return asyncio.run(_drive(stack))
 
 
-async def _drive(stack: LocalStack) -> dict[str, Any]:
+async def _drive(stack: ChaosStack) -> dict[str, Any]:
     alarms: list[tuple[float, dict[str, Any]]] = []
 
     async def listen(ready: asyncio.Event) -> None:
@@ -94,7 +95,7 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
             "workdir": stack.workdir}
 
 
-def _drain(stack: LocalStack, timeout_s: float) -> None:
+def _drain(stack: ChaosStack, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     quiet = 0
     while quiet < 3:

@@ -1,0 +1,1 @@
+"""Test harnesses: fault injection and inspection around a running local stack (never shipped)."""
