@@ -65,6 +65,7 @@ def test_the_gateway_extra_resolves_without_cloud_or_training_dependencies(tmp_p
     if result.returncode != 0 and "Could not find a version" in result.stderr:
         pytest.skip(f"no package index reachable: {result.stderr.strip()[-300:]}")
     assert result.returncode == 0, result.stderr
-    resolved = {item["metadata"]["name"].lower().replace("_", "-") for item in json.loads(report.read_text())["install"]}
+    installs = json.loads(report.read_text())["install"]
+    resolved = {item["metadata"]["name"].lower().replace("_", "-") for item in installs}
     assert {"bleak", "aiomqtt", "onnxruntime", "cardiogate"} <= resolved
     assert resolved & HEAVY_FOR_A_GATEWAY == set()
