@@ -16,9 +16,10 @@ from sqlalchemy import Engine, select, update
 
 from cardiogate.cloud.db import certificates, enrollment_tokens, insert_for, revoked_certificates
 from cardiogate.cloud.pki import GATEWAY_ID
+from cardiogate.core.errors import PermanentError
 
 
-class EnrollmentRefused(Exception):
+class EnrollmentRefused(PermanentError):
     """The token is unknown, used, expired or for another gateway (deliberately not said which)."""
 
 

@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cardiogate.core.errors import PermanentError
+
 GATEWAY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CURVE = ec.SECP256R1
 
 
-class CertificateError(ValueError):
+class CertificateError(PermanentError, ValueError):
     """A CSR or certificate that cannot be used."""
 
 

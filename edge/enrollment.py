@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from cardiogate.core.errors import REFUSAL_STATUSES, CardiogateError, PermanentError, TransientError
 from cardiogate.core.logs import get_logger
 from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -34,8 +35,17 @@ CERT_FILE = "gateway.crt"
 CA_FILE = "ca.crt"
 
 
-class EnrollmentError(Exception):
+class EnrollmentError(CardiogateError):
     """Enrollment failed; the message says why (token refused, bad reply, unreachable)."""
+
+
+class EnrollmentRejected(EnrollmentError, PermanentError):
+    """The cloud refused the token or CSR, its reply cannot be used, or there is no identity yet: trying
+    again with the same inputs fails the same way."""
+
+
+class EnrollmentUnavailable(EnrollmentError, TransientError):
+    """The enrollment service could not be reached or did not answer in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +110,19 @@ def _check_reply(reply: fleet_pb2.EnrollReply, key: ec.EllipticCurvePrivateKey, 
         cert = x509.load_pem_x509_certificate(reply.certificate_pem)
         chain = x509.load_pem_x509_certificates(reply.ca_chain_pem)
     except ValueError as exc:
-        raise EnrollmentError(f"the cloud's reply is not PEM certificates: {exc}") from None
+        raise EnrollmentRejected(f"the cloud's reply is not PEM certificates: {exc}") from None
     if cert.public_key() != key.public_key():
-        raise EnrollmentError("the issued certificate is not for this gateway's key")
+        raise EnrollmentRejected("the issued certificate is not for this gateway's key")
     names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if names != [gateway_id]:
-        raise EnrollmentError(f"the issued certificate names {names}, not {gateway_id!r}")
+        raise EnrollmentRejected(f"the issued certificate names {names}, not {gateway_id!r}")
     for issuer in chain:
         try:
             cert.verify_directly_issued_by(issuer)
             return
         except (ValueError, TypeError, InvalidSignature):
             continue
-    raise EnrollmentError("the issued certificate does not verify against the returned CA chain")
+    raise EnrollmentRejected("the issued certificate does not verify against the returned CA chain")
 
 
 def enroll(target: str, gateway_id: str, token: str, out_dir: Path, ca_cert_pem_or_path: bytes | str | Path,
@@ -135,7 +145,10 @@ def enroll(target: str, gateway_id: str, token: str, out_dir: Path, ca_cert_pem_
     except grpc.RpcError as exc:
         code = exc.code() if isinstance(exc, grpc.Call) else None
         detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-        raise EnrollmentError(f"enrollment at {target} failed ({code.name if code else 'error'}): {detail}") from None
+        name = code.name if code else "error"
+        refused = name in REFUSAL_STATUSES or name == "INVALID_ARGUMENT"
+        raise (EnrollmentRejected if refused else EnrollmentUnavailable)(
+            f"enrollment at {target} failed ({name}): {detail}") from None
     _check_reply(reply, key, gateway_id)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths = IdentityPaths.in_dir(out_dir)
@@ -163,8 +176,9 @@ def channel_credentials(identity_dir: Path) -> grpc.ChannelCredentials:
     try:
         key_pem, cert_pem, ca_pem = paths.key.read_bytes(), paths.cert.read_bytes(), paths.ca.read_bytes()
     except FileNotFoundError as exc:
-        raise EnrollmentError(f"no gateway identity in {identity_dir} ({exc.filename} missing): enroll first") from None
+        raise EnrollmentRejected(
+            f"no gateway identity in {identity_dir} ({exc.filename} missing): enroll first") from None
     key = serialization.load_pem_private_key(key_pem, password=None)
     if x509.load_pem_x509_certificate(cert_pem).public_key() != key.public_key():
-        raise EnrollmentError(f"{paths.key} does not match {paths.cert}: enroll again")
+        raise EnrollmentRejected(f"{paths.key} does not match {paths.cert}: enroll again")
     return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)

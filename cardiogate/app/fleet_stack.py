@@ -28,14 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cardiogate.app.stack import Patient, free_port, free_port_run, to_toml, wait_for_text
-
-
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` merged in, tables recursively (neither is changed)."""
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+from cardiogate.core.settings import merge_tables
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -119,8 +112,9 @@ class FleetStack:
             "pki": {"ca_cert": str(pki / "ca.crt"), "ca_key": str(pki / "ca.key"),
                     "server_cert": str(pki / "server.crt"), "server_key": str(pki / "server.key")},
             "enrollment": {"listen": f"127.0.0.1:{self.enroll_port}"},
-            "models": {"artifact_root": str(self.workdir / "model-artifacts"), "signing_key": str(self.signing_key)}}
-        return _merged(cloud, self.cloud_extra)
+            "models": {"artifact_root": str(self.workdir / "model-artifacts"), "signing_key": str(self.signing_key)},
+            "metrics": {"listen": "127.0.0.1:0"}}  # any free port: many processes share this host
+        return merge_tables(cloud, self.cloud_extra)
 
     def _sim(self) -> dict[str, Any]:
         # Round-robin dealing over len(patients) processes puts watch i on process (radio) i.
@@ -128,7 +122,7 @@ class FleetStack:
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
                             "heart_rate": [list(k) for k in p.heart_rate], "malformed_hr_at_s": p.malformed_hr_at_s,
                             **p.watch_extra} for p in self.patients]}
-        return _merged(sim, self.sim_extra)
+        return merge_tables(sim, self.sim_extra)
 
     def _gateway(self, i: int) -> dict[str, Any]:
         gateway_id, patient = self.gateway_ids[i], self.patients[i]
@@ -144,12 +138,13 @@ class FleetStack:
             "uplink": {"target": f"127.0.0.1:{self.grpc_port}", "backoff_max_s": 5.0, "server_name": "localhost",
                        "identity_dir": str(identity)},
             "outbox": {"path": str(home / "outbox.sqlite3")},
-            "state": {"pairings_path": str(home / "pairings.json")}}
+            "state": {"pairings_path": str(home / "pairings.json")},
+            "metrics": {"listen": "127.0.0.1:0"}}  # ten gateways on one host: each takes a free port
         if self.models:
             # The rollout channel is mTLS with the same enrolled identity as the uplink.
             gateway["updater"] = {"enabled": True, "models_dir": str(home / "models"),
                                   "trusted_keys": str(self.trusted_keys), "identity_dir": str(identity)}
-        return _merged(gateway, self.gateway_extra)
+        return merge_tables(gateway, self.gateway_extra)
 
     def write_configs(self) -> dict[str, Path]:
         """``cloud.toml``, ``sim.toml`` and ``<gateway id>.toml`` for every gateway, by name."""

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from cardiogate.core.ids import InvalidStreamId, StreamId
+from cardiogate.proto.contracts import stream_id_for
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 TIME_TOLERANCE_NS = 1_000
@@ -156,7 +158,10 @@ def _packets(truth: Iterable[dict[str, Any]]) -> dict[str, list[_Packet]]:
 def _kind_of(stream_id: str, records: Sequence[pb.Record]) -> str:
     if records:
         return _KIND_NAME.get(records[0].kind, "other")
-    return stream_id.rsplit("/", 1)[-1]
+    try:
+        return StreamId.parse(stream_id).kind
+    except InvalidStreamId:
+        return "other"
 
 
 def _dedupe(stream_id: str, kind: str, records: Iterable[pb.Record]) -> tuple[SequenceReport, dict[int, pb.Record]]:
@@ -249,7 +254,7 @@ def reconcile_streams(truth: Iterable[dict[str, Any]], records: Iterable[pb.Reco
     ecg_reports: dict[str, StreamReport] = {}
     seq_reports: dict[str, SequenceReport] = {}
     for device in devices:
-        stream_id = f"{device}/ecg"
+        stream_id = str(stream_id_for(device, pb.STREAM_KIND_ECG))
         recs = ecg_streams.get(stream_id, [])
         ecg_reports[device], seq_reports[stream_id] = _reconcile_device(
             device, packets.get(device, []), recs, gaps.get(device, []), acked.get(stream_id), time_tolerance_ns,
@@ -268,7 +273,7 @@ def _reconcile_device(device: str, packets: list[_Packet], blocks: list[pb.Recor
                       acked_next: int | None, tol: int,
                       excused: set[int] | None = None) -> tuple[StreamReport, SequenceReport]:
     rep = StreamReport(device, produced_samples=sum(p.n for p in packets))
-    seqrep, first = _dedupe(f"{device}/ecg", "ecg", blocks)
+    seqrep, first = _dedupe(str(stream_id_for(device, pb.STREAM_KIND_ECG)), "ecg", blocks)
     rep.duplicate_records, rep.reordered_records = seqrep.duplicate_records, seqrep.reordered_records
     by_seq = {p.seq: p for p in packets}
     unique = [first[s] for s in sorted(first)]

@@ -1,41 +1,57 @@
-"""Per-gateway token buckets (pure: the caller passes the time).
+"""Token buckets (pure: the caller passes the time), used by the gateway's uplink pacing and the ingest.
 
-A batch costs its records and its bytes. A bucket may go into debt by one batch, so
-a batch larger than the bucket still passes eventually; the debt is how long the
-caller holds the stream back (back-pressure) before it reads the next batch. If
-that wait would be longer than allowed, the batch is refused instead and nothing
-is taken from the bucket.
+A bucket holds up to ``burst`` tokens and refills at ``rate`` per second; rate 0 is unlimited.
+The level may go negative: one item larger than the bucket still passes, and the items after it
+pay for it. That debt is how long the caller holds the stream back (back-pressure).
+
+The ingest's :class:`GatewayLimiter` charges a batch its records and its bytes; if the wait
+would be longer than allowed, the batch is refused instead and nothing is taken.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
-@dataclass
 class TokenBucket:
-    rate: float       # tokens per second
-    capacity: float   # most tokens saved up
-    tokens: float
-    updated: float    # time of the last refill, seconds
+    """A rate with a burst, in any unit."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._level = self.burst
+        self._at = now
 
     @classmethod
     def full(cls, rate: float, burst_s: float, now: float) -> TokenBucket:
-        return cls(rate, rate * burst_s, rate * burst_s, now)
+        """A full bucket holding ``burst_s`` seconds of ``rate``."""
+        return cls(rate, rate * burst_s, now)
 
-    def refill(self, now: float) -> None:
-        if now > self.updated:
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
+    @property
+    def unlimited(self) -> bool:
+        return self.rate <= 0
 
-    def wait_for(self, cost: float, now: float) -> float:
-        """Seconds until ``cost`` would be paid for (0 if now)."""
-        self.refill(now)
-        return max(0.0, min(cost, self.capacity) - self.tokens) / self.rate
+    def level(self, now: float) -> float:
+        """Tokens available at ``now`` (negative while in debt)."""
+        if self.unlimited:
+            return math.inf
+        self._level = min(self.burst, self._level + max(0.0, now - self._at) * self.rate)
+        self._at = max(self._at, now)
+        return self._level
 
-    def take(self, cost: float, now: float) -> None:
-        self.refill(now)
-        self.tokens -= cost
+    def spend(self, amount: float, now: float) -> None:
+        if not self.unlimited:
+            self._level = self.level(now) - amount
+
+    def wait_s(self, amount: float, now: float) -> float:
+        """Seconds until the level reaches ``amount`` (at most the burst; 0 if now)."""
+        if self.unlimited:
+            return 0.0
+        return max(0.0, (min(amount, self.burst) - self.level(now)) / self.rate)
+
+    wait_for = wait_s
+    take = spend
 
 
 @dataclass
@@ -47,9 +63,9 @@ class GatewayLimiter:
 
     def admit(self, records: int, size: int, now: float, max_wait_s: float) -> float | None:
         """Take the batch's cost and return how long to hold back, or None to refuse it."""
-        wait = max(self.records.wait_for(records, now), self.bytes.wait_for(size, now))
+        wait = max(self.records.wait_s(records, now), self.bytes.wait_s(size, now))
         if wait > max_wait_s:
             return None
-        self.records.take(records, now)
-        self.bytes.take(size, now)
+        self.records.spend(records, now)
+        self.bytes.spend(size, now)
         return wait

@@ -21,12 +21,13 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from cardiogate.cloud import authz
 from cardiogate.cloud.db import ANY_DEVICE, insert_for
 from cardiogate.cloud.registry.schema import devices, gateway_tags, gateways, heartbeats, patients, sites
+from cardiogate.core.errors import PermanentError
 from cardiogate.proto.v1 import fleet_pb2
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
-class FleetError(Exception):
+class FleetError(PermanentError):
     """A request the registry refuses (bad identifier, unknown site, ...)."""
 
 

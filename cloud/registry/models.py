@@ -20,12 +20,13 @@ from cardiogate.cloud.registry.artifacts import ArtifactStore
 from cardiogate.cloud.registry.schema import model_alias_events, model_aliases, model_versions
 from cardiogate.cloud.registry.signing import Signer, build_manifest, sign_manifest
 from cardiogate.core.artifacts import parse_version, sha256_file
+from cardiogate.core.errors import PermanentError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-class RegistryError(Exception):
+class RegistryError(PermanentError):
     """A request the registry refuses (unknown model/version, version not newer, ...)."""
 
 

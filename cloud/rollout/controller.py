@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select, update
 
@@ -39,15 +39,16 @@ from cardiogate.cloud.rollout.decide import (
 )
 from cardiogate.cloud.rollout.plan import RolloutPlan, stage_sizes
 from cardiogate.core.artifacts import parse_version
+from cardiogate.core.errors import PermanentError
 from cardiogate.core.logs import get_logger
+from cardiogate.proto.contracts import UpdateAction, UpdaterPhase
 
 log = get_logger(__name__)
 
 DAY_NS = 86_400 * 10**9
-Action = Literal["none", "shadow", "activate", "rollback"]
 
 
-class RolloutError(Exception):
+class RolloutError(PermanentError):
     """An operator request that cannot be applied (unknown rollout, wrong state, ...)."""
 
 
@@ -55,7 +56,7 @@ class RolloutError(Exception):
 class AssignmentOut:
     """What the gateway should do (the gRPC Assignment, without protobuf)."""
 
-    action: Action
+    action: UpdateAction
     version: str = ""
     rollout_id: str = ""
     signed_manifest: bytes = b""
@@ -119,6 +120,9 @@ class RolloutStatus:
         return doc
 
 
+# A member in one of these phases never ran the candidate live: an abort just discards it.
+_UNSWITCHED = frozenset({UpdaterPhase.DOWNLOADING, UpdaterPhase.VERIFYING, UpdaterPhase.STAGED, UpdaterPhase.SHADOW,
+                         UpdaterPhase.IDLE})
 _FIGURES = ("windows", "agreements", "shadow_s", "candidate_p99_ms", "live_p99_ms", "candidate_alarm_rate",
             "live_alarm_rate", "candidate_errors", "load_failures", "crashes")
 
@@ -296,31 +300,31 @@ class RolloutController:
             action, reason = member_action(view, _member(found), alarm_active)
             if action != "baseline":
                 record = self.models.require(model, r["candidate_version"])
-                return AssignmentOut("shadow" if action == "shadow" else "activate", record.version,
+                return AssignmentOut(action, record.version,
                                      r["rollout_id"], record.manifest, b"", plan.bake_s, reason)
         return self._champion_assignment(model, active_version, reason)
 
     def _champion_assignment(self, model: str, active: str, why: str) -> AssignmentOut:
         champion = self.models.alias(model, CHAMPION)
         if champion is None:
-            return AssignmentOut("none", reason=f"{model} has no champion")
+            return AssignmentOut(UpdateAction.NONE, reason=f"{model} has no champion")
         if active == champion:
-            return AssignmentOut("none", champion, reason=why or "runs the champion")
+            return AssignmentOut(UpdateAction.NONE, champion, reason=why or "runs the champion")
         record = self.models.require(model, champion)
         try:
             newer = not active or parse_version(active) < parse_version(champion)
         except ValueError:
             newer = True
         if newer:
-            return AssignmentOut("activate", champion, "", record.manifest, b"", 0.0, "install the champion")
+            return AssignmentOut(UpdateAction.ACTIVATE, champion, "", record.manifest, b"", 0.0, "install the champion")
         if self.signer is None:
-            return AssignmentOut("none", reason="a rollback is due but this server has no signing key")
+            return AssignmentOut(UpdateAction.NONE, reason="a rollback is due but this server has no signing key")
         # Deterministic within a day (same bytes on every poll), and never older than two days.
         issued = self._now() // DAY_NS * DAY_NS
         order = sign_rollback_order(self.signer, model=model, rollout_id=self._rollout_of(model, active),
                                     from_version=active, to_version=champion, issued_ns=issued,
                                     ttl_s=self.rollback_ttl_s)
-        return AssignmentOut("rollback", champion, "", record.manifest, order, 0.0,
+        return AssignmentOut(UpdateAction.ROLLBACK, champion, "", record.manifest, order, 0.0,
                              f"roll back {active} -> champion {champion}")
 
     def _rollout_of(self, model: str, version: str) -> str:
@@ -380,7 +384,7 @@ class RolloutController:
             return rep.state
         if state == ABORTED and prior == "active" and rep.active_version == baseline:
             return "rolled_back"
-        if state == ABORTED and prior in ("downloading", "verifying", "staged", "shadow", "idle"):
+        if state == ABORTED and prior in _UNSWITCHED:
             return "discarded"
         return prior
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cardiogate.cloud.rollout.plan import Gates, RolloutPlan
+from cardiogate.proto.contracts import RefusalCode, UpdateAction, UpdaterPhase
 
 # Refusals that mean "this gateway cannot take this model" rather than "this artifact is bad".
-SKIP_CODES = frozenset({"incompatible", "older_version", "wrong_model"})
+SKIP_CODES = frozenset({RefusalCode.INCOMPATIBLE, RefusalCode.OLDER_VERSION, RefusalCode.WRONG_MODEL})
 RUNNING, PAUSED, COMPLETED, ABORTED = "running", "paused", "completed", "aborted"
 
 
@@ -99,7 +100,7 @@ def gate_breach(members: Sequence[MemberView], gates: Gates) -> str | None:
     if crashes > gates.max_crashes:
         who = ", ".join(m.gateway_id for m in members if m.crashes)
         return f"crashes with the candidate loaded: {crashes} > {gates.max_crashes} ({who})"
-    refused = [m for m in members if m.refusal_code and not m.skipped and m.refusal_code != "load_failed"]
+    refused = [m for m in members if m.refusal_code and not m.skipped and m.refusal_code != RefusalCode.LOAD_FAILED]
     if len(refused) > gates.max_integrity_refusals:
         return "gateways refused the artifact: " + ", ".join(f"{m.gateway_id} ({m.refusal_code})" for m in refused)
     judged = [m for m in members if m.windows >= gates.min_windows]
@@ -129,7 +130,8 @@ def gate_breach(members: Sequence[MemberView], gates: Gates) -> str | None:
 def _baked(m: MemberView, view: RolloutView) -> bool:
     if m.active_version == view.candidate_version:
         return True
-    return m.status == "shadow" and m.shadow_s >= view.plan.bake_s and m.windows >= view.plan.gates.min_windows
+    return (m.status == UpdaterPhase.SHADOW and m.shadow_s >= view.plan.bake_s
+            and m.windows >= view.plan.gates.min_windows)
 
 
 def _stale(m: MemberView, view: RolloutView, now_ns: int) -> bool:
@@ -167,7 +169,7 @@ def evaluate(view: RolloutView, now_ns: int) -> Decision:
     return Decision("advance", f"{label} passed on {len(baked)} gateways")
 
 
-MemberAction = Literal["baseline", "shadow", "activate"]
+MemberAction = Literal["baseline", UpdateAction.SHADOW, UpdateAction.ACTIVATE]  # baseline: champion rules
 
 
 def member_action(view: RolloutView, member: MemberView, alarm_active: bool) -> tuple[MemberAction, str]:
@@ -178,11 +180,11 @@ def member_action(view: RolloutView, member: MemberView, alarm_active: bool) -> 
     if member.stage > view.stage:
         return "baseline", f"joins at stage {member.stage + 1}"
     if member.stage == view.stage:
-        return "shadow", f"stage {member.stage + 1} baking"
+        return UpdateAction.SHADOW, f"stage {member.stage + 1} baking"
     if member.active_version == view.candidate_version:
-        return "activate", "stage passed"
+        return UpdateAction.ACTIVATE, "stage passed"
     if view.state == PAUSED:
-        return "shadow", "rollout paused: no new switches"
+        return UpdateAction.SHADOW, "rollout paused: no new switches"
     if alarm_active:
-        return "shadow", "waiting for the active high-priority alarm to clear"
-    return "activate", f"stage {member.stage + 1} passed"
+        return UpdateAction.SHADOW, "waiting for the active high-priority alarm to clear"
+    return UpdateAction.ACTIVATE, f"stage {member.stage + 1} passed"

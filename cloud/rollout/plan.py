@@ -7,8 +7,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cardiogate.core.errors import PermanentError
 
-class PlanError(ValueError):
+
+class PlanError(PermanentError, ValueError):
     """The plan is inconsistent (a share above 1, growth below 1, ...)."""
 
 

@@ -21,27 +21,27 @@ from cardiogate.cloud.pki import CertificateError
 from cardiogate.cloud.registry.models import RegistryError
 from cardiogate.cloud.rollout.controller import AssignmentOut, GatewayReport, RolloutController
 from cardiogate.core.logs import get_logger
+from cardiogate.proto.contracts import RefusalCode, UpdaterPhase
 from cardiogate.proto.v1 import rollout_pb2 as rpb
 from cardiogate.proto.v1 import rollout_pb2_grpc
 
 log = get_logger(__name__)
 
-_ACTIONS = {"none": rpb.UPDATE_ACTION_NONE, "shadow": rpb.UPDATE_ACTION_SHADOW,
-            "activate": rpb.UPDATE_ACTION_ACTIVATE, "rollback": rpb.UPDATE_ACTION_ROLLBACK}
-
-
 def assignment_to_proto(a: AssignmentOut, poll_s: float, chunk_bytes: int) -> rpb.Assignment:
-    return rpb.Assignment(action=_ACTIONS[a.action], rollout_id=a.rollout_id, version=a.version,
+    return rpb.Assignment(action=a.action.wire, rollout_id=a.rollout_id, version=a.version,
                           signed_manifest=a.signed_manifest, rollback_order=a.rollback_order, bake_s=a.bake_s,
                           reason=a.reason, chunk_bytes=chunk_bytes, poll_s=poll_s)
 
 
 def report_from_proto(r: rpb.UpdaterReport) -> GatewayReport:
+    """The enums when the gateway sent them; an older gateway's text fields otherwise (kept as sent if unknown)."""
     s = r.shadow
-    return GatewayReport(r.gateway_id, r.model, r.state, r.active_version, r.candidate_version, r.rollout_id,
+    state = UpdaterPhase.from_wire(r.phase, r.state) or r.state
+    refusal = RefusalCode.from_wire(r.refusal, r.refusal_code) or r.refusal_code
+    return GatewayReport(r.gateway_id, r.model, state, r.active_version, r.candidate_version, r.rollout_id,
                          s.windows, s.agreements, s.shadow_s, s.candidate_p99_ms, s.live_p99_ms,
                          s.candidate_alarm_rate, s.live_alarm_rate, s.candidate_errors, r.load_failures, r.crashes,
-                         r.refusal_code, r.refusal_detail, r.high_priority_alarm_active)
+                         refusal, r.refusal_detail, r.high_priority_alarm_active)
 
 
 class RolloutService(rollout_pb2_grpc.RolloutServicer):
@@ -91,10 +91,11 @@ class RolloutService(rollout_pb2_grpc.RolloutServicer):
     async def ReportStatus(self, request: rpb.UpdaterReport,
                            context: grpc.aio.ServicerContext[Any, Any]) -> rpb.ReportReply:
         await self._authorise(request.gateway_id, context)
-        if request.refusal_code:
+        report = report_from_proto(request)
+        if report.refusal_code:
             log.warning("gateway refused a model", gateway=request.gateway_id, model=request.model,
-                        version=request.candidate_version, code=request.refusal_code, detail=request.refusal_detail)
-        await asyncio.to_thread(self.controller.report, report_from_proto(request))
+                        version=request.candidate_version, code=report.refusal_code, detail=request.refusal_detail)
+        await asyncio.to_thread(self.controller.report, report)
         return rpb.ReportReply(server_time_ns=time.time_ns())
 
 

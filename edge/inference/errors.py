@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cardiogate.core.errors import CardiogateError, PermanentError, TransientError
 
-class ModelError(Exception):
+
+class ModelError(CardiogateError):
     """Any failure of an on-device model; ``reason`` is a stable code for the technical alarm."""
 
     def __init__(self, reason: str, detail: str, path: Path | None = None) -> None:
@@ -16,7 +18,7 @@ class ModelError(Exception):
         self.path = path
 
 
-class ModelLoadError(ModelError):
+class ModelLoadError(ModelError, PermanentError):
     """The artifact cannot be used: runtime missing, file missing/corrupt, checksum or shape mismatch.
 
     Reasons: ``missing_runtime``, ``missing_file``, ``unsupported_format``, ``manifest_invalid``,
@@ -24,7 +26,7 @@ class ModelLoadError(ModelError):
     """
 
 
-class InferenceError(ModelError):
+class InferenceError(ModelError, TransientError):
     """One inference could not run: wrong input shape, too little signal, or a runtime failure.
 
     Reasons: ``bad_input``, ``input_too_short``, ``runtime_failure``.

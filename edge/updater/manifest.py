@@ -24,21 +24,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from cardiogate.core.artifacts import MANIFEST_FORMAT, ROLLBACK_FORMAT, key_id_for, sha256_file, signed_message
+from cardiogate.core.errors import PermanentError
 from cardiogate.edge.updater.versioning import compare_versions, parse_version
+from cardiogate.proto.contracts import RefusalCode
 
-REFUSAL_CODES = (
-    "malformed", "unsigned", "unknown_key", "bad_signature", "wrong_model", "older_version", "incompatible",
-    "size_mismatch", "sha256_mismatch", "bad_rollback_order", "load_failed",
-)
+REFUSAL_CODES: tuple[RefusalCode, ...] = tuple(RefusalCode)  # the wire's RefusalCode enum, as text
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class Refusal(Exception):
-    """The gateway will not use this artifact; ``code`` is one of REFUSAL_CODES."""
+class Refusal(PermanentError):
+    """The gateway will not use this artifact; ``code`` says why, in the rollout contract's terms."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: RefusalCode, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
@@ -83,22 +82,23 @@ def open_envelope(raw: bytes, fmt: str, trusted: TrustedKeys) -> tuple[dict[str,
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Refusal("malformed", f"not JSON: {exc}") from None
+        raise Refusal(RefusalCode.MALFORMED, f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise Refusal("malformed", "expected a JSON object")
+        raise Refusal(RefusalCode.MALFORMED, "expected a JSON object")
     if "signature" not in doc or "key_id" not in doc:
-        raise Refusal("unsigned", "no signature: only manifests signed by a trusted key are accepted")
+        raise Refusal(RefusalCode.UNSIGNED, "no signature: only manifests signed by a trusted key are accepted")
     body, key_id, signature = doc.get("body"), doc["key_id"], doc["signature"]
     if doc.get("format") != fmt or not isinstance(body, dict):
-        raise Refusal("malformed", f"expected format {fmt!r} with an object body")
+        raise Refusal(RefusalCode.MALFORMED, f"expected format {fmt!r} with an object body")
     if not isinstance(key_id, str) or key_id not in trusted.keys:
-        raise Refusal("unknown_key", f"signed with key {key_id!r}, which this gateway does not trust "
+        raise Refusal(RefusalCode.UNKNOWN_KEY, f"signed with key {key_id!r}, which this gateway does not trust "
                                      f"(trusted: {', '.join(sorted(trusted.keys)) or 'none'})")
     try:
         sig = base64.b64decode(str(signature), validate=True)
         trusted.keys[key_id].verify(sig, signed_message(fmt, body))
     except (InvalidSignature, binascii.Error, ValueError):
-        raise Refusal("bad_signature", "the signature does not match the content: tampered or corrupted") from None
+        raise Refusal(RefusalCode.BAD_SIGNATURE,
+                      "the signature does not match the content: tampered or corrupted") from None
     return body, key_id
 
 
@@ -151,20 +151,20 @@ def _check_fields(body: Mapping[str, Any]) -> None:
         "min_gateway_version": str, "training_data_hash": str, "metrics": dict}
     for field, kind in required.items():
         if field not in body:
-            raise Refusal("malformed", f"manifest lacks {field!r}")
+            raise Refusal(RefusalCode.MALFORMED, f"manifest lacks {field!r}")
         if not isinstance(body[field], kind) or isinstance(body[field], bool):
-            raise Refusal("malformed", f"manifest field {field!r} has the wrong type")
+            raise Refusal(RefusalCode.MALFORMED, f"manifest field {field!r} has the wrong type")
     if not _SAFE_NAME.fullmatch(body["name"]):
-        raise Refusal("malformed", f"bad model name {body['name']!r}")
+        raise Refusal(RefusalCode.MALFORMED, f"bad model name {body['name']!r}")
     if not _HEX64.fullmatch(body["sha256"]):
-        raise Refusal("malformed", "sha256 must be 64 lowercase hex digits")
+        raise Refusal(RefusalCode.MALFORMED, "sha256 must be 64 lowercase hex digits")
     if body["size_bytes"] <= 0:
-        raise Refusal("malformed", "size_bytes must be positive")
+        raise Refusal(RefusalCode.MALFORMED, "size_bytes must be positive")
     try:
         parse_version(body["version"])
         parse_version(body["min_gateway_version"])
     except ValueError as exc:
-        raise Refusal("malformed", str(exc)) from None
+        raise Refusal(RefusalCode.MALFORMED, str(exc)) from None
 
 
 def verify_manifest(raw: bytes, trusted: TrustedKeys) -> Manifest:
@@ -195,9 +195,9 @@ def verify_rollback_order(raw: bytes, trusted: TrustedKeys, now_ns: int) -> Roll
         parse_version(order.from_version)
         parse_version(order.to_version)
     except (KeyError, TypeError, ValueError) as exc:
-        raise Refusal("bad_rollback_order", f"malformed rollback order: {exc}") from None
+        raise Refusal(RefusalCode.BAD_ROLLBACK_ORDER, f"malformed rollback order: {exc}") from None
     if now_ns > order.expires_ns:
-        raise Refusal("bad_rollback_order", "the rollback order has expired")
+        raise Refusal(RefusalCode.BAD_ROLLBACK_ORDER, "the rollback order has expired")
     return order
 
 
@@ -206,16 +206,18 @@ def check_upgrade(manifest: Manifest, *, model: str, active_version: str | None,
     """Refuse another model line, a gateway too old for the model, and any downgrade the cloud
     did not explicitly order (a signed rollback order from our exact version to this one)."""
     if manifest.name != model:
-        raise Refusal("wrong_model", f"manifest is for model {manifest.name!r}, this updater runs {model!r}")
+        raise Refusal(RefusalCode.WRONG_MODEL,
+                      f"manifest is for model {manifest.name!r}, this updater runs {model!r}")
     if compare_versions(gateway_version, manifest.min_gateway_version) < 0:
-        raise Refusal("incompatible", f"needs gateway >= {manifest.min_gateway_version}, this is {gateway_version}")
+        raise Refusal(RefusalCode.INCOMPATIBLE,
+                      f"needs gateway >= {manifest.min_gateway_version}, this is {gateway_version}")
     if active_version is None or compare_versions(manifest.version, active_version) > 0:
         return
     if rollback is None:
-        raise Refusal("older_version", f"{manifest.version} is not newer than the live {active_version}; "
+        raise Refusal(RefusalCode.OLDER_VERSION, f"{manifest.version} is not newer than the live {active_version}; "
                                        "a downgrade needs a signed rollback order")
     if (rollback.model, rollback.from_version, rollback.to_version) != (model, active_version, manifest.version):
-        raise Refusal("bad_rollback_order", f"the order covers {rollback.model} {rollback.from_version} -> "
+        raise Refusal(RefusalCode.BAD_ROLLBACK_ORDER, f"the order covers {rollback.model} {rollback.from_version} -> "
                                             f"{rollback.to_version}, not {active_version} -> {manifest.version}")
 
 
@@ -223,8 +225,8 @@ def verify_artifact(path: Path, manifest: Manifest) -> None:
     """Size, then SHA-256: a truncated or swapped file never reaches a runtime."""
     size = path.stat().st_size
     if size != manifest.size_bytes:
-        raise Refusal("size_mismatch", f"artifact is {size} bytes, the manifest says {manifest.size_bytes}")
+        raise Refusal(RefusalCode.SIZE_MISMATCH, f"artifact is {size} bytes, the manifest says {manifest.size_bytes}")
     digest = sha256_file(path)
     if digest != manifest.sha256:
-        raise Refusal("sha256_mismatch", f"artifact sha256 {digest[:16]}... differs from the signed "
+        raise Refusal(RefusalCode.SHA256_MISMATCH, f"artifact sha256 {digest[:16]}... differs from the signed "
                                          f"{manifest.sha256[:16]}...: tampered or corrupted")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from cardiogate.core.errors import PermanentError
 from cardiogate.edge.updater.manifest import Manifest
 
 
@@ -38,7 +39,7 @@ class Runner(Protocol):
 RunnerFactory = Callable[[Path, Manifest], Runner]
 
 
-class RunnerLoadError(Exception):
+class RunnerLoadError(PermanentError):
     """The runtime cannot load this artifact (reported as a load failure)."""
 
 

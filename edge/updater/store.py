@@ -28,6 +28,7 @@ from typing import Any
 from cardiogate.core.logs import get_logger
 from cardiogate.edge.updater.manifest import Manifest, Refusal, TrustedKeys, verify_artifact, verify_manifest
 from cardiogate.edge.updater.versioning import parse_version
+from cardiogate.proto.contracts import RefusalCode
 
 log = get_logger(__name__)
 
@@ -142,7 +143,7 @@ class ModelStore:
         try:
             manifest = verify_manifest((folder / SIGNED_MANIFEST).read_bytes(), self.trusted)
             if manifest.version != version:
-                raise Refusal("malformed", f"folder {version} holds version {manifest.version}")
+                raise Refusal(RefusalCode.MALFORMED, f"folder {version} holds version {manifest.version}")
             verify_artifact(folder / manifest.artifact_name, manifest)
             return manifest
         except (OSError, Refusal) as exc:

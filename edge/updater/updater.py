@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import grpc
 
+from cardiogate.core.backoff import PERMANENT_RETRY, RetryPolicy, retry_policy_for
+from cardiogate.core.errors import rpc_error
 from cardiogate.core.logs import get_logger
 from cardiogate.edge.updater.manifest import (
     Manifest,
@@ -40,13 +42,12 @@ from cardiogate.edge.updater.manifest import (
 from cardiogate.edge.updater.runners import EcgWindow, Runner, RunnerFactory, RunnerLoadError, default_runner_factory
 from cardiogate.edge.updater.shadow import NORMAL_LABELS, ShadowEvaluator, ShadowFigures
 from cardiogate.edge.updater.store import ModelStore, Step
+from cardiogate.proto.contracts import RefusalCode, UpdateAction, UpdaterPhase
 from cardiogate.proto.v1 import rollout_pb2 as rpb
 
 log = get_logger(__name__)
 
-NONE, SHADOW, ACTIVATE, ROLLBACK = (rpb.UPDATE_ACTION_NONE, rpb.UPDATE_ACTION_SHADOW, rpb.UPDATE_ACTION_ACTIVATE,
-                                    rpb.UPDATE_ACTION_ROLLBACK)
-_ACTION_NAMES: dict[int, str] = {NONE: "none", SHADOW: "shadow", ACTIVATE: "activate", ROLLBACK: "rollback"}
+_SWITCHES = (UpdateAction.ACTIVATE, UpdateAction.ROLLBACK)
 
 
 class UpdateSource(Protocol):
@@ -74,7 +75,7 @@ class UpdaterConfig:
 class Target:
     """What the cloud asked for, kept verbatim so it can be re-verified after a restart."""
 
-    action: int
+    action: UpdateAction
     version: str
     rollout_id: str
     envelope: bytes
@@ -86,14 +87,13 @@ class Target:
         return hashlib.sha256(self.envelope + b"\0" + self.rollback_order).hexdigest()
 
     def to_state(self) -> dict[str, Any]:
-        return {"action": _ACTION_NAMES[self.action], "version": self.version, "rollout_id": self.rollout_id,
+        return {"action": str(self.action), "version": self.version, "rollout_id": self.rollout_id,
                 "envelope": self.envelope.hex(), "rollback_order": self.rollback_order.hex(), "bake_s": self.bake_s}
 
     @classmethod
     def from_state(cls, doc: dict[str, Any]) -> Target:
-        action = {v: k for k, v in _ACTION_NAMES.items()}[str(doc["action"])]
-        return cls(action, str(doc["version"]), str(doc["rollout_id"]), bytes.fromhex(str(doc["envelope"])),
-                   bytes.fromhex(str(doc["rollback_order"])), float(doc["bake_s"]))
+        return cls(UpdateAction(str(doc["action"])), str(doc["version"]), str(doc["rollout_id"]),
+                   bytes.fromhex(str(doc["envelope"])), bytes.fromhex(str(doc["rollback_order"])), float(doc["bake_s"]))
 
 
 def _never() -> bool:
@@ -125,11 +125,11 @@ class Updater:
         self._clock = clock
         self._wall_ns = wall_ns
         self._lock = threading.Lock()  # guards the runners and the shadow evaluator against observe()
-        self.phase = "idle"
+        self.phase = UpdaterPhase.IDLE
         self.active: str | None = None
         self.target: Target | None = None
         self.manifest: Manifest | None = None
-        self.refusal: tuple[str, str, str] | None = None  # (fingerprint, code, detail)
+        self.refusal: tuple[str, RefusalCode, str] | None = None  # (fingerprint, code, detail)
         self.attempts = 0
         self.crashes = 0
         self.load_failures = 0
@@ -137,6 +137,7 @@ class Updater:
         self._candidate: Runner | None = None
         self._shadow: ShadowEvaluator | None = None
         self._poll_s = config.poll_s
+        self._refused = PERMANENT_RETRY.backoff()  # grows while the cloud keeps refusing; reset by an answer
         self._chunk = config.chunk_bytes
         self._next_poll = 0.0
         self._waiting_alarm = False
@@ -157,8 +158,8 @@ class Updater:
         self.load_failures = int(state.get("load_failures", 0))
         self.attempts = int(state.get("attempts", 0))
         refused = state.get("refusal")
-        if isinstance(refused, list) and len(refused) == 3:
-            self.refusal = (str(refused[0]), str(refused[1]), str(refused[2]))
+        if isinstance(refused, list) and len(refused) == 3 and refused[1] in RefusalCode._value2member_map_:
+            self.refusal = (str(refused[0]), RefusalCode(refused[1]), str(refused[2]))
         self._load_live()
         if isinstance(state.get("target"), dict):
             try:
@@ -166,8 +167,8 @@ class Updater:
             except (KeyError, ValueError) as exc:
                 log.warning("discarding unreadable updater state", error=str(exc))
             else:
-                phase = str(state.get("phase", ""))
-                if phase in ("refused", "failed") and self.refusal is not None:
+                phase = UpdaterPhase.from_wire(0, str(state.get("phase", "")))
+                if phase in (UpdaterPhase.REFUSED, UpdaterPhase.FAILED) and self.refusal is not None:
                     self.target, self.phase = target, phase
                 else:
                     self._adopt(target, resumed=phase)
@@ -196,20 +197,31 @@ class Updater:
             if now >= self._next_poll:  # also mid-download, so an abort is heard at once
                 self._next_poll = now + self._poll_s
                 self._poll()
-            if self.phase == "downloading":
+            if self.phase == UpdaterPhase.DOWNLOADING:
                 return self._download_one()
-            if self.phase == "verifying":
+            if self.phase == UpdaterPhase.VERIFYING:
                 self._verify_and_stage()
                 return 0.0
-            if self.phase == "staged" and self.target is not None and self.target.action in (ACTIVATE, ROLLBACK):
+            if self.phase == UpdaterPhase.STAGED and self.target is not None and self.target.action in _SWITCHES:
                 self._switch()
             wait = self._next_poll - self._clock()
             return max(0.0, min(wait, 0.5) if self._waiting_alarm else wait)
         except grpc.RpcError as exc:
-            log.warning("rollout service unreachable", model=self.config.model, code=str(exc.code()),
-                        phase=self.phase)
-            self._next_poll = self._clock() + self._poll_s
-            return self._poll_s
+            return self._after_rpc_failure(exc)
+
+    def _after_rpc_failure(self, exc: grpc.RpcError) -> float:
+        """Wait by the error's class: the poll interval after an outage, minutes (growing) after a refusal of
+        this gateway's identity, which polling every 30 s cannot fix."""
+        code, details = getattr(exc, "code", None), getattr(exc, "details", None)  # a failed call carries both
+        error = rpc_error(code().name if callable(code) else "UNAVAILABLE",
+                          str(details() if callable(details) else exc))
+        policy = retry_policy_for(error, RetryPolicy("poll", self._poll_s, self._poll_s))
+        delay = self._refused.next_delay() if policy is PERMANENT_RETRY else self._poll_s
+        log.warning("rollout service refused this gateway" if policy is PERMANENT_RETRY
+                    else "rollout service unreachable", model=self.config.model, error=str(error), phase=self.phase,
+                    retry_in_s=round(delay, 1))
+        self._next_poll = self._clock() + delay
+        return delay
 
     def _poll(self) -> None:
         request = rpb.AssignmentRequest(gateway_id=self.config.gateway_id, model=self.config.model,
@@ -217,6 +229,7 @@ class Updater:
                                         software_version=self.config.gateway_version,
                                         high_priority_alarm_active=self._alarm_active())
         assignment = self.source.get_assignment(request)
+        self._refused.reset()
         if assignment.poll_s > 0:
             self._poll_s = min(max(assignment.poll_s, 0.05), 3600.0)
         if assignment.chunk_bytes > 0:
@@ -229,23 +242,24 @@ class Updater:
             self._watch_rollout = ""  # that rollout is over: its crash count no longer matters
             self.crashes = self.load_failures = 0
             self._save()
-        if a.action in (NONE, rpb.UPDATE_ACTION_UNSPECIFIED) or not a.version:
+        action = UpdateAction.from_wire(a.action)
+        if action in (None, UpdateAction.NONE) or not a.version:
             if self.target is not None:
                 self._discard(f"the cloud no longer assigns it ({a.reason or 'no reason given'})")
             return
-        target = Target(a.action, a.version, a.rollout_id, a.signed_manifest, a.rollback_order, a.bake_s)
+        target = Target(action, a.version, a.rollout_id, a.signed_manifest, a.rollback_order, a.bake_s)
         if self.refusal is not None and self.refusal[0] == target.fingerprint:
             return  # already refused exactly this; keep reporting the reason
         current = self.target
         if current is not None and (current.version, current.fingerprint) == (target.version, target.fingerprint):
             if current.action != target.action:
                 log.info("assignment changed", model=self.config.model, version=target.version,
-                         action=_ACTION_NAMES[target.action], reason=a.reason)
+                         action=target.action, reason=a.reason)
                 self.target = target
-                if self.phase == "shadow" and target.action in (ACTIVATE, ROLLBACK):
-                    self.phase = "staged"
+                if self.phase == UpdaterPhase.SHADOW and target.action in _SWITCHES:
+                    self.phase = UpdaterPhase.STAGED
                 self._save()
-                if self.phase == "staged":
+                if self.phase == UpdaterPhase.STAGED:
                     self._after_staged()
             return
         if target.version == self.active:
@@ -253,10 +267,10 @@ class Updater:
                 self._discard("already live")
             return
         if current is not None:
-            self._discard(f"replaced by {_ACTION_NAMES[target.action]} {target.version}")
+            self._discard(f"replaced by {target.action} {target.version}")
         self._adopt(target)
 
-    def _adopt(self, target: Target, resumed: str = "") -> None:
+    def _adopt(self, target: Target, resumed: UpdaterPhase | None = None) -> None:
         """Verify what the cloud sent before fetching a byte; resume where a previous run stopped."""
         fresh = self.target is None or self.target.fingerprint != target.fingerprint
         self.target = target
@@ -268,12 +282,12 @@ class Updater:
         try:
             manifest = verify_manifest(target.envelope, self.store.trusted)
             order: RollbackOrder | None = None
-            if target.action == ROLLBACK:
+            if target.action == UpdateAction.ROLLBACK:
                 if not target.rollback_order:
-                    raise Refusal("bad_rollback_order", "a rollback needs the cloud's signed rollback order")
+                    raise Refusal(RefusalCode.BAD_ROLLBACK_ORDER, "a rollback needs the cloud's signed rollback order")
                 order = verify_rollback_order(target.rollback_order, self.store.trusted, self._wall_ns())
             if manifest.version != target.version:
-                raise Refusal("malformed", f"assignment names {target.version}, manifest {manifest.version}")
+                raise Refusal(RefusalCode.MALFORMED, f"assignment names {target.version}, manifest {manifest.version}")
             if self.active == target.version:
                 self._finish("already live")
                 return
@@ -283,14 +297,14 @@ class Updater:
             self._refuse(refusal)
             return
         self.manifest = manifest
-        log.info("model assignment", model=self.config.model, action=_ACTION_NAMES[target.action],
+        log.info("model assignment", model=self.config.model, action=target.action,
                  version=target.version, rollout=target.rollout_id, resumed=resumed or None)
         if self.store.installed(target.version) is not None:
-            self.phase = "staged"
+            self.phase = UpdaterPhase.STAGED
             self._save()
             self._after_staged()
         else:
-            self.phase = "verifying" if resumed == "verifying" else "downloading"
+            self.phase = UpdaterPhase.VERIFYING if resumed == UpdaterPhase.VERIFYING else UpdaterPhase.DOWNLOADING
             self._save()
 
     def _download_one(self) -> float:
@@ -298,7 +312,7 @@ class Updater:
         version, size = self.target.version, self.manifest.size_bytes
         offset = self.store.partial_size(version)
         if offset >= size:
-            self.phase = "verifying"
+            self.phase = UpdaterPhase.VERIFYING
             self._save()
             return 0.0
         chunk = self.source.download_chunk(rpb.ChunkRequest(
@@ -310,7 +324,7 @@ class Updater:
         done = self.store.write_chunk(version, offset, chunk.data)
         self._hook("download:chunk")
         if chunk.eof or done >= size:
-            self.phase = "verifying"
+            self.phase = UpdaterPhase.VERIFYING
             self._save()
         return 0.0
 
@@ -318,7 +332,7 @@ class Updater:
         assert self.manifest is not None and self.target is not None
         partial = self.store.partial_path(self.target.version)
         if not partial.exists():  # died while staging: the bytes are gone, fetch again
-            self.phase = "downloading"
+            self.phase = UpdaterPhase.DOWNLOADING
             self._save()
             return
         self._hook("verify:start")
@@ -330,27 +344,27 @@ class Updater:
             if self.attempts < self.config.max_download_attempts:
                 log.warning("downloaded artifact failed verification; fetching again", model=self.config.model,
                             version=self.target.version, attempt=self.attempts, error=str(refusal))
-                self.phase = "downloading"
+                self.phase = UpdaterPhase.DOWNLOADING
                 self._save()
             else:
                 self._refuse(refusal)
             return
         self._hook("verify:done")
         self.store.stage(self.manifest, self._hook)
-        self.phase = "staged"
+        self.phase = UpdaterPhase.STAGED
         self._save()
         self._after_staged()
 
     def _after_staged(self) -> None:
         assert self.target is not None
-        if self.target.action == SHADOW:
+        if self.target.action == UpdateAction.SHADOW:
             runner = self._load_candidate()
             if runner is None:
                 return
             with self._lock:
                 self._candidate = runner
                 self._shadow = ShadowEvaluator(runner, normal_labels=self.config.normal_labels, clock=self._clock)
-            self.phase = "shadow"
+            self.phase = UpdaterPhase.SHADOW
             self._save()
             log.info("shadow run started", model=self.config.model, version=self.target.version,
                      bake_s=self.target.bake_s)
@@ -363,7 +377,7 @@ class Updater:
             return self._candidate
         manifest = self.store.installed(self.target.version)
         if manifest is None:
-            self.phase = "downloading"
+            self.phase = UpdaterPhase.DOWNLOADING
             self._save()
             return None
         self._save(candidate_loaded=True)
@@ -371,7 +385,7 @@ class Updater:
             return self._factory(self.store.artifact_path(manifest), manifest)
         except (RunnerLoadError, OSError, ValueError) as exc:
             self.load_failures += 1
-            self._refuse(Refusal("load_failed", str(exc)), keep_files=False)
+            self._refuse(Refusal(RefusalCode.LOAD_FAILED, str(exc)), keep_files=False)
             return None
 
     def _switch(self) -> None:
@@ -388,7 +402,7 @@ class Updater:
             return
         manifest = self.store.installed(self.target.version)
         if manifest is None:
-            self.phase = "downloading"
+            self.phase = UpdaterPhase.DOWNLOADING
             self._save()
             return
         was = self.active
@@ -400,16 +414,16 @@ class Updater:
             self._shadow = None
         self.active = self.target.version
         log.info("model switched", model=self.config.model, was=was, now=self.active,
-                 action=_ACTION_NAMES[self.target.action], rollout=self.target.rollout_id)
+                 action=self.target.action, rollout=self.target.rollout_id)
         if self._on_switch is not None:
             self._on_switch(self.active, self.store.artifact_path(manifest), runner)
-        if self.target.action == ACTIVATE and self.target.rollout_id:
+        if self.target.action == UpdateAction.ACTIVATE and self.target.rollout_id:
             self._watch_rollout = self.target.rollout_id
         self._finish("switched")
 
     def _finish(self, why: str) -> None:
         """The target is done: it is live (or was already)."""
-        self.phase = "idle"
+        self.phase = UpdaterPhase.IDLE
         self.target = None
         self.manifest = None
         self._save(candidate_loaded=False)
@@ -423,7 +437,7 @@ class Updater:
         if target is not None and target.version != self.active:
             self.store.remove(target.version)
             log.info("candidate discarded", model=self.config.model, version=target.version, why=why)
-        self.phase = "idle"
+        self.phase = UpdaterPhase.IDLE
         self.target = None
         self.manifest = None
         self.refusal = None
@@ -440,7 +454,7 @@ class Updater:
         if not keep_files:
             self.store.remove(self.target.version)
         self.refusal = (self.target.fingerprint, refusal.code, refusal.detail)
-        self.phase = "failed" if refusal.code == "load_failed" else "refused"
+        self.phase = UpdaterPhase.FAILED if refusal.code == RefusalCode.LOAD_FAILED else UpdaterPhase.REFUSED
         self._save(candidate_loaded=False)
 
     def _load_live(self) -> None:
@@ -504,18 +518,19 @@ class Updater:
     def report(self) -> rpb.UpdaterReport:
         f = self.figures()
         target = self.target
-        code, detail = (self.refusal[1], self.refusal[2]) if self.refusal else ("", "")
+        code, detail = (self.refusal[1], self.refusal[2]) if self.refusal else (None, "")
         downloaded = self.store.partial_size(target.version) if target is not None else 0
         return rpb.UpdaterReport(
             gateway_id=self.config.gateway_id, model=self.config.model,
-            rollout_id=target.rollout_id if target else self._watch_rollout, state=self.phase,
+            rollout_id=target.rollout_id if target else self._watch_rollout, state=self.phase, phase=self.phase.wire,
             active_version=self.active or "",
             candidate_version=target.version if target else "",
             shadow=rpb.ShadowStats(windows=f.windows, agreements=f.agreements, shadow_s=f.shadow_s,
                                    candidate_p99_ms=f.candidate_p99_ms, live_p99_ms=f.live_p99_ms,
                                    candidate_alarm_rate=f.candidate_alarm_rate, live_alarm_rate=f.live_alarm_rate,
                                    candidate_errors=f.candidate_errors),
-            load_failures=self.load_failures, crashes=self.crashes, refusal_code=code, refusal_detail=detail,
+            load_failures=self.load_failures, crashes=self.crashes, refusal_code=code or "", refusal_detail=detail,
+            refusal=code.wire if code else rpb.REFUSAL_CODE_UNSPECIFIED,
             high_priority_alarm_active=self._alarm_active(), software_version=self.config.gateway_version,
             time_ns=self._wall_ns(), downloaded_bytes=downloaded)
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cardiogate.cloud.registry.signing import Signer, build_manifest, sign_manifest, sign_rollback_order
+from cardiogate.core.backoff import PERMANENT_RETRY
 from cardiogate.edge.updater import EcgWindow, Manifest, ModelStore, RuleRunner, TrustedKeys, Updater, UpdaterConfig
 from cardiogate.edge.updater.runners import Runner, estimate_bpm
 from cardiogate.edge.updater.store import write_atomic
@@ -169,6 +173,7 @@ def test_shadow_then_activate(rig: Rig) -> None:
     assert f.live_alarm_rate == pytest.approx(3 / 6) and f.candidate_alarm_rate == pytest.approx(2 / 6)
     rig.drive()
     assert rig.cloud.last.state == "shadow" and rig.cloud.last.shadow.windows == 6
+    assert rig.cloud.last.phase == rpb.UPDATER_PHASE_SHADOW and rig.cloud.last.refusal == rpb.REFUSAL_CODE_UNSPECIFIED
     rig.cloud.assign(ACTIVATE, "1.1.0")
     rig.drive()
     assert rig.updater.active == "1.1.0" and rig.store.current == "1.1.0" and rig.store.last_good == "1.0.0"
@@ -202,6 +207,8 @@ def test_refusals_are_reported_and_nothing_is_fetched(rig: Rig, case: str) -> No
     assert rig.updater.phase == "refused"
     assert rig.cloud.last.refusal_code == expected and rig.cloud.last.refusal_detail
     assert len(rig.cloud.chunk_offsets) == fetched
+    assert rig.cloud.last.phase == rpb.UPDATER_PHASE_REFUSED  # the enums beside the text fields
+    assert rpb.RefusalCode.Name(rig.cloud.last.refusal) == "REFUSAL_CODE_" + expected.upper()
     rig.drive()  # asked again: the same refusal, no retry
     assert rig.cloud.last.refusal_code == expected and len(rig.cloud.chunk_offsets) == fetched
     assert rig.updater.active == "1.0.0" and rig.updater.observe(ecg(130)) == "T"
@@ -356,3 +363,34 @@ def test_rule_runner_and_bpm_estimate() -> None:
     assert RuleRunner(100).predict(ecg(130)) == "T"
     assert RuleRunner(100, invert=True).predict(ecg(130)) == "N"
     assert estimate_bpm(np.zeros(10), 250.0) == 0.0
+
+
+def test_a_refused_identity_slows_polling_an_outage_does_not(rig: Rig) -> None:
+    install_v1(rig)
+    calls: list[str] = []
+
+    def failing(status: grpc.StatusCode) -> Callable[[rpb.AssignmentRequest], rpb.Assignment]:
+        def get_assignment(_request: rpb.AssignmentRequest) -> rpb.Assignment:
+            calls.append(status.name)
+            raise grpc.aio.AioRpcError(status, grpc.aio.Metadata(), grpc.aio.Metadata(), "certificate revoked")
+        return get_assignment
+
+    working = rig.cloud.get_assignment
+    rig.cloud.get_assignment = failing(grpc.StatusCode.UNAVAILABLE)  # type: ignore[method-assign]
+    rig.clock.t += 10.0
+    assert rig.updater.step() == 1.0  # the outage: the assignment's poll interval
+    rig.cloud.get_assignment = failing(grpc.StatusCode.UNAUTHENTICATED)  # type: ignore[method-assign]
+    waits = []
+    for _ in range(4):
+        rig.clock.t += 1000.0
+        waits.append(rig.updater.step())
+    assert min(waits) >= PERMANENT_RETRY.initial_s / 2 and waits[-1] > PERMANENT_RETRY.initial_s  # minutes, growing
+    rig.clock.t += 1.0
+    assert rig.updater.step() > 0 and calls[-1] == "UNAUTHENTICATED" and len(calls) == 5  # no poll before it is due
+    rig.cloud.get_assignment = working  # type: ignore[method-assign]
+    rig.clock.t += 1000.0
+    rig.updater.step()
+    assert rig.updater.phase == "idle" and rig.updater.active == "1.0.0"  # nothing lost while refused
+    rig.cloud.get_assignment = failing(grpc.StatusCode.UNAUTHENTICATED)  # type: ignore[method-assign]
+    rig.clock.t += 1000.0
+    assert rig.updater.step() <= PERMANENT_RETRY.initial_s  # an answer reset the slow backoff

@@ -53,6 +53,86 @@ UPDATE_ACTION_ROLLBACK: UpdateAction.ValueType  # 4
 """go back to the older `version`, allowed only by the signed `rollback_order`"""
 Global___UpdateAction: _TypeAlias = UpdateAction  # noqa: Y015
 
+class _UpdaterPhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UpdaterPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UpdaterPhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPDATER_PHASE_UNSPECIFIED: _UpdaterPhase.ValueType  # 0
+    """an older gateway: read UpdaterReport.state instead"""
+    UPDATER_PHASE_IDLE: _UpdaterPhase.ValueType  # 1
+    """runs the live model; nothing fetched or shadowed"""
+    UPDATER_PHASE_DOWNLOADING: _UpdaterPhase.ValueType  # 2
+    UPDATER_PHASE_VERIFYING: _UpdaterPhase.ValueType  # 3
+    UPDATER_PHASE_STAGED: _UpdaterPhase.ValueType  # 4
+    """verified and on disk, waiting for the switch"""
+    UPDATER_PHASE_SHADOW: _UpdaterPhase.ValueType  # 5
+    """running beside the live model on the same windows"""
+    UPDATER_PHASE_REFUSED: _UpdaterPhase.ValueType  # 6
+    """the gateway will not use the artifact (see refusal)"""
+    UPDATER_PHASE_FAILED: _UpdaterPhase.ValueType  # 7
+    """the runtime could not load it"""
+
+class UpdaterPhase(_UpdaterPhase, metaclass=_UpdaterPhaseEnumTypeWrapper):
+    """Where a gateway's updater is for one model line (UpdaterReport.phase)."""
+
+UPDATER_PHASE_UNSPECIFIED: UpdaterPhase.ValueType  # 0
+"""an older gateway: read UpdaterReport.state instead"""
+UPDATER_PHASE_IDLE: UpdaterPhase.ValueType  # 1
+"""runs the live model; nothing fetched or shadowed"""
+UPDATER_PHASE_DOWNLOADING: UpdaterPhase.ValueType  # 2
+UPDATER_PHASE_VERIFYING: UpdaterPhase.ValueType  # 3
+UPDATER_PHASE_STAGED: UpdaterPhase.ValueType  # 4
+"""verified and on disk, waiting for the switch"""
+UPDATER_PHASE_SHADOW: UpdaterPhase.ValueType  # 5
+"""running beside the live model on the same windows"""
+UPDATER_PHASE_REFUSED: UpdaterPhase.ValueType  # 6
+"""the gateway will not use the artifact (see refusal)"""
+UPDATER_PHASE_FAILED: UpdaterPhase.ValueType  # 7
+"""the runtime could not load it"""
+Global___UpdaterPhase: _TypeAlias = UpdaterPhase  # noqa: Y015
+
+class _RefusalCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RefusalCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefusalCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFUSAL_CODE_UNSPECIFIED: _RefusalCode.ValueType  # 0
+    """no refusal (or an older gateway: read refusal_code)"""
+    REFUSAL_CODE_MALFORMED: _RefusalCode.ValueType  # 1
+    REFUSAL_CODE_UNSIGNED: _RefusalCode.ValueType  # 2
+    REFUSAL_CODE_UNKNOWN_KEY: _RefusalCode.ValueType  # 3
+    REFUSAL_CODE_BAD_SIGNATURE: _RefusalCode.ValueType  # 4
+    REFUSAL_CODE_WRONG_MODEL: _RefusalCode.ValueType  # 5
+    REFUSAL_CODE_OLDER_VERSION: _RefusalCode.ValueType  # 6
+    REFUSAL_CODE_INCOMPATIBLE: _RefusalCode.ValueType  # 7
+    """the gateway cannot run it (software or runtime too old): skipped, not a fault"""
+    REFUSAL_CODE_SIZE_MISMATCH: _RefusalCode.ValueType  # 8
+    REFUSAL_CODE_SHA256_MISMATCH: _RefusalCode.ValueType  # 9
+    REFUSAL_CODE_BAD_ROLLBACK_ORDER: _RefusalCode.ValueType  # 10
+    REFUSAL_CODE_LOAD_FAILED: _RefusalCode.ValueType  # 11
+
+class RefusalCode(_RefusalCode, metaclass=_RefusalCodeEnumTypeWrapper):
+    """Why a gateway refused an artifact (UpdaterReport.refusal); the rollout gates key on these."""
+
+REFUSAL_CODE_UNSPECIFIED: RefusalCode.ValueType  # 0
+"""no refusal (or an older gateway: read refusal_code)"""
+REFUSAL_CODE_MALFORMED: RefusalCode.ValueType  # 1
+REFUSAL_CODE_UNSIGNED: RefusalCode.ValueType  # 2
+REFUSAL_CODE_UNKNOWN_KEY: RefusalCode.ValueType  # 3
+REFUSAL_CODE_BAD_SIGNATURE: RefusalCode.ValueType  # 4
+REFUSAL_CODE_WRONG_MODEL: RefusalCode.ValueType  # 5
+REFUSAL_CODE_OLDER_VERSION: RefusalCode.ValueType  # 6
+REFUSAL_CODE_INCOMPATIBLE: RefusalCode.ValueType  # 7
+"""the gateway cannot run it (software or runtime too old): skipped, not a fault"""
+REFUSAL_CODE_SIZE_MISMATCH: RefusalCode.ValueType  # 8
+REFUSAL_CODE_SHA256_MISMATCH: RefusalCode.ValueType  # 9
+REFUSAL_CODE_BAD_ROLLBACK_ORDER: RefusalCode.ValueType  # 10
+REFUSAL_CODE_LOAD_FAILED: RefusalCode.ValueType  # 11
+Global___RefusalCode: _TypeAlias = RefusalCode  # noqa: Y015
+
 @_typing.final
 class AssignmentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -261,11 +341,13 @@ class UpdaterReport(_message.Message):
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
     TIME_NS_FIELD_NUMBER: _builtins.int
     DOWNLOADED_BYTES_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     gateway_id: _builtins.str
     model: _builtins.str
     rollout_id: _builtins.str
     state: _builtins.str
-    """idle, downloading, verifying, staged, shadow, refused, failed"""
+    """= phase as lowercase text, kept for clouds that predate `phase`"""
     active_version: _builtins.str
     candidate_version: _builtins.str
     load_failures: _builtins.int
@@ -273,12 +355,16 @@ class UpdaterReport(_message.Message):
     crashes: _builtins.int
     """the process died or the model raised while the candidate was loaded"""
     refusal_code: _builtins.str
-    """unsigned, bad_signature, unknown_key, older_version, ..."""
+    """= refusal as lowercase text, kept for clouds that predate `refusal`"""
     refusal_detail: _builtins.str
     high_priority_alarm_active: _builtins.bool
     software_version: _builtins.str
     time_ns: _builtins.int
     downloaded_bytes: _builtins.int
+    phase: Global___UpdaterPhase.ValueType
+    """a cloud reads this, and `state` only when it is UNSPECIFIED"""
+    refusal: Global___RefusalCode.ValueType
+    """likewise with `refusal_code`"""
     @_builtins.property
     def shadow(self) -> Global___ShadowStats: ...
     def __init__(
@@ -299,10 +385,12 @@ class UpdaterReport(_message.Message):
         software_version: _builtins.str = ...,
         time_ns: _builtins.int = ...,
         downloaded_bytes: _builtins.int = ...,
+        phase: Global___UpdaterPhase.ValueType = ...,
+        refusal: Global___RefusalCode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["shadow", b"shadow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "candidate_version", b"candidate_version", "crashes", b"crashes", "downloaded_bytes", b"downloaded_bytes", "gateway_id", b"gateway_id", "high_priority_alarm_active", b"high_priority_alarm_active", "load_failures", b"load_failures", "model", b"model", "refusal_code", b"refusal_code", "refusal_detail", b"refusal_detail", "rollout_id", b"rollout_id", "shadow", b"shadow", "software_version", b"software_version", "state", b"state", "time_ns", b"time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "candidate_version", b"candidate_version", "crashes", b"crashes", "downloaded_bytes", b"downloaded_bytes", "gateway_id", b"gateway_id", "high_priority_alarm_active", b"high_priority_alarm_active", "load_failures", b"load_failures", "model", b"model", "phase", b"phase", "refusal", b"refusal", "refusal_code", b"refusal_code", "refusal_detail", b"refusal_detail", "rollout_id", b"rollout_id", "shadow", b"shadow", "software_version", b"software_version", "state", b"state", "time_ns", b"time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
