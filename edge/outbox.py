@@ -16,6 +16,13 @@ Durability follows the lane (docs/outbox.md): alarms, vitals and device events c
 with ``synchronous=FULL`` (the WAL is fsynced before the commit returns); raw ECG with
 ``NORMAL`` plus a group commit that fsyncs at most ``group_commit_s`` later. Every
 commit survives a killed process; a power cut can only take raw ECG that was never sent.
+
+Threads: the gateway writes only through :class:`~cardiogate.edge.outbox_writer.OutboxWriter`
+(``Outbox.writer``), a thread that owns the write connection and batches queued writes into
+one transaction, so the event loop never waits for a commit or an fsync. Reads (what to send,
+payloads, tails, gauges) use a second connection: in WAL mode they see every committed row and
+never wait for a writer. The in-memory sequence and lane state is guarded by its own short lock,
+never held across a commit.
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
+from cardiogate.core.ids import InvalidStreamId, StreamId
 from cardiogate.core.logs import get_logger
 from cardiogate.edge.ecg_assembler import EcgTail
+from cardiogate.edge.outbox_writer import OutboxWriter
+from cardiogate.proto.contracts import stream_id_for, stream_kind
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 if TYPE_CHECKING:
@@ -61,6 +71,9 @@ _LANE_OF_KIND: dict[int, Lane] = {pb.STREAM_KIND_ALARMS: Lane.ALARMS, pb.STREAM_
                                   pb.STREAM_KIND_EVENTS: Lane.VITALS, pb.STREAM_KIND_ECG: Lane.RAW}
 DEFAULT_SYNC: Mapping[Lane, Synchronous] = {Lane.ALARMS: "FULL", Lane.VITALS: "FULL", Lane.FEATURES: "NORMAL",
                                             Lane.RAW: "NORMAL"}
+
+
+_LANES = tuple(Lane)
 
 
 def lane_of(kind: int) -> Lane:
@@ -115,8 +128,14 @@ _MIGRATIONS = {
 }
 _LANE_SQL = (f"CASE kind WHEN {pb.STREAM_KIND_ALARMS} THEN 0 WHEN {pb.STREAM_KIND_VITALS} THEN 1 "
              f"WHEN {pb.STREAM_KIND_EVENTS} THEN 1 WHEN {pb.STREAM_KIND_ECG} THEN 3 ELSE 2 END")
-_STREAM_LANE_SQL = ("CASE WHEN stream_id LIKE '%/alarms' THEN 0 WHEN stream_id LIKE '%/vitals' THEN 1 "
-                    "WHEN stream_id LIKE '%/events' THEN 1 WHEN stream_id LIKE '%/ecg' THEN 3 ELSE 2 END")
+
+
+def stream_lane(stream_id: str) -> Lane:
+    """The lane of a stream, from its id (for rows written before lanes were stored)."""
+    try:
+        return lane_of(stream_kind(StreamId.parse(stream_id)))
+    except InvalidStreamId:
+        return Lane.FEATURES
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +146,11 @@ class PendingRecord:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Unsent:
-    """What the uplink's scheduler needs to know about a queued record, without its payload."""
+class Unsent(NamedTuple):
+    """What the uplink's scheduler needs to know about a queued record, without its payload.
+
+    A named tuple rather than a frozen dataclass: the uplink reads thousands per second and a
+    tuple is built several times faster."""
 
     row_id: int
     stream_id: str
@@ -263,8 +284,8 @@ def eviction_runs(blocks: Iterable[EvictedBlock]) -> list[EvictionRun]:
 def gap_record(run: EvictionRun, now_ns: int) -> pb.Record:
     """The record on the device's events stream that tells the cloud exactly what was evicted."""
     event = pb.DeviceEvent(device_time_ns=run.gap.start_device_time_ns, receive_time_ns=now_ns, gap=run.gap)
-    return pb.Record(stream_id=f"{run.device_id}/events", device_id=run.device_id, patient=run.patient,
-                     kind=pb.STREAM_KIND_EVENTS, event=event)
+    return pb.Record(stream_id=str(stream_id_for(run.device_id, pb.STREAM_KIND_EVENTS)), device_id=run.device_id,
+                     patient=run.patient, kind=pb.STREAM_KIND_EVENTS, event=event)
 
 
 # -- the shell ---------------------------------------------------------------------------------------
@@ -309,7 +330,11 @@ class Outbox:
         self._on_evicted = on_evicted
         self._on_full = on_full
         self._monotonic = monotonic
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()       # the write connection, one transaction at a time
+        self._state_lock = threading.Lock()  # sequence/lane/pin state in memory; never held across a commit
+        self._read_lock = threading.Lock()   # the read connection
+        self._commit_hook: Callable[[], None] | None = None
+        self._pending_tails: dict[str, EcgTail] = {}
         self.full = False
         self.full_events = 0
         self.appended = 0
@@ -342,6 +367,10 @@ class Outbox:
         for lane, n, size in self._db.execute("SELECT lane, COUNT(*), SUM(size) FROM outbox GROUP BY lane"):
             self._lane_records[lane] = int(n)
             self._lane_bytes[lane] = int(size)
+        self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._reader.execute("PRAGMA query_only=1")
+        self._reader.execute("PRAGMA busy_timeout=2000")
+        self.writer = OutboxWriter(self)
         self._enforce_budget()
 
     @classmethod
@@ -363,15 +392,20 @@ class Outbox:
                     db.execute(f"UPDATE outbox SET lane = {_LANE_SQL}, size = length(payload) + ?",
                                (ROW_OVERHEAD_BYTES,))
                 else:
-                    db.execute(f"UPDATE stream_seq SET lane = {_STREAM_LANE_SQL}")
+                    streams = [str(row[0]) for row in db.execute("SELECT stream_id FROM stream_seq")]
+                    db.executemany("UPDATE stream_seq SET lane = ? WHERE stream_id = ?",
+                                   [(int(stream_lane(sid)), sid) for sid in streams])
             log.info("outbox schema migrated", table=table, added=[n for n, _ in missing])
 
     def close(self) -> None:
-        """Fsync whatever is still unsynced, then close."""
+        """Commit what the writer still holds, fsync whatever is still unsynced, then close."""
+        self.writer.stop()
         with self._lock:
             with suppress(sqlite3.Error):
                 self.sync()
             self._db.close()
+        with self._read_lock:
+            self._reader.close()
 
     # -- transactions and durability
 
@@ -389,6 +423,8 @@ class Outbox:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            if self._commit_hook is not None:
+                self._commit_hook()
             db.execute("COMMIT")
         except BaseException:
             with suppress(sqlite3.Error):
@@ -415,10 +451,27 @@ class Outbox:
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (time.time_ns(),))
 
     def sync_if_due(self) -> None:
-        """The group commit's timer, for when no append comes along to carry it."""
+        """The group commit's timer, for when no append comes along to carry it (the writer thread
+        keeps this timer itself while it runs, so then this is a no-op and never commits inline)."""
+        if not self.writer.running:
+            self.group_commit_tick()
+
+    def group_commit_tick(self) -> None:
+        """Fsync now if the group commit is due (the writer thread's timer, or :meth:`sync_if_due`)."""
         if self._unsynced_since is not None and self._group_commit_s is not None and \
                 self._monotonic() - self._unsynced_since >= self._group_commit_s:
             self.sync()
+
+    def set_commit_hook(self, hook: Callable[[], None] | None) -> None:
+        """Run ``hook`` inside every transaction just before its COMMIT (the writer's slow-disk test hook)."""
+        self._commit_hook = hook
+
+    def sync_due_in(self) -> float | None:
+        """Seconds until the group commit must fsync (0 if overdue), None when nothing is unsynced."""
+        since, period = self._unsynced_since, self._group_commit_s
+        if since is None or period is None:
+            return None
+        return max(0.0, since + period - self._monotonic())
 
     # -- writing
 
@@ -443,6 +496,8 @@ class Outbox:
                     db.executemany(_TAIL_UPSERT, [(device, t.seq, t.end_ns, t.receive_ns, t.sample_rate_hz)
                                                   for device, t in ecg_tails.items()])
             self._added(rows)
+            if ecg_tails:
+                self._tails_stored(ecg_tails)
             self._enforce_budget()
             return [r.seq for r in rows]
 
@@ -470,32 +525,67 @@ class Outbox:
         return rows
 
     def _added(self, rows: Sequence[_Row]) -> None:
-        for r in rows:
-            self._next_seq[r.stream_id] = r.seq + 1
-            self._stream_lane[r.stream_id] = r.lane
-            self._lane_records[r.lane] += 1
-            self._lane_bytes[r.lane] += r.size
-            self.appended_by_lane[r.lane] += 1
-        self.appended += len(rows)
+        with self._state_lock:
+            for r in rows:
+                self._next_seq[r.stream_id] = r.seq + 1
+                self._stream_lane[r.stream_id] = r.lane
+                self._lane_records[r.lane] += 1
+                self._lane_bytes[r.lane] += r.size
+                self.appended_by_lane[r.lane] += 1
+            self.appended += len(rows)
 
     def _removed(self, rows: Iterable[tuple[int, int]]) -> int:
         n = 0
-        for lane, size in rows:
-            self._lane_records[lane] -= 1
-            self._lane_bytes[lane] -= size
-            n += 1
+        with self._state_lock:
+            for lane, size in rows:
+                self._lane_records[lane] -= 1
+                self._lane_bytes[lane] -= size
+                n += 1
         return n
+
+    def _tails_stored(self, tails: Mapping[str, EcgTail]) -> None:
+        """Tails the writer held are now on disk: reads fall back to the table."""
+        with self._state_lock:
+            for device, tail in tails.items():
+                if self._pending_tails.get(device) is tail:
+                    del self._pending_tails[device]
+
+    def tails_queued(self, tails: Mapping[str, EcgTail]) -> None:
+        """The writer accepted these tails: :meth:`ecg_tail` reports them before their commit."""
+        with self._state_lock:
+            self._pending_tails.update(tails)
 
     def ack(self, stream_id: str, first: int, last: int) -> int:
         """Remove an acked inclusive range of one stream; returns how many rows left."""
+        return self.ack_many([(stream_id, first, last)])
+
+    def ack_many(self, ranges: Iterable[tuple[str, int, int]]) -> int:
+        """Remove acked inclusive ranges in one transaction; returns how many rows left."""
+        return sum(self.ack_ranges(list(ranges)))
+
+    def ack_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[int]:
+        """Remove acked inclusive ranges, one DELETE per stream range, all in one transaction; rows
+        removed per range. The budget is settled from one aggregate per range (a stream's rows
+        share a lane) rather than from a row returned per deleted record."""
         with self._lock:
+            counts: list[int] = []
+            gone: list[tuple[int, int, int]] = []  # lane, rows, bytes
             with self._transaction("NORMAL") as db:  # a lost ack only means a resend the cloud drops
-                gone = db.execute("DELETE FROM outbox WHERE stream_id = ? AND seq BETWEEN ? AND ? RETURNING lane, size",
-                                  (stream_id, first, last)).fetchall()
-            n = self._removed(gone)
-            self.acked += n
+                for stream_id, first, last in ranges:
+                    lanes = db.execute("SELECT lane, COUNT(*), TOTAL(size) FROM outbox WHERE stream_id = ? "
+                                       "AND seq BETWEEN ? AND ? GROUP BY lane", (stream_id, first, last)).fetchall()
+                    if lanes:
+                        db.execute("DELETE FROM outbox WHERE stream_id = ? AND seq BETWEEN ? AND ?",
+                                   (stream_id, first, last))
+                        gone += [(int(lane), int(n), int(size)) for lane, n, size in lanes]
+                    counts.append(sum(int(n) for _, n, _ in lanes))
+            with self._state_lock:
+                for lane, n, size in gone:
+                    self._lane_records[lane] -= n
+                    self._lane_bytes[lane] -= size
+            self.acked += sum(counts)
             self._update_full()
-            return n
+            return counts
 
     def reject(self, rows: Iterable[RowRef], reason: str) -> None:
         """Move records the cloud refused as invalid aside, kept for inspection rather than lost."""
@@ -520,7 +610,17 @@ class Outbox:
             with self._transaction("FULL" if self.unsynced else "NORMAL") as db:
                 db.executemany("UPDATE stream_seq SET sent_seq = MAX(sent_seq, ?) WHERE stream_id = ?",
                                [(q, s) for s, q in changed.items()])
-            self._sent_seq.update(changed)
+            with self._state_lock:
+                self._sent_seq.update(changed)
+
+    def pins_needed(self, last_sent: Mapping[str, int]) -> dict[str, int]:
+        """The part of a pin that changes anything: streams of the evictable lane, or whose commits
+        wait for the group commit, moved past their stored pin (other lanes are fsynced at commit
+        and never evicted, so a pin of theirs would only cost a commit)."""
+        with self._state_lock:
+            return {s: q for s, q in last_sent.items() if q > self._sent_seq.get(s, -1) and (
+                (lane := self._stream_lane.get(s, Lane.RAW)) == Lane.RAW
+                or _SYNC_RANK[self._sync[lane]] < _SYNC_RANK["FULL"])}
 
     # -- the disk budget
 
@@ -605,16 +705,21 @@ class Outbox:
 
     def pending(self, after_row: int, limit: int) -> list[PendingRecord]:
         """Unacked records with row id > ``after_row``, oldest first (so each stream stays in order)."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, stream_id, seq, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                                    (after_row, limit)).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute("SELECT id, stream_id, seq, payload FROM outbox WHERE id > ? "
+                                        "ORDER BY id LIMIT ?", (after_row, limit)).fetchall()
         return [PendingRecord(int(r[0]), str(r[1]), int(r[2]), bytes(r[3])) for r in rows]
 
     def ecg_tail(self, device_id: str) -> EcgTail | None:
-        """How far the device's ECG stream is accounted for (where a restarted gateway resumes it), if stored."""
-        with self._lock:
-            row = self._db.execute("SELECT seq, end_ns, receive_ns, sample_rate_hz FROM ecg_tail WHERE device_id = ?",
-                                   (device_id,)).fetchone()
+        """How far the device's ECG stream is accounted for (where a restarted gateway resumes it), if stored
+        or queued for storing."""
+        with self._state_lock:
+            queued = self._pending_tails.get(device_id)
+        if queued is not None:
+            return queued
+        with self._read_lock:
+            row = self._reader.execute("SELECT seq, end_ns, receive_ns, sample_rate_hz FROM ecg_tail "
+                                       "WHERE device_id = ?", (device_id,)).fetchone()
         if row is None:
             return None
         seq, end_ns, receive_ns, rate = row
@@ -626,35 +731,34 @@ class Outbox:
     def streams_behind(self, cursors: Mapping[str, int], lanes: Iterable[Lane] = tuple(Lane)) -> list[str]:
         """Streams of these lanes with records numbered after their cursor (the last sequence sent)."""
         wanted = set(lanes)
-        with self._lock:
+        with self._state_lock:
             return [s for s, n in self._next_seq.items()
                     if n - 1 > cursors.get(s, -1) and self._stream_lane.get(s, Lane.RAW) in wanted]
 
     def unsent(self, stream_id: str, after_seq: int, limit: int) -> list[Unsent]:
         """Up to ``limit`` queued records of one stream after ``after_seq``, in sequence order."""
-        with self._lock:
-            rows = self._db.execute("SELECT id, seq, lane, size, created_ns FROM outbox "
-                                    "WHERE stream_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                                    (stream_id, after_seq, limit)).fetchall()
-        return [Unsent(int(i), stream_id, int(q), Lane(lane), int(size) - ROW_OVERHEAD_BYTES, int(c))
-                for i, q, lane, size, c in rows]
+        with self._read_lock:
+            rows = self._reader.execute("SELECT id, seq, lane, size, created_ns FROM outbox "
+                                        "WHERE stream_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                        (stream_id, after_seq, limit)).fetchall()
+        lanes = _LANES
+        return [Unsent(i, stream_id, q, lanes[lane], size - ROW_OVERHEAD_BYTES, c) for i, q, lane, size, c in rows]
 
     def payloads(self, row_ids: Sequence[int]) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
-        with self._lock:
+        with self._read_lock:
             for i in range(0, len(row_ids), 500):
                 chunk = row_ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                out.update((int(r), bytes(p)) for r, p in
-                           self._db.execute(f"SELECT id, payload FROM outbox WHERE id IN ({marks})", chunk))
+                out.update(self._reader.execute(f"SELECT id, payload FROM outbox WHERE id IN ({marks})", chunk))
         return out
 
     def oldest_unsent_ns(self, cursors: Mapping[str, int]) -> dict[Lane, int]:
         """Per lane, the append time of the oldest record after its stream's cursor."""
         out: dict[Lane, int] = {}
-        with self._lock:
+        with self._read_lock:
             for s in self.streams_behind(cursors):
-                row = self._db.execute("SELECT created_ns, lane FROM outbox WHERE stream_id = ? AND seq > ? "
+                row = self._reader.execute("SELECT created_ns, lane FROM outbox WHERE stream_id = ? AND seq > ? "
                                        "ORDER BY seq LIMIT 1", (s, cursors.get(s, -1))).fetchone()
                 if row is not None:
                     lane = Lane(row[1])
@@ -679,12 +783,12 @@ class Outbox:
 
     def oldest_age_s(self, lane: Lane | None = None) -> float:
         """Age of the oldest unacked record (of one lane, or of all), 0 when empty."""
-        with self._lock:
+        with self._read_lock:
             if lane is None:
-                row = self._db.execute("SELECT created_ns FROM outbox ORDER BY id LIMIT 1").fetchone()
+                row = self._reader.execute("SELECT created_ns FROM outbox ORDER BY id LIMIT 1").fetchone()
             else:
-                row = self._db.execute("SELECT created_ns FROM outbox WHERE lane = ? ORDER BY id LIMIT 1",
-                                       (int(lane),)).fetchone()
+                row = self._reader.execute("SELECT created_ns FROM outbox WHERE lane = ? ORDER BY id LIMIT 1",
+                                           (int(lane),)).fetchone()
         return 0.0 if row is None else max(0.0, (time.time_ns() - int(row[0])) / 1e9)
 
     def file_bytes(self) -> int:

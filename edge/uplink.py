@@ -14,7 +14,10 @@ wait) and go on the wire as the stored record bytes, never parsed on the gateway
 number are in flight. Rows are deleted only when the cloud acks their sequence ranges,
 which it does only after Kafka accepted them. Any break resets the per-stream cursors:
 unacked rows are sent again after a jittered exponential backoff and the cloud drops
-the duplicates.
+the duplicates. The backoff follows the error's class (cardiogate.core.errors): an outage
+retries on the configured short schedule; a refusal of the gateway's identity
+(UNAUTHENTICATED, PERMISSION_DENIED) retries every few minutes, keeps every row, and tells
+the gateway (``on_refused``) so that it raises the ``uplink_refused`` technical alarm.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ import grpc
 import grpc.aio
 
 from cardiogate import __version__
-from cardiogate.core.backoff import Backoff
+from cardiogate.core.backoff import Backoff, RetryPolicy, retry_policy_for
+from cardiogate.core.errors import CardiogateError, UplinkRefused, rpc_error
 from cardiogate.core.logs import get_logger
+from cardiogate.core.ratelimit import TokenBucket
+from cardiogate.edge import gateway_metrics as gm
 from cardiogate.edge.enrollment import channel_credentials
 from cardiogate.edge.outbox import Lane, Outbox, Unsent
 from cardiogate.edge.settings import UplinkSettings
@@ -50,38 +56,6 @@ _MIN_PER_STREAM = 16
 
 
 # -- pure core -----------------------------------------------------------------------------------------
-
-
-class TokenBucket:
-    """A rate with a burst, in any unit; rate 0 is unlimited. The level may go negative, so one
-    record larger than the bucket still passes and the records after it pay for it."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = max(burst, 1.0)
-        self._level = self.burst
-        self._at = now
-
-    @property
-    def unlimited(self) -> bool:
-        return self.rate <= 0
-
-    def level(self, now: float) -> float:
-        if self.unlimited:
-            return math.inf
-        self._level = min(self.burst, self._level + max(0.0, now - self._at) * self.rate)
-        self._at = now
-        return self._level
-
-    def spend(self, amount: float, now: float) -> None:
-        if not self.unlimited:
-            self._level = self.level(now) - amount
-
-    def wait_s(self, amount: float, now: float) -> float:
-        """Seconds until the level reaches ``amount`` (at most the burst)."""
-        if self.unlimited:
-            return 0.0
-        return max(0.0, (min(amount, self.burst) - self.level(now)) / self.rate)
 
 
 class RateMeter:
@@ -227,6 +201,16 @@ def _not_covered(rows: Sequence[Unsent], covered: Mapping[str, Sequence[tuple[in
             and not any(a <= r.seq <= b for a, b in covered.get(r.stream_id, ()))]
 
 
+def classify(exc: BaseException) -> Exception:
+    """What broke a session, in the error model: a gRPC status becomes a refusal (identity, rights) or an
+    outage; an error that is already classified stays as it is; anything else counts as an outage."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return rpc_error(exc.code().name, exc.details() or "")
+    if isinstance(exc, CardiogateError):
+        return exc
+    return rpc_error("UNAVAILABLE", repr(exc))
+
+
 # -- the shell -----------------------------------------------------------------------------------------
 
 
@@ -252,13 +236,20 @@ class Uplink:
     """One gateway's connection to the cloud ingest."""
 
     def __init__(self, gateway_id: str, outbox: Outbox, settings: UplinkSettings, *,
-                 clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] = time.time_ns,
+                 on_refused: Callable[[bool], None] | None = None) -> None:
         self._gateway_id = gateway_id
+        self._on_refused = on_refused  # told True when the cloud refuses this gateway, False once it accepts again
+        self._outage = RetryPolicy("outage", settings.backoff_initial_s, settings.backoff_max_s)
+        self._backoffs: dict[RetryPolicy, Backoff] = {}
+        self.refused: UplinkRefused | None = None
+        self.last_delay_s = 0.0
         self._outbox = outbox
         self._settings = settings
         self._clock = clock
         self._wall_ns = wall_ns
         self._wakeup = asyncio.Event()
+        self._retry = asyncio.Event()
         now = clock()
         s = settings
         self._cap = TokenBucket(s.max_bytes_per_s, s.max_bytes_per_s, now)
@@ -269,6 +260,7 @@ class Uplink:
         self._acks = RateMeter()
         self._cursors: dict[str, int] = {}   # per stream, the last sequence sent in this session
         self._in_flight: OrderedDict[int, list[Unsent]] = OrderedDict()
+        self._sent_at: dict[int, float] = {}  # per batch in flight, when it was written (perf_counter)
         self._avg_record_bytes = 0.0  # of the records sent so far (moving average), to size outbox reads
         self._batch_id = 0
         self._replies = 0
@@ -294,28 +286,60 @@ class Uplink:
                                        compression=_COMPRESSION[s.compression])
 
     async def run(self) -> None:
-        backoff = Backoff(self._settings.backoff_initial_s, self._settings.backoff_max_s)
         while True:
             try:
                 async with self._channel() as channel:
-                    await self._session(channel, backoff)
+                    await self._session(channel)
+                error: Exception = rpc_error("CLOSED", "the session ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # whatever broke the stream, the uplink reconnects; it never dies
-                detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
-                log.warning("uplink broken", target=self._settings.target, error=detail)
+                error = classify(exc)
             finally:
                 self.connected = False
-            await self._pause(backoff.next_delay())
+            self.last_delay_s = self._after_failure(error)
+            await self._pause(self.last_delay_s)
+
+    def _after_failure(self, error: Exception) -> float:
+        """Log, raise or keep the refusal alarm, and pick the delay from the error's retry policy: a refusal
+        waits minutes (the outbox keeps every row meanwhile), an outage the configured short backoff."""
+        policy = retry_policy_for(error, self._outage)
+        delay = self._backoffs.setdefault(policy, policy.backoff()).next_delay()
+        if isinstance(error, UplinkRefused):
+            log.error("uplink refused by the cloud; keeping the outbox and retrying slowly",
+                      target=self._settings.target, status=error.status, error=error.detail, retry_in_s=round(delay, 1))
+            first, self.refused = self.refused is None, error
+            if first and self._on_refused is not None:
+                self._on_refused(True)
+        else:
+            log.warning("uplink broken", target=self._settings.target, error=str(error), retry_in_s=round(delay, 2))
+        return delay
+
+    def _accepted(self) -> None:
+        """The cloud acked a batch: every backoff starts over and a refusal alarm clears."""
+        for backoff in self._backoffs.values():
+            backoff.reset()
+        if self.refused is not None:
+            self.refused = None
+            log.info("uplink accepted again", target=self._settings.target)
+            if self._on_refused is not None:
+                self._on_refused(False)
+
+    def retry_now(self) -> None:
+        """Cut the current backoff short (after a re-enrollment, say, which a refusal waits minutes for)."""
+        self._retry.set()
 
     async def _pause(self, delay_s: float) -> None:
         """Back off, keeping the outbox's group commit ticking meanwhile."""
+        self._retry.clear()
         end = self._clock() + delay_s
-        while (left := end - self._clock()) > 0:
-            await asyncio.sleep(min(left, 1.0))
+        while (left := end - self._clock()) > 0 and not self._retry.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, 1.0)):
+                    await self._retry.wait()
             self._outbox.sync_if_due()
 
-    async def _session(self, channel: grpc.aio.Channel, backoff: Backoff) -> None:
+    async def _session(self, channel: grpc.aio.Channel) -> None:
         # Ingest/Upload as the generated stub would call it, but with a serializer that passes pre-encoded
         # batches; grpc.aio's stream-stream call (write/read/cancel), typed for the sync API.
         upload = channel.stream_stream(_UPLOAD_METHOD, request_serializer=_serialize_request,
@@ -325,8 +349,9 @@ class Uplink:
             hello=ingest_pb2.Hello(gateway_id=self._gateway_id, software_version=__version__)))
         self._cursors = {}
         self._in_flight = OrderedDict()
+        self._sent_at = {}
         self._broken = False
-        reader = asyncio.create_task(self._read_acks(call, backoff))
+        reader = asyncio.create_task(self._read_acks(call))
         self.connected = True
         self.sessions += 1
         log.info("uplink connected", target=self._settings.target)
@@ -422,15 +447,17 @@ class Uplink:
                 return
 
     async def _send(self, call: Any, plan: Plan) -> None:
+        # Pinned (durably) before the payloads are read: a row read after this can no longer be evicted.
+        await self._outbox.writer.mark_sent({r.stream_id: r.seq for r in plan.rows})
         payloads = self._outbox.payloads([r.row_id for r in plan.rows])
         rows = [r for r in plan.rows if r.row_id in payloads]
         if not rows:
             return
         last_sent = {r.stream_id: r.seq for r in rows}  # rows are in sequence order within a stream
-        self._outbox.mark_sent(last_sent)
         self._batch_id += 1
         request = encode_batch_request(self._batch_id, [payloads[r.row_id] for r in rows])
         self._in_flight[self._batch_id] = rows
+        self._sent_at[self._batch_id] = time.perf_counter()
         self._cursors.update(last_sent)
         now = self._clock()
         nbytes = sum(r.nbytes for r in rows)
@@ -443,10 +470,13 @@ class Uplink:
         self.batches_sent += 1
         self.records_sent += len(rows)
         self.bytes_sent += nbytes
+        gm.UPLINK_BATCHES.inc()
+        gm.UPLINK_RECORDS.inc(len(rows))
+        gm.UPLINK_BYTES.inc(nbytes)
         self._send_records.add(len(rows), now)
         self._send_bytes.add(nbytes, now)
 
-    async def _read_acks(self, call: Any, backoff: Backoff) -> None:
+    async def _read_acks(self, call: Any) -> None:
         try:
             while True:
                 response = await call.read()
@@ -455,11 +485,13 @@ class Uplink:
                 assert isinstance(response, ingest_pb2.UploadResponse)
                 which = response.WhichOneof("message")
                 if which == "ack":
-                    self._on_ack(response.ack)
-                    backoff.reset()
+                    await self._on_ack(response.ack)
+                    self._accepted()
                 elif which == "rejected":
                     rows = self._in_flight.pop(response.rejected.batch_id, [])
-                    self._outbox.reject(rows, response.rejected.reason)
+                    self._answered(response.rejected.batch_id)
+                    gm.UPLINK_REJECTED.inc(len(rows))
+                    await self._outbox.writer.reject(rows, response.rejected.reason)
                     self.records_rejected += len(rows)
                     log.error("batch rejected by ingest", batch_id=response.rejected.batch_id,
                               reason=response.rejected.reason, records=len(rows))
@@ -469,14 +501,15 @@ class Uplink:
             self._broken = True
             self._wakeup.set()
 
-    def _on_ack(self, ack: ingest_pb2.BatchAck) -> None:
+    async def _on_ack(self, ack: ingest_pb2.BatchAck) -> None:
         rows = self._in_flight.pop(ack.batch_id, [])
+        self._answered(ack.batch_id)
         covered: dict[str, list[tuple[int, int]]] = {}
-        n = 0
         for rng in ack.ranges:
-            n += self._outbox.ack(rng.stream_id, rng.first, rng.last)
             covered.setdefault(rng.stream_id, []).append((rng.first, rng.last))
+        n = await self._outbox.writer.ack([(rng.stream_id, rng.first, rng.last) for rng in ack.ranges])
         self.records_acked += n
+        gm.UPLINK_ACKED.inc(n)
         self._acks.add(n, self._clock())
         # Records the ack left out were not written: send them again, in order, in this session.
         missed = _not_covered(rows, covered)
@@ -484,6 +517,11 @@ class Uplink:
             self._cursors[r.stream_id] = min(self._cursors.get(r.stream_id, -1), r.seq - 1)
         if missed:
             log.warning("ack left records out; resending them", batch_id=ack.batch_id, records=len(missed))
+
+    def _answered(self, batch_id: int) -> None:
+        sent = self._sent_at.pop(batch_id, None)
+        if sent is not None:
+            gm.UPLINK_BATCH_LATENCY.observe(time.perf_counter() - sent)
 
     def metrics(self) -> UplinkMetrics:
         now = self._clock()

@@ -11,7 +11,8 @@ exactly once with its exact value, or inside a gap record with exact sequence ra
 device-time bounds and count; every cuff reading arrives (the cuff stores readings made
 while disconnected); every drop is followed by a reconnect within the backoff bound and
 no session is left dead. Measurements (gateway CPU per watch-second, notifications per
-second, memory) are printed and written to soak-report.json for docs/benchmarks.md.
+second, memory, the event loop's wake-up lag p50/p99/max from the gateway's loop-lag gauge)
+are printed and written to soak-report.json for docs/benchmarks.md.
 
 CARDIOGATE_SOAK_WATCHES and CARDIOGATE_SOAK_SECONDS shrink it for a quick local run.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -196,6 +198,13 @@ def test_every_drop_is_followed_by_a_reconnect_within_the_bound(soak: dict[str, 
                            "p99": float(np.percentile(lat, 99)), "max": float(lat.max())}
 
 
+def _loop_lag_ms(gateway_log: str) -> dict[str, float]:
+    """The gateway's last loop-lag summary (logged with each status and at shutdown): the whole run."""
+    lines = [line for line in gateway_log.splitlines() if "loop lag" in line]
+    assert lines, "the gateway logged no loop-lag summary"
+    return {k: float(v) for k, v in re.findall(r"(samples|p50_ms|p99_ms|max_ms)=([\d.]+)", lines[-1])}
+
+
 def test_report_resource_use(soak: dict[str, Any]) -> None:
     notifications = sum(1 for t in soak["truth"] if t["kind"] in ("ecg", "hr", "spo2", "battery", "bp"))
     watch_seconds = WATCHES * soak["elapsed_s"]
@@ -206,6 +215,7 @@ def test_report_resource_use(soak: dict[str, Any]) -> None:
         "notifications_per_s": round(notifications / soak["elapsed_s"], 1),
         "gateway_rss_mib": round(soak["gateway_rss"] / 2**20, 1),
         "ecg": soak.get("ecg"), "reconnect_s": soak.get("reconnect_s"),
+        "loop_lag_ms": _loop_lag_ms(soak["gateway_log"]),
     }
     print(json.dumps(report, indent=2))
     (soak["workdir"] / "soak-report.json").write_text(json.dumps(report, indent=2))
