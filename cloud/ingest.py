@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,17 +24,19 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf.message import DecodeError
 from sqlalchemy import Engine
 
 from cardiogate.cloud.authz import GrantCache, first_unauthorized, load_grants
 from cardiogate.cloud.dedup import SequenceLedger
 from cardiogate.cloud.identity import certificate_status
 from cardiogate.cloud.kafka_bridge import KafkaBridge, OutgoingRecord
-from cardiogate.cloud.metrics import Metrics
+from cardiogate.cloud.metrics import ACTIVE_STREAMS, KAFKA_PRODUCE_LATENCY, Metrics, stream_kind
 from cardiogate.cloud.pki import GATEWAY_ID, CertificateError, GatewayIdentity, gateway_identity
 from cardiogate.cloud.settings import CloudSettings
 from cardiogate.cloud.validation import InvalidBatch, validate_batch
+from cardiogate.cloud.wire import Received, decode_request
+from cardiogate.core.backoff import jittered
+from cardiogate.core.errors import CardiogateError
 from cardiogate.core.logs import get_logger
 from cardiogate.core.ratelimit import GatewayLimiter, TokenBucket
 from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
@@ -94,23 +95,34 @@ class PreparedBatch:
     last: dict[str, int]
 
 
-def prepare_records(batch: pb.TelemetryBatch, gateway: str,
-                    topics: Mapping[pb.StreamKind.ValueType, str]) -> PreparedBatch:
-    """Kafka records for a validated batch: keyed by patient, with gateway/stream/seq headers."""
-    gw = gateway.encode()
+def prepare_records(batch: pb.TelemetryBatch, gateway: str, topics: Mapping[pb.StreamKind.ValueType, str],
+                    record_bytes: Sequence[bytes] | None = None) -> PreparedBatch:
+    """Kafka records for a validated batch: keyed by patient, with gateway/stream/seq headers. The
+    values are ``record_bytes`` (each record as the gateway sent it) when given, else serialized here.
+
+    Per stream once: its header, its first sequence and its topic (a valid stream id names its kind);
+    per record only what differs: its sequence header, its key, its bytes."""
+    gateway_header = ("gateway", gateway.encode())
     first: dict[str, int] = {}
     last: dict[str, int] = {}
-    stream_bytes: dict[str, bytes] = {}
+    per_stream: dict[str, tuple[tuple[str, bytes], str]] = {}
+    keys: dict[str, bytes] = {}
     outgoing: list[OutgoingRecord] = []
-    for r in batch.records:
+    records = batch.records
+    values = record_bytes if record_bytes is not None else [r.SerializeToString() for r in records]
+    for r, value in zip(records, values, strict=True):
         sid, seq = r.stream_id, r.sequence
-        if sid not in first:
+        stream = per_stream.get(sid)
+        if stream is None:
+            stream = per_stream[sid] = (("stream", sid.encode()), topics[r.kind])
             first[sid] = seq
-            stream_bytes[sid] = sid.encode()
         last[sid] = seq
-        headers: list[tuple[str, str | bytes | None]] = [("gateway", gw), ("stream", stream_bytes[sid]),
-                                                          ("seq", b"%d" % seq)]
-        outgoing.append(OutgoingRecord(topics[r.kind], r.patient.encode(), r.SerializeToString(), headers))
+        patient = r.patient
+        key = keys.get(patient)
+        if key is None:
+            key = keys[patient] = patient.encode()
+        headers: list[tuple[str, str | bytes | None]] = [gateway_header, stream[0], ("seq", b"%d" % seq)]
+        outgoing.append(OutgoingRecord(stream[1], key, value, headers))
     return PreparedBatch(batch, outgoing, first, last)
 
 
@@ -123,12 +135,10 @@ def ack_for(batch_id: int, dups: Ranges, written: Ranges) -> ingest_pb2.UploadRe
 
 
 def lenient_request(data: bytes) -> ingest_pb2.UploadRequest | None:
-    """Deserializer that turns undecodable bytes into None, so they are counted and refused
-    with INVALID_ARGUMENT instead of failing inside gRPC."""
-    try:
-        return ingest_pb2.UploadRequest.FromString(data)
-    except DecodeError:
-        return None
+    """The request that :func:`decode_request` (gRPC's deserializer for Upload) makes of ``data``;
+    None for undecodable bytes, which are counted and refused with INVALID_ARGUMENT."""
+    received = decode_request(data)
+    return None if received is None else received.request
 
 
 def peer_identity(context: grpc.aio.ServicerContext[Any, Any]) -> GatewayIdentity:
@@ -142,7 +152,7 @@ def peer_identity(context: grpc.aio.ServicerContext[Any, Any]) -> GatewayIdentit
 # -- the shell ----------------------------------------------------------------------------------------
 
 
-class _Refused(Exception):
+class _Refused(CardiogateError):
     def __init__(self, code: grpc.StatusCode, detail: str, metric: str) -> None:
         super().__init__(detail)
         self.code = code
@@ -233,7 +243,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
 
     # -- the RPC
 
-    async def Upload(self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest | None],
+    async def Upload(self, request_iterator: AsyncIterator[Received | ingest_pb2.UploadRequest | None],
                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ingest_pb2.UploadResponse]:
         """Replies in order. A reader task reads and checks the next batch while the one before is
         still waiting for Kafka, so validation and authorization overlap the broker's round trip;
@@ -241,6 +251,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         if self._draining.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "ingest is draining; reconnect")
         self.active_streams += 1
+        ACTIVE_STREAMS.inc()
         self._no_streams.clear()
         drained = asyncio.ensure_future(self._draining.wait())
         steps: asyncio.Queue[_Step] = asyncio.Queue(maxsize=1)  # read at most one batch ahead
@@ -292,10 +303,11 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             reader.cancel()
             drained.cancel()
             self.active_streams -= 1
+            ACTIVE_STREAMS.dec()
             if not self.active_streams:
                 self._no_streams.set()
 
-    async def _read(self, it: AsyncIterator[ingest_pb2.UploadRequest | None],
+    async def _read(self, it: AsyncIterator[Received | ingest_pb2.UploadRequest | None],
                     context: grpc.aio.ServicerContext[Any, Any], drained: asyncio.Future[Any],
                     steps: asyncio.Queue[_Step]) -> None:
         """Read, check and start writing batches, handing the replier one step per request, in order.
@@ -311,12 +323,14 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                 if request is None:
                     await steps.put(_Step(end=_MALFORMED))
                     return
+                received = request if isinstance(request, Received) else Received(request)
+                request = received.request
                 if stream is None:
                     stream = await self._open(request, context)
                     continue
                 if request.WhichOneof("message") != "batch":
                     raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "after Hello only batches may follow", "protocol")
-                prepared = await self._prepare(stream, request.batch)
+                prepared = await self._prepare(stream, received)
                 if isinstance(prepared, ingest_pb2.UploadResponse):
                     await steps.put(_Step(reply=prepared))
                     continue
@@ -374,10 +388,11 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
                            f"certificate {identity.serial} of {identity.gateway_id!r} is {status}", f"cert_{status}")
 
-    async def _prepare(self, stream: _Stream, batch: pb.TelemetryBatch) -> PreparedBatch | ingest_pb2.UploadResponse:
+    async def _prepare(self, stream: _Stream, received: Received) -> PreparedBatch | ingest_pb2.UploadResponse:
         """Validate, authorize and rate-limit a batch and build its Kafka records; or the rejection reply."""
+        batch = received.request.batch
         try:
-            validate_batch(batch, self._settings.limits)
+            checked = validate_batch(batch, self._settings.limits, size=received.batch_size)
         except InvalidBatch as exc:
             self.counters.rejected_batches += 1
             self.metrics.inc("ingest_rejected_batches", reason=exc.code)
@@ -389,9 +404,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             await self._check_certificate(stream.identity)
             stream.checked_at = time.monotonic()
         if self._settings.authz.enforce:
-            await self._authorize(stream.gateway, batch)
-        await self._throttle(stream.gateway, batch)
-        return prepare_records(batch, stream.gateway, self._topics)
+            await self._authorize(stream.gateway, batch, checked.senders)
+        await self._throttle(stream.gateway, len(batch.records), checked.size)
+        return prepare_records(batch, stream.gateway, self._topics, received.record_bytes)
 
     def _write_after(self, previous: asyncio.Task[_Outcome | None] | None, gateway: str,
                      prepared: PreparedBatch) -> asyncio.Task[_Outcome | None]:
@@ -412,18 +427,20 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         task.add_done_callback(_retire_write(self._writes))
         return task
 
-    async def _authorize(self, gateway: str, batch: pb.TelemetryBatch) -> None:
+    async def _authorize(self, gateway: str, batch: pb.TelemetryBatch, senders: Iterable[tuple[str, str]]) -> None:
+        """Every (patient, device) pair of the batch must be assigned to the gateway: checked once per
+        distinct pair; a refusal names the first record that is not covered."""
         grants = self._grants.cached(gateway)
-        bad = first_unauthorized(batch.records, grants) if grants is not None else None
-        if grants is None or bad is not None:
-            grants = await asyncio.to_thread(self._grants.load, gateway)  # a refusal is always re-checked
-            bad = first_unauthorized(batch.records, grants)
+        if grants is not None and all(grants.allows(patient, device) for patient, device in senders):
+            return
+        grants = await asyncio.to_thread(self._grants.load, gateway)  # a refusal is always re-checked
+        bad = first_unauthorized(batch.records, grants)
         if bad is not None:
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED,
                            f"gateway {gateway!r} is not assigned patient {bad.patient!r} / device {bad.device_id!r}",
                            "not_assigned")
 
-    async def _throttle(self, gateway: str, batch: pb.TelemetryBatch) -> None:
+    async def _throttle(self, gateway: str, records: int, size: int) -> None:
         rate = self._settings.rate
         now = time.monotonic()
         limiter = self._limiters.get(gateway)
@@ -431,7 +448,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             limiter = self._limiters[gateway] = GatewayLimiter(
                 TokenBucket.full(rate.records_per_s, rate.burst_s, now),
                 TokenBucket.full(rate.bytes_per_s, rate.burst_s, now))
-        wait = limiter.admit(len(batch.records), batch.ByteSize(), now, rate.max_wait_s)
+        wait = limiter.admit(records, size, now, rate.max_wait_s)
         if wait is None:
             raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"gateway {gateway!r} is over its rate limit",
                            "rate_limited")
@@ -490,9 +507,19 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         n_dups = sum(hi - lo + 1 for lo, hi in dups.values())
         self.counters.records_written += n_written
         self.counters.duplicates += n_dups
-        self.metrics.inc("ingest_records_written", n_written)
+        self.metrics.inc("ingest_batches")
+        self._count_written(written)
         self.metrics.inc("ingest_records_duplicate", n_dups)
         return ack_for(batch.batch_id, dups, written), failed > 0
+
+    def _count_written(self, written: Ranges) -> None:
+        """Records written, by stream kind: one step per stream of the batch, none per record."""
+        by_kind: dict[str, int] = {}
+        for stream_id, (lo, hi) in written.items():
+            kind = stream_kind(stream_id)
+            by_kind[kind] = by_kind.get(kind, 0) + hi - lo + 1
+        for kind, n in by_kind.items():
+            self.metrics.inc("ingest_records_written", n, kind=kind)
 
     async def _claim(self, gateway: str, streams: list[str], owner: str) -> dict[str, int]:
         """Wait (bounded) until no other replica or connection is writing these streams."""
@@ -507,13 +534,15 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             if time.monotonic() > deadline:
                 raise _Refused(grpc.StatusCode.UNAVAILABLE, "streams are busy on another ingest replica; retry",
                                "claim_timeout")
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            await asyncio.sleep(jittered(delay))
             delay = min(delay * 2, 0.1)
 
     async def _send_renewing(self, gateway: str, streams: list[str], owner: str,
                              outgoing: list[OutgoingRecord]) -> list[Exception | None]:
         send = asyncio.ensure_future(self._bridge.send(outgoing))
         send.add_done_callback(_consume)
+        began = time.perf_counter()
+        send.add_done_callback(lambda _f: KAFKA_PRODUCE_LATENCY.observe(time.perf_counter() - began))
         interval = self._settings.flow.claim_ttl_s / 3
         try:
             while True:

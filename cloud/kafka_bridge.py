@@ -113,10 +113,21 @@ class _Batch:
         return self._left == 0
 
     def on_delivery(self, index: int, err: KafkaError | None, _msg: Message[bytes, bytes] | None) -> None:
-        """librdkafka's delivery report for record ``index`` (runs in the poll thread)."""
-        if err is not None and is_fatal(err):
-            self.generation.fail(err)
-        self.report(index, None if err is None else KafkaException(err))
+        """librdkafka's delivery report for record ``index`` (runs in the poll thread, once per record:
+        the success path is :meth:`report` inlined)."""
+        if err is not None:
+            if is_fatal(err):
+                self.generation.fail(err)
+            self.report(index, KafkaException(err))
+            return
+        with self._lock:
+            if self.errors[index] is not _UNREPORTED:
+                return  # already failed when the producer was retired
+            self.errors[index] = None
+            self._left -= 1
+            done = self._left == 0
+        if done:
+            self._settle()
 
     def report(self, index: int, error: Exception | None) -> None:
         with self._lock:

@@ -16,7 +16,10 @@ The ingest runs in a child process (as in production, apart from the gateway);
 before the clock starts, so the e2e figure is a backlog drain (the uplink's backlog pacing
 is turned off: it exists to protect live data, not to measure). ``--profile FILE`` writes
 cProfile stats of the last e2e round's gateway side to FILE and of the ingest process's
-whole life to FILE.ingest (in-process: both in FILE).
+whole life to FILE.ingest (in-process: both in FILE). The ingest process's CPU is also shown
+by thread (main: asyncio, gRPC messages and the Python they run; db: the ledger's worker
+threads; kafka-poll: delivery reports; librdkafka; other: gRPC's own threads).
+``--stages`` times the ingest's per-batch steps on their own instead (no broker needed).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,19 +116,40 @@ def enroll(settings: CloudSettings, identity_dir: Path, devices: int) -> None:
     (identity_dir / CA_FILE).write_bytes(ca.cert_pem)
 
 
+def name_os_threads() -> None:
+    """Give Python threads started from now on their name at the OS level too (Python 3.11 does not),
+    so the per-thread CPU figures can tell the delivery-report poller from the database workers."""
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None)
+    start = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+    def named(self: threading.Thread) -> None:
+        libc.prctl(15, self.name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        start(self)
+
+    threading.Thread._bootstrap_inner = named  # type: ignore[attr-defined]
+
+
 def run_ingest_process(settings_json: str, ready: Any, profile: str | None) -> None:
     """Child process: the cloud's `serve()` until SIGTERM."""
     import signal
 
-    from cardiogate.cloud.server import serve
+    from cardiogate.cloud import server
 
+    serve = server.serve
+    settle_heap = getattr(server, "settle_heap", None)  # absent in code before it (for before/after runs)
     settings = CloudSettings.model_validate_json(settings_json)
+    name_os_threads()
 
     async def main() -> None:
         started = asyncio.Event()
         task = asyncio.create_task(serve(settings, started))
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         await started.wait()
+        if settle_heap is not None:  # as run_cloud() does
+            settle_heap()
         ready.set()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -184,12 +208,33 @@ def cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds so far of a process's threads, grouped: the main thread (asyncio, gRPC and the
+    Python they run), librdkafka's threads, the delivery-report poller, the worker threads
+    (``asyncio.to_thread``: the ledger), and the rest (gRPC's own threads)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            group = ("main" if task.name == str(pid) else "librdkafka" if comm.startswith("rdk:")
+                     else "kafka-poll" if comm.startswith("kafka-poll") else "db" if comm.startswith("asyncio_")
+                     else "other")
+            out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 @contextlib.contextmanager
 def cpu_meter(pids: dict[str, int | None], into: dict[str, float]) -> Iterator[None]:
-    """CPU seconds each process spent inside the block (the ingest's pid is absent when it runs in-process)."""
+    """CPU seconds each process spent inside the block (the ingest's pid is absent when it runs in-process),
+    and the ingest's by thread group as ``ingest/<group>``."""
     before = {name: cpu_s(pid) for name, pid in pids.items()}
+    ingest = pids.get("ingest")
+    threads = thread_cpu_s(ingest) if ingest else {}
     yield
     into.update({name: cpu_s(pid) - before[name] for name, pid in pids.items()})
+    if ingest:
+        into.update({f"ingest/{g}": s - threads.get(g, 0.0) for g, s in thread_cpu_s(ingest).items()})
 
 
 @dataclass
@@ -321,6 +366,53 @@ async def bench(args: argparse.Namespace, directory: Path, bootstrap: str,
     return raws, e2es
 
 
+def stage_costs(records_per_batch: int, directory: Path) -> list[tuple[str, float]]:
+    """CPU µs per record of the ingest's per-batch steps, each timed on its own in this thread."""
+    from cardiogate.cloud.authz import Grants
+    from cardiogate.cloud.db import make_engine
+    from cardiogate.cloud.dedup import SequenceLedger
+    from cardiogate.cloud.ingest import prepare_records
+    from cardiogate.cloud.settings import IngestLimits
+    from cardiogate.cloud.validation import validate_batch
+    from cardiogate.cloud.wire import decode_request
+    from cardiogate.proto.v1 import ingest_pb2
+
+    batch = pb.TelemetryBatch(batch_id=1, records=records(records_per_batch, 10, 0))
+    data = ingest_pb2.UploadRequest(batch=batch).SerializeToString()
+    received = decode_request(data)
+    assert received is not None
+    limits = IngestLimits()
+    checked = validate_batch(batch, limits)
+    grants = Grants({f"pt-{d:04d}": frozenset({"*"}) for d in range(10)})
+    ledger = SequenceLedger(make_engine(f"sqlite:///{directory / 'stages.sqlite3'}"), 5.0)
+    streams = list({r.stream_id for r in batch.records})
+
+    def ledger_round() -> None:
+        owner = ledger.new_owner()
+        expected = ledger.claim("gw", streams, owner)
+        ledger.commit("gw", owner, expected, {s: n + records_per_batch for s, n in expected.items()})
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("decode request (parse + record bytes)", lambda: decode_request(data)),
+        ("validate", lambda: validate_batch(batch, limits, size=received.batch_size)),
+        ("authorize", lambda: all(grants.allows(p, d) for p, d in checked.senders)),
+        ("Kafka records", lambda: prepare_records(batch, GATEWAY, TOPIC, received.record_bytes)),
+        ("ledger claim + commit (SQLite)", ledger_round),
+    ]
+    out = []
+    for name, step in steps:
+        step()
+        rounds = max(3, 20_000 // records_per_batch)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.thread_time()
+            for _ in range(rounds):
+                step()
+            best = min(best, (time.thread_time() - t0) / rounds)
+        out.append((name, 1e6 * best / records_per_batch))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--records", type=int, default=100_000, help="ECG blocks per round (~610 B each)")
@@ -336,7 +428,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", default=None,
                    help="the ingest's ledger database (an empty one; default: SQLite in a temporary directory)")
     p.add_argument("--profile", default=None, help="write cProfile stats of the last e2e round here")
+    p.add_argument("--stages", action="store_true",
+                   help="instead: the ingest's per-batch steps timed on their own (CPU µs/record), at the "
+                        "default batch size and at --batch-records")
     args = p.parse_args(argv)
+    if args.stages:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            sizes = sorted({UplinkSettings().batch_max_records, args.batch_records})
+            costs = {n: stage_costs(n, Path(tmp)) for n in sizes}
+        print("| ingest step | " + " | ".join(f"CPU µs/record, {n}-record batches" for n in sizes) + " |")
+        print("|---|" + "---:|" * len(sizes))
+        for i, (name, _) in enumerate(costs[sizes[0]]):
+            print(f"| {name} | " + " | ".join(f"{costs[n][i][1]:.2f}" for n in sizes) + " |")
+        return 0
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         port = free_port()
         broker: subprocess.Popen[bytes] = start_tansu(port)
@@ -362,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
               f"| {cpu} |")
     print(f"ratio e2e / raw: {e2e / raw:.2f} (CPU columns: the median round; for the raw producer, 'gateway' "
           "is the producer's process)")
+    mid = sorted(e2es, key=lambda r: r.per_s)[len(e2es) // 2]
+    groups = sorted(k for k in mid.cpu if k.startswith("ingest/"))
+    if groups:
+        print("ingest CPU µs/record by thread (median e2e round): "
+              + ", ".join(f"{g.removeprefix('ingest/')} {mid.cpu_us(g):.1f}" for g in groups))
     return 0
 
 
