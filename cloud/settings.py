@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from cardiogate.cloud.registry.settings import ModelsSettings
+from cardiogate.core.metrics import MetricsSettings
 from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
 
 
@@ -98,6 +99,12 @@ class ConsumerSettings(StrictModel):
         return self
 
 
+class IngestMetricsSettings(MetricsSettings):
+    """The ingest's ``/metrics``: its own default port, so it can share a host with a gateway (9464)."""
+
+    listen: str = "127.0.0.1:9465"
+
+
 class CloudSettings(LayeredSettings, env_prefix="CARDIOGATE_CLOUD__"):
     listen: str = "127.0.0.1:50051"
     database: Path = Path("cloud.sqlite3")
@@ -113,6 +120,7 @@ class CloudSettings(LayeredSettings, env_prefix="CARDIOGATE_CLOUD__"):
     limits: IngestLimits = IngestLimits()
     consumers: ConsumerSettings = ConsumerSettings()
     models: ModelsSettings = ModelsSettings()
+    metrics: IngestMetricsSettings = IngestMetricsSettings()
 
     @property
     def db_url(self) -> str:

@@ -22,6 +22,7 @@ from cardiogate.core.logs import get_logger
 from cardiogate.edge.ble.adapters import AdapterPool, being_cancelled
 from cardiogate.edge.ble.backend import client_kwargs
 from cardiogate.edge.ble.profiles import subscribe_all
+from cardiogate.edge.gateway_metrics import RECONNECTS, SESSION_FAILURES
 from cardiogate.edge.processing import DeviceProcessor
 from cardiogate.edge.settings import BleSettings, PairedDevice
 
@@ -93,6 +94,7 @@ class DeviceSession:
         self.last_progress = time.monotonic()
         self.failures += 1
         self.last_error = error
+        SESSION_FAILURES.labels(self.processor.device_kind).inc()
         log.info("ble session ended", device=self.address, error=error)
 
     async def _connect_and_stream(self, started: float) -> None:
@@ -117,6 +119,7 @@ class DeviceSession:
                 self._link_started = time.monotonic()
                 if self.connects > 1:
                     self.reconnect_latencies_s.append(self._link_started - self.disconnected_since)
+                    RECONNECTS.labels(self.processor.device_kind).inc()
                 self._set_connected(True)
                 log.info("device streaming", device=self.address, adapter=adapter.name, mtu=client.mtu_size,
                          subscribed=subscribed)

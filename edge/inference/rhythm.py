@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cardiogate.edge.gateway_metrics import INFERENCE_LATENCY
 from cardiogate.edge.inference.errors import InferenceError, ModelLoadError
 from cardiogate.edge.inference.model import EdgeModel
 from cardiogate.edge.inference.preprocess import model_samples, to_windows
@@ -66,6 +67,7 @@ class RhythmClassifier:
         began = time.perf_counter()
         probs = self.model.predict(windows).mean(axis=0)
         spent_ms = (time.perf_counter() - began) * 1000.0
+        INFERENCE_LATENCY.observe(spent_ms / 1000.0)
         best = int(np.argmax(probs))
         return RhythmResult(self.classes[best], {c: float(p) for c, p in zip(self.classes, probs, strict=True)},
                             windows.shape[0], spent_ms, self.label)
