@@ -4,8 +4,9 @@ The engine (cardiogate.edge.alarm_engine) is pure. This module builds its config
 gateway settings, feeds it observations, and turns every notice into an MQTT message
 (QoS 1, with the publish time) plus an Alarm record for the cloud, every audit entry
 into an MQTT audit message, and the visible alarms into a retained per-patient state.
-Commands arrive on ``<prefix>/<site>/<patient>/commands``; a bad one is answered on the
-audit topic with the reason, counted, and changes nothing.
+Commands arrive on ``<prefix>/<site>/<patient>/commands/<identity>`` and are judged by that identity's
+role (cardiogate.edge.mqtt_auth); a bad or unpermitted one is answered on the audit topic with the
+reason, counted, and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 from cardiogate.core.logs import get_logger
 from cardiogate.core.settings import ConfigError
 from cardiogate.edge.alarm_engine import AlarmEngine, Beat, EngineConfig, parse_command
-from cardiogate.edge.alarm_engine.commands import CommandError
+from cardiogate.edge.alarm_engine.commands import CommandError, Refusal, authorize
 from cardiogate.edge.alarm_engine.config import ConditionSpec, default_specs
 from cardiogate.edge.alarm_engine.model import AlarmNotice, AuditEntry, Condition, Outcome, Priority, TechnicalCondition
 from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, MonitoredBeat
+from cardiogate.edge.gateway_metrics import ALARM_LATENCY, ALARMS_RAISED
 from cardiogate.edge.inference import RhythmResult
 from cardiogate.edge.settings import AlarmSettings, ConditionOverride
+from cardiogate.proto.contracts import stream_id_for
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
@@ -98,7 +101,8 @@ class AlarmBridge:
         self._device_of.setdefault(patient, device_id)
         if interrupted:  # a gap in the ECG is not a pause of the heart
             self.engine.signal_interrupted(patient)
-        mapped = [Beat(b.device_time_ns, "V" if b.label == "V" else "N") for b in beats]
+        mapped = [Beat(b.device_time_ns, "V" if b.label == "V" else "N", b.vt_confirmed, b.vt_reason,
+                       b.vt_corroborated, b.vt_run) for b in beats]
         self._deliver(self.engine.observe_beats(patient, complete_ns, mapped, time.time_ns()))
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult) -> None:
@@ -121,8 +125,9 @@ class AlarmBridge:
         """Silence expiry and escalation (call about once a second)."""
         self._deliver(self.engine.tick(time.time_ns()))
 
-    def handle_command(self, patient: str, payload: bytes) -> None:
-        """A command from ``<prefix>/<site>/<patient>/commands``; answered on the patient's audit topic."""
+    def handle_command(self, patient: str, payload: bytes, sender: tuple[str, Refusal] | None = None) -> None:
+        """A command from ``<prefix>/<site>/<patient>/commands[/<identity>]``; answered on the patient's audit
+        topic. ``sender``: the authenticated identity and what it may not do (None: the payload's ``by`` stands)."""
         now = time.time_ns()
         command = parse_command(payload, self.engine.config)
         if not isinstance(command, CommandError) and command.patient != patient:
@@ -130,6 +135,8 @@ class AlarmBridge:
                                    "topic", patient=patient)
         elif not isinstance(command, CommandError) and not self._known_patient(patient):
             command = CommandError(f"patient {patient!r} is not monitored by this gateway", patient=patient)
+        if sender is not None:
+            command = authorize(command, *sender)
         outcome = self.engine.apply(command, now)
         if outcome.accepted:
             self.commands_applied += 1
@@ -158,12 +165,15 @@ class AlarmBridge:
     def _notice(self, n: AlarmNotice) -> None:
         if n.state == "raised":
             self.raised += 1
+            ALARMS_RAISED.labels(n.priority, n.category).inc()
         device = self._device_of.get(n.patient, "")
         level = "warning" if n.state in ("raised", "escalated") else "info"
         getattr(log, level)("alarm", patient=n.patient, condition=n.condition, priority=n.priority, state=n.state,
                             value=n.value, limit=n.limit, by=n.by)
         payload: dict[str, Any] = {"schema": SCHEMA_VERSION, "site": self._site, "device": device, **n.to_dict()}
         self._publish(n.patient, "alarms", payload, 1, False, True)
+        if n.state in ("raised", "escalated"):
+            ALARM_LATENCY.labels(n.priority).observe(max(0.0, (time.time_ns() - n.trigger_sample_device_time_ns) / 1e9))
         alarm = pb.Alarm(alarm_id=n.alarm_id, condition=n.condition, priority=_PRIORITY[n.priority],
                          state=_STATE[n.state], message=f"{n.condition} {n.state}: {n.value:g} (limit {n.limit:g})",
                          value=n.value, limit=n.limit, onset_sample_device_time_ns=n.onset_sample_device_time_ns,
@@ -171,7 +181,8 @@ class AlarmBridge:
                          decision_time_ns=n.decision_time_ns, category=n.category, actor=n.by, reason=n.reason,
                          acknowledged=n.acknowledged, silenced_until_ns=n.silenced_until_ns or 0)
         if device:
-            self._emit_record(pb.Record(stream_id=f"{device}/alarms", device_id=device, patient=n.patient,
+            self._emit_record(pb.Record(stream_id=str(stream_id_for(device, pb.STREAM_KIND_ALARMS)), device_id=device,
+                                        patient=n.patient,
                                         kind=pb.STREAM_KIND_ALARMS, alarm=alarm))
 
     def _audit(self, entry: AuditEntry) -> None:

@@ -65,6 +65,8 @@ class DeviceManager:
         proc = DeviceProcessor(device.address, device.patient, self._sink, self._block_samples,
                                battery_low_percent=s.battery_low_percent, analysis=self._analysis,
                                rhythm=self._rhythm)
+        proc.peers = lambda: (m.processor for m in self.devices.values()
+                              if m.device.patient == device.patient and m.processor is not proc)
         managed = ManagedDevice(device, proc, DeviceSession(device, proc, self.pool, s, self._session_state))
         self.devices[device.address] = managed
         if self._running:

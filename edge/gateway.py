@@ -7,8 +7,10 @@ import contextlib
 import json
 import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,10 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from cardiogate import __version__
+from cardiogate.core import metrics as prometheus
 from cardiogate.core.logs import get_logger
 from cardiogate.core.settings import ConfigError
+from cardiogate.edge import gateway_metrics
 from cardiogate.edge.alarm_bridge import AlarmBridge
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
 from cardiogate.edge.device_manager import DeviceManager, ManagedDevice
@@ -27,9 +31,11 @@ from cardiogate.edge.ecg_monitor import MonitoredBeat
 from cardiogate.edge.enrollment import load_certificate
 from cardiogate.edge.heartbeat import run_heartbeats
 from cardiogate.edge.inference import ModelError, RhythmClassifier, RhythmResult
+from cardiogate.edge.loop_lag import LoopLagMonitor
 from cardiogate.edge.mqtt import MqttPublisher, Outgoing
+from cardiogate.edge.mqtt_auth import open_identity_file, sender
 from cardiogate.edge.outbox import Outbox
-from cardiogate.edge.pairing import PairingError, PairingRegistry
+from cardiogate.edge.pairing import PairingError, PairingRegistry, authorize_pairing
 from cardiogate.edge.settings import GatewaySettings, PairedDevice
 from cardiogate.edge.updater import build_updaters
 from cardiogate.edge.updater.runners import EcgWindow, Runner
@@ -78,9 +84,14 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         check_identity(settings)
-        self.outbox = Outbox.from_settings(settings.outbox, on_evicted=self._on_evicted, on_full=self._on_outbox_full)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        # Outbox callbacks come from its writer thread once it runs; they are handed to the loop.
+        self.outbox = Outbox.from_settings(settings.outbox, on_evicted=lambda *a: self._on_loop(self._on_evicted, *a),
+                                           on_full=lambda full: self._on_loop(self._on_outbox_full, full))
+        self.loop_lag = LoopLagMonitor()
         self._evicting: set[tuple[str, str]] = set()
-        self.uplink = Uplink(settings.gateway_id, self.outbox, settings.uplink)
+        self.uplink = Uplink(settings.gateway_id, self.outbox, settings.uplink, on_refused=self._on_uplink_refused)
         self.mqtt = MqttPublisher(settings.mqtt, client_id=f"cardiogate-{settings.gateway_id}")
         self.registry = PairingRegistry(settings.devices, settings.state.pairings_path)
         self.alarms = AlarmBridge(settings.alarms, settings.site, self._publish_patient, self.emit_record,
@@ -93,15 +104,20 @@ class Gateway:
                 self.alarms.observe_technical(device.patient, device.address, "model_failure", True, time.time_ns())
         self.gateway_commands_rejected = 0
         self._high_alarm = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.updaters = build_updaters(settings.updater, settings.gateway_id, __version__, settings.uplink.target,
                                        alarm_active=lambda: self._high_alarm, on_switch=self._on_model_switch,
                                        default_identity_dir=settings.uplink.identity_dir,
                                        server_name=settings.uplink.server_name)
         site, prefix = settings.site, settings.mqtt.topic_prefix
         self._gateway_topic = f"{prefix}/{site}/gateway/{settings.gateway_id}"
-        self.mqtt.subscribe(f"{prefix}/{site}/+/commands", self._on_patient_command)
-        self.mqtt.subscribe(f"{self._gateway_topic}/commands", self._on_gateway_command)
+        # A locked plane (mqtt.identities_file) also listens on the old topics, only to refuse and audit.
+        self.identities = open_identity_file(settings.mqtt.identities_file, settings.gateway_id,
+                                             settings.mqtt.username)
+        for suffix in ("", "/+") if self.identities is not None else ("",):
+            self.mqtt.subscribe(f"{prefix}/{site}/+/commands{suffix}", self._on_patient_command)
+            self.mqtt.subscribe(f"{self._gateway_topic}/commands{suffix}", self._on_gateway_command)
+        if self.identities is None:
+            log.warning("mqtt commands judged by their payload: no mqtt.identities_file (local tests only)")
 
     @property
     def alarms_raised(self) -> int:
@@ -117,9 +133,13 @@ class Gateway:
         self.emit_records([record])
 
     def emit_records(self, records: Sequence[pb.Record], ecg_tails: Mapping[str, EcgTail] | None = None) -> None:
-        """Store records in one outbox transaction, with the ECG tails they carry (EcgTailStore)."""
-        self.outbox.append_many(records, ecg_tails)
-        self.uplink.notify()
+        """Queue records for one outbox transaction, with the ECG tails they carry (EcgTailStore).
+
+        Never waits for the disk: the outbox writer commits them moments later (and tells the
+        uplink); an alarm's or vitals' MQTT message goes out meanwhile."""
+        self.outbox.writer.submit(records, ecg_tails).add_done_callback(_log_append_failure)
+        if not self.outbox.writer.running:
+            self.uplink.notify()
         for record in records:
             if record.kind == pb.STREAM_KIND_VITALS:
                 self._publish_vitals(record)
@@ -186,6 +206,14 @@ class Gateway:
         log.info("rhythm model switched", version=version, artifact=str(artifact), label=model.label)
 
     # -- outbox pressure ----------------------------------------------------
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on the event loop: now if called there (or before it runs), else handed over."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
     def _on_evicted(self, device_id: str, patient: str, samples: int) -> None:
         """The disk budget forced raw ECG out (a gap record says exactly what): a technical alarm, never silence."""
         log.warning("outbox evicted raw ECG", device=device_id, patient=patient, samples=samples)
@@ -198,6 +226,16 @@ class Gateway:
         for device in self.registry.devices():
             self.alarms.observe_technical(device.patient, device.address, "outbox_near_full", full, time.time_ns())
 
+    def _on_uplink_refused(self, refused: bool) -> None:
+        """The cloud refuses this gateway's identity (revoked, unknown) or lets it back in: a technical alarm for
+        every monitored patient, since none of their data leaves the gateway meanwhile, and a gateway event."""
+        now = time.time_ns()
+        for device in self.registry.devices():
+            self.alarms.observe_technical(device.patient, device.address, "uplink_refused", refused, now)
+        reason = self.uplink.refused.detail if refused and self.uplink.refused is not None else ""
+        self.mqtt.publish(Outgoing(f"{self._gateway_topic}/events", {
+            "schema": 1, "event": "uplink_refused", "active": refused, "reason": reason, "time_ns": now}, qos=1))
+
     def _check_outbox_pressure(self) -> None:
         """Clear the eviction alarms once the queue has drained below half the budget."""
         if self._evicting and self.outbox.metrics().fill_ratio < 0.5:
@@ -207,12 +245,12 @@ class Gateway:
 
     # -- commands -----------------------------------------------------------
     def _on_patient_command(self, topic: str, payload: bytes) -> None:
-        patient = topic.split("/")[-2]
+        patient = topic.split("/")[2]  # <prefix>/<site>/<patient>/commands[/<identity>]
         if patient == "gateway":
             return
-        self.alarms.handle_command(patient, payload)
+        self.alarms.handle_command(patient, payload, sender(self.identities, topic))
 
-    def _on_gateway_command(self, _topic: str, payload: bytes) -> None:
+    def _on_gateway_command(self, topic: str, payload: bytes) -> None:
         """pair / unpair: {"schema": 1, "command": "pair", "address": ..., "patient": ..., "by": ...}."""
         result: dict[str, Any] = {"schema": 1, "time_ns": time.time_ns()}
         try:
@@ -223,6 +261,9 @@ class Gateway:
             result.update(command=command, by=by)
             if not isinstance(by, str) or not by:
                 raise ValueError("'by' must name who sent the command")
+            who = sender(self.identities, topic)
+            if who is not None:
+                result.update(by=authorize_pairing(str(command), who))
             if command == "pair":
                 device = PairedDevice.model_validate({k: doc[k] for k in ("address", "patient", "name", "adapter")
                                                       if k in doc})
@@ -260,6 +301,8 @@ class Gateway:
     # -- lifecycle ----------------------------------------------------------
     async def run(self, status_interval_s: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.outbox.writer.start(on_commit=lambda: self._on_loop(self.uplink.notify))
         tasks = [asyncio.create_task(run_updater(u), name=f"updater-{u.config.model}") for u in self.updaters]
         tasks.append(asyncio.create_task(run_heartbeats(self.settings.uplink, self.heartbeat,
                                                         self.settings.ble.health_interval_s), name="heartbeats"))
@@ -267,6 +310,9 @@ class Gateway:
                  asyncio.create_task(self.mqtt.run(), name="mqtt"),
                  asyncio.create_task(self._tick_alarms(), name="alarm-ticks")]
         tasks.append(asyncio.create_task(self.devices.run(), name="devices"))
+        metrics_server = self._start_metrics()
+        tasks.append(asyncio.create_task(self._refresh_metrics(), name="metrics"))
+        tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
         log.info("gateway started", gateway=self.settings.gateway_id, devices=len(self.devices.devices),
                  outbox_depth=self.outbox.depth())
         try:
@@ -281,6 +327,8 @@ class Gateway:
             _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
             if stuck:
                 log.warning("shutdown: tasks still stopping; leaving them", tasks=sorted(t.get_name() for t in stuck))
+            if metrics_server is not None:
+                metrics_server.close()
             self._log_status()
             self.outbox.close()
             bumble_backend = sys.modules.get("cardiogate.edge.ble.bumble_backend")  # only loaded off BlueZ
@@ -309,6 +357,26 @@ class Gateway:
             model_versions={u.config.model: u.active or "" for u in self.updaters}, outbox_records=om.records,
             outbox_bytes=om.bytes, oldest_unsent_age_ms=int(oldest * 1000), devices=devices, health=health)
 
+    def _start_metrics(self) -> prometheus.MetricsServer | None:
+        """``/metrics`` (127.0.0.1 unless configured otherwise), every series labelled with site and gateway."""
+        prometheus.set_constant_labels(site=self.settings.site, gateway=self.settings.gateway_id)
+        gateway_metrics.BUILD_INFO.labels(__version__).set(1)
+        return prometheus.start(self.settings.metrics, "gateway")
+
+    async def _refresh_metrics(self, interval_s: float = 1.0) -> None:
+        """The gauges, from the gateway's own state, on the event loop (the outbox is not for other threads)."""
+        while True:
+            try:
+                om = self.outbox.metrics()
+                managed = list(self.devices.devices.values())
+                gateway_metrics.refresh(
+                    ((m.processor.device_kind, m.session.connected) for m in managed), len(managed),
+                    {lane: (s.records, s.bytes, s.oldest_age_s) for lane, s in om.lanes.items()}, om.fill_ratio,
+                    self.uplink.connected, self.mqtt.connected)
+            except Exception:  # stale gauges are no reason to stop the gateway
+                log.exception("metrics refresh failed")
+            await asyncio.sleep(interval_s)
+
     async def _tick_alarms(self) -> None:
         while True:
             await asyncio.sleep(1.0)
@@ -331,9 +399,19 @@ class Gateway:
                  outbox_fill=round(om.fill_ratio, 3), evicted_samples=om.evicted_samples,
                  acked=self.uplink.records_acked, mqtt_published=self.mqtt.published,
                  commands_rejected=self.alarms.commands_rejected + self.gateway_commands_rejected)
+        lag = self.loop_lag.summary()
+        log.info("loop lag", samples=lag.samples, p50_ms=round(lag.p50_s * 1e3, 2), p99_ms=round(lag.p99_s * 1e3, 2),
+                 max_ms=round(self.loop_lag.max_s * 1e3, 2), outbox_queued=self.outbox.writer.queued)
 
 
 SHUTDOWN_GRACE_S = 5.0
+
+
+def _log_append_failure(future: Future[list[int]]) -> None:
+    """A queued append that failed (a full or broken disk) is logged loudly, never lost in silence."""
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None:
+        log.error("outbox append failed: records not stored", error=repr(exc))
 
 
 async def run_gateway(settings: GatewaySettings) -> None:

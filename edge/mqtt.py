@@ -7,9 +7,14 @@ Topic tree (docs/architecture.md and docs/alarms.md have the payload schemas)::
     <prefix>/<site>/<patient>/audit         JSON audit entries and command results, QoS 1
     <prefix>/<site>/<patient>/vitals        JSON vitals with the NEWS2 score, QoS 0
     <prefix>/<site>/<patient>/state         JSON device state and health, retained, QoS 1
-    <prefix>/<site>/<patient>/commands      IN: acknowledge / silence / unsilence / set_limits
-    <prefix>/<site>/gateway/<id>/commands   IN: pair / unpair
-    <prefix>/<site>/gateway/<id>/events     JSON results of gateway commands, QoS 1
+    <prefix>/<site>/<patient>/commands/<identity>     IN: acknowledge / silence / unsilence / set_limits
+    <prefix>/<site>/gateway/<id>/commands/<identity>  IN: pair / unpair
+    <prefix>/<site>/gateway/<id>/events               JSON results of gateway commands, QoS 1
+
+``<identity>`` is the sender's broker username: the broker's ACL lets an identity publish only on
+its own command topics, and the gateway judges a command by that identity's role (cardiogate.edge.mqtt_auth).
+With TLS settings the connection is TLS against the site MQTT CA; with a username, the gateway logs
+in as its own identity (the password is read at every connect, so a rotated file is picked up).
 
 Messages wait in a queue while the broker is unreachable; alarms are never dropped
 from it (they are also in the outbox), vitals are dropped oldest-first beyond a cap.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +35,7 @@ import aiomqtt
 
 from cardiogate.core.backoff import Backoff
 from cardiogate.core.logs import get_logger
-from cardiogate.edge.settings import MqttSettings
+from cardiogate.edge.settings import MqttSettings, MqttTlsSettings
 
 log = get_logger(__name__)
 SCHEMA_VERSION = 1
@@ -46,6 +52,24 @@ class Outgoing:
 
 
 Handler = Callable[[str, bytes], None]  # (topic, payload)
+
+
+def tls_context(tls: MqttTlsSettings) -> ssl.SSLContext:
+    """Verify the broker against the site MQTT CA (hostname included); present a client certificate if set."""
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return context
+
+
+def connect_options(settings: MqttSettings) -> dict[str, Any]:
+    """aiomqtt.Client keyword arguments for TLS and the identity (empty for an open local broker)."""
+    options: dict[str, Any] = {}
+    if settings.tls is not None:
+        options["tls_context"] = tls_context(settings.tls)
+    if settings.username is not None:
+        options.update(username=settings.username, password=settings.read_password())
+    return options
 
 
 class MqttPublisher:
@@ -81,10 +105,11 @@ class MqttPublisher:
         while True:
             try:
                 async with aiomqtt.Client(self._settings.host, self._settings.port, identifier=self._client_id,
-                                          keepalive=30) as client:
+                                          keepalive=30, **connect_options(self._settings)) as client:
                     self.connected = True
                     backoff.reset()
-                    log.info("mqtt connected", host=self._settings.host, port=self._settings.port)
+                    log.info("mqtt connected", host=self._settings.host, port=self._settings.port,
+                             tls=self._settings.tls is not None, identity=self._settings.username)
                     for topic_filter, _ in self._subscriptions:
                         await client.subscribe(topic_filter, qos=1)
                     tasks = [asyncio.create_task(self._read(client)), asyncio.create_task(self._drain(client))]
@@ -98,6 +123,8 @@ class MqttPublisher:
                         await asyncio.gather(*tasks, return_exceptions=True)
             except aiomqtt.MqttError as exc:
                 log.warning("mqtt unavailable", error=str(exc))
+            except (OSError, ssl.SSLError) as exc:  # an unreadable password file, CA or key: say so, keep trying
+                log.error("mqtt credentials unusable", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
             finally:
                 self.connected = False
             await asyncio.sleep(backoff.next_delay())

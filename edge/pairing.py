@@ -1,9 +1,10 @@
 """Which wearable belongs to which patient: the config file plus runtime changes, persisted.
 
-The config file lists the devices a deployment starts with. Nurses pair and unpair at
-run time (an MQTT command); those changes are written to a small JSON file with an
-atomic replace (write, fsync, rename), so a power cut leaves either the old or the new
-registry, never a torn one, and a restart keeps them. Runtime entries win over the file.
+The config file lists the devices a deployment starts with. The site admin pairs and unpairs
+at run time (an MQTT command, judged by :func:`authorize_pairing` on a locked plane); those
+changes are written to a small JSON file with an atomic replace (write, fsync, rename), so a
+power cut leaves either the old or the new registry, never a torn one, and a restart keeps
+them. Runtime entries win over the file.
 """
 
 from __future__ import annotations
@@ -15,13 +16,24 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from cardiogate.core.errors import PermanentError
 from cardiogate.edge.settings import PairedDevice
 
 Listener = Callable[[PairedDevice | None, str], None]  # (device or None when unpaired, address)
 
 
-class PairingError(ValueError):
+class PairingError(PermanentError, ValueError):
     """A pairing request or a persisted registry that cannot be accepted."""
+
+
+def authorize_pairing(command: str, sender: tuple[str, Callable[[str], str | None]]) -> str:
+    """The actor of a pair/unpair: the broker-authenticated identity, if its role may (site admins);
+    PairingError otherwise. The payload's ``by`` is never what decides."""
+    identity, refusal = sender
+    why = refusal(command)
+    if why is not None:
+        raise PairingError(why)
+    return identity
 
 
 class PairingRegistry:

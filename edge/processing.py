@@ -14,7 +14,7 @@ together with the tail they account for, and a new processor resumes from that t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -32,16 +32,24 @@ from cardiogate.edge.codecs.errors import DecodeError
 from cardiogate.edge.codecs.heart_rate import decode_heart_rate_measurement
 from cardiogate.edge.codecs.polar_pmd import (
     ECG_SAMPLE_RATE_HZ,
+    PPG_SAMPLE_RATE_HZ,
+    PmdMeasurementType,
     decode_pmd_response,
     decode_polar_ecg_frame,
+    decode_polar_ppg_frame,
     first_sample_time_ns,
+    pmd_frame_type,
     polar_to_unix_ns,
 )
 from cardiogate.edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
+from cardiogate.edge.dsp.ppg import PpgMonitor
+from cardiogate.edge.dsp.vt import VtConfig
 from cardiogate.edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
-from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, EcgMonitor, MonitoredBeat, MonitorOutput
+from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, AuxKind, EcgMonitor, MonitoredBeat, MonitorOutput
+from cardiogate.edge.gateway_metrics import DECODE_ERRORS, ECG_GAPS, ECG_MISSING_SAMPLES
 from cardiogate.edge.inference import RhythmClassifier, RhythmResult
 from cardiogate.edge.settings import AnalysisSettings
+from cardiogate.proto.contracts import stream_id_for
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 log = get_logger(__name__)
@@ -87,10 +95,12 @@ class DeviceCounters:
     ecg_samples: int = 0
     vitals_packets: int = 0
     decode_errors: int = 0
+    rr_dropped: int = 0  # RR values of 0 removed from otherwise good Heart Rate Measurements
     ecg_gaps: int = 0
     ecg_missing_samples: int = 0
     clock_jumps: int = 0
     pmd_refusals: int = 0
+    ppg_packets: int = 0
     last_heart_rate: int | None = None
 
 
@@ -111,7 +121,7 @@ class DeviceState:
 
 def stream_id(device_id: str, kind: pb.StreamKind.ValueType) -> str:
     """Stable stream identifier: '<device>/<kind>'."""
-    return f"{device_id}/{pb.StreamKind.Name(kind).removeprefix('STREAM_KIND_').lower()}"
+    return str(stream_id_for(device_id, kind))
 
 
 class DeviceProcessor:
@@ -136,9 +146,18 @@ class DeviceProcessor:
             log.info("ecg stream resumed", device=device_id, seq=self._stored_tail.seq,
                      end_ns=self._stored_tail.end_ns)
         self.polar_rate_hz = ECG_SAMPLE_RATE_HZ
+        self.ppg_rate_hz = PPG_SAMPLE_RATE_HZ  # what the gateway asked the sensor for (profiles)
+        self.ppg: PpgMonitor | None = None
+        self._ppg_end_ns: int | None = None
+        self._ppg_next_read_ns = 0
+        self._device_offset_ns: int | None = None  # device clock - gateway clock, from the latest frame
+        # The same patient's other devices (set by the device manager): a PPG-only armband's pulse
+        # reaches the VT check of the chest strap's ECG through them.
+        self.peers: Callable[[], Iterable[DeviceProcessor]] | None = None
         self.clock = ClockTracker()
         self.counters = DeviceCounters()
         self.state = DeviceState()
+        self.device_kind = "unknown"  # a metric label, set from the services found at connect
 
     # -- time ---------------------------------------------------------------
     def device_time_for(self, receive_ns: int) -> int:
@@ -159,6 +178,9 @@ class DeviceProcessor:
         self._seen(receive_ns)
         self.counters.hr_packets += 1
         self.counters.last_heart_rate = m.heart_rate_bpm
+        if m.rr_dropped:
+            self.counters.rr_dropped += m.rr_dropped
+            log.debug("invalid rr dropped", device=self.device_id, dropped=m.rr_dropped, kept=len(m.rr_intervals_1024))
         device_ns = self.device_time_for(receive_ns)
         vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns, source="hrm",
                                  heart_rate_bpm=float(m.heart_rate_bpm), rr_intervals_ms=m.rr_intervals_ms)
@@ -282,6 +304,80 @@ class DeviceProcessor:
             return
         self.on_ecg_frame(EcgFrame(first_ns, float(self.polar_rate_hz), 1.0, f.samples_uv, None, receive_ns))
 
+    def on_pmd_data(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """A PMD data notification: ECG or PPG, told apart by its measurement type byte."""
+        try:
+            kind = pmd_frame_type(data)
+        except DecodeError as exc:
+            self._decode_error("pmd_data", exc, data)
+            return
+        if kind == PmdMeasurementType.PPG:
+            self.on_polar_ppg(data, receive_ns)
+        else:
+            self.on_polar_ecg(data, receive_ns)  # ECG, or a decode error that names the unexpected type
+
+    def on_polar_ppg(self, data: bytes | bytearray, receive_ns: int) -> None:
+        """Polar Measurement Data PPG: pulse rate and perfusion for the record, the pulse wave for the VT check."""
+        try:
+            f = decode_polar_ppg_frame(data)
+            first_ns = polar_to_unix_ns(first_sample_time_ns(f, self.ppg_rate_hz))
+        except DecodeError as exc:
+            self._decode_error("polar_ppg", exc, data)
+            return
+        except ValueError as exc:
+            self._decode_error("polar_ppg", DecodeError(str(exc)), data)
+            return
+        self._seen(receive_ns)
+        self.counters.ppg_packets += 1
+        fs = float(self.ppg_rate_hz)
+        if self.ppg is None or self.ppg.fs != fs:
+            self.ppg = PpgMonitor(fs)
+        tolerance = round(2e9 / fs)
+        if self._ppg_end_ns is not None and abs(first_ns - self._ppg_end_ns) > tolerance:
+            self.ppg.reset()  # a gap: the pulse window restarts
+        end_ns = first_ns + round(f.sample_count * 1e9 / fs)
+        self._ppg_end_ns = end_ns
+        self._device_offset_ns = end_ns - receive_ns
+        wave = self.ppg.push(f.ppg, f.ambient)
+        if end_ns >= self._ppg_next_read_ns:
+            self._ppg_next_read_ns = end_ns + 1_000_000_000
+            self._ppg_vitals(end_ns, receive_ns)
+        self._route_pulse(EcgFrame(first_ns, fs, 1.0, np.round(wave).astype(np.int32), None, receive_ns))
+
+    def _ppg_vitals(self, device_ns: int, receive_ns: int) -> None:
+        assert self.ppg is not None
+        reading = self.ppg.read()
+        if reading.present is None:
+            return
+        vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns, source="ppg")
+        if reading.present and reading.rate_bpm is not None:
+            vitals.pulse_rate_bpm = reading.rate_bpm
+        if reading.perfusion_index is not None:
+            vitals.perfusion_index = reading.perfusion_index
+        self.emit_vitals(vitals)
+
+    def _route_pulse(self, frame: EcgFrame) -> None:
+        """The pulse wave to this patient's ECG monitor: this device's own, else a peer's on that peer's clock."""
+        if self.monitor is not None:
+            self.on_aux_frame("pulse", frame)
+            return
+        for peer in self.peers() if self.peers is not None else ():
+            offset = peer.device_offset_ns
+            if peer.monitor is None or offset is None or self._device_offset_ns is None:
+                continue
+            shift = offset - self._device_offset_ns  # our device time -> gateway time -> the peer's device time
+            peer.on_aux_frame("pulse", EcgFrame(frame.first_sample_ns + shift, frame.sample_rate_hz, frame.scale_uv,
+                                                frame.samples, None, frame.receive_ns))
+            return
+
+    @property
+    def device_offset_ns(self) -> int | None:
+        """The wearable's clock minus the gateway's, as of its latest timestamped frame (None before one)."""
+        est = self.clock.estimate
+        if est is not None and self.state.last_seen_ns is not None:
+            return est.offset_at(self.state.last_seen_ns)
+        return self._device_offset_ns
+
     def on_pmd_control(self, data: bytes | bytearray, receive_ns: int) -> None:
         """A control point response: a refused start is logged and counted (the session keeps the other streams)."""
         try:
@@ -323,11 +419,14 @@ class DeviceProcessor:
             elif event.HasField("gap"):
                 self.counters.ecg_gaps += 1
                 self.counters.ecg_missing_samples += event.gap.missing_samples
+                ECG_GAPS.labels(self.device_kind).inc()
+                ECG_MISSING_SAMPLES.labels(self.device_kind).inc(event.gap.missing_samples)
                 log.info("ecg gap", device=self.device_id, missing_samples=event.gap.missing_samples,
                          packets=event.gap.device_sequence_last - event.gap.device_sequence_first + 1,
                          cause=pb.GapCause.Name(event.gap.cause))
             events.append(self._record(pb.STREAM_KIND_EVENTS, event=event))
         self.clock.observe(frame.end_ns, frame.receive_ns)
+        self._device_offset_ns = frame.end_ns - frame.receive_ns
         # The block a gap closed goes first, with the gap, in one transaction where the sink allows.
         self._store(self._block_records(out.blocks) + events)
         if self._analysis.enabled:
@@ -338,7 +437,8 @@ class DeviceProcessor:
         a = self._analysis
         if self.monitor is None or self.monitor.fs != frame.sample_rate_hz or self.monitor.scale_uv != frame.scale_uv:
             self.monitor = EcgMonitor(frame.sample_rate_hz, frame.scale_uv, self._rhythm, a.rhythm_every_s,
-                                      a.rhythm_window_s, a.mains_hz)
+                                      a.rhythm_window_s, a.mains_hz, a.vt_rejection,
+                                      VtConfig(one_lead_pulse=a.vt_one_lead_pulse))
         out = self.monitor.push(frame)
         if out.complete_ns is not None:
             self._sink.observe_beats(self.patient, self.device_id, out.complete_ns, out.beats, out.interrupted)
@@ -353,6 +453,11 @@ class DeviceProcessor:
             self._sink.observe_technical(self.patient, self.device_id, "model_failure", True, now)
         if out.rhythm is not None and out.rhythm_end_ns is not None:
             self._rhythm_result(out, out.rhythm, out.rhythm_end_ns, frame.receive_ns)
+
+    def on_aux_frame(self, kind: AuxKind, frame: EcgFrame) -> None:
+        """A second ECG lead or a pulse waveform of the same patient: evidence for the VT check only."""
+        if self._analysis.enabled and self.monitor is not None:
+            self.monitor.push_aux(kind, frame)
 
     def _rhythm_result(self, out: MonitorOutput, r: RhythmResult, end_ns: int, receive_ns: int) -> None:
         self.last_rhythm = r
@@ -439,5 +544,6 @@ class DeviceProcessor:
 
     def _decode_error(self, what: str, exc: DecodeError, data: bytes | bytearray) -> None:
         self.counters.decode_errors += 1
+        DECODE_ERRORS.labels(self.device_kind, what).inc()
         log.warning("decode error", device=self.device_id, characteristic=what, error=str(exc),
                     length=len(data), head=bytes(data[:24]).hex())

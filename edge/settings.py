@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
+from cardiogate.core.metrics import MetricsSettings
 from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
 from cardiogate.edge.alarm_engine.model import Condition
 from cardiogate.edge.codecs.address import BleAddress
@@ -62,12 +63,57 @@ class BleSettings(StrictModel):
         return adapters
 
 
+class MqttTlsSettings(StrictModel):
+    """TLS to the local broker: the site MQTT CA (``cardiogate gateway mqtt-setup`` writes it), and a
+    client certificate where the broker asks for one."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class MqttSettings(StrictModel):
-    """The local broker alarms and vitals are published to."""
+    """The local broker alarms and vitals are published to, and who the gateway is on it (docs/security.md).
+
+    With ``identities_file`` the command plane is locked: commands are obeyed only on per-identity
+    topics (``.../commands/<identity>``) and judged by that identity's role; the old topics without
+    an identity are refused. Without it, commands are judged by their payload (local tests only).
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     topic_prefix: Identifier = "cardiogate"
+    tls: MqttTlsSettings | None = None
+    username: Identifier | None = Field(default=None, description="the gateway's broker identity (its gateway_id)")
+    password: SecretStr | None = Field(default=None, description="better CARDIOGATE_GATEWAY__MQTT__PASSWORD or "
+                                                                 "password_file than clear text in the TOML")
+    password_file: Path | None = Field(default=None, description="a file holding only the password (mode 0600)")
+    identities_file: Path | None = Field(default=None, description="identity -> role, from mqtt-setup")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and self.username is None:
+            raise ValueError("a password needs a username")
+        if (self.username is not None or self.tls is not None) and self.identities_file is None:
+            raise ValueError("a secured broker needs identities_file (from mqtt-setup), so that commands are "
+                             "judged by the identity that sent them")
+        return self
+
+    def read_password(self) -> str | None:
+        """The password, from the environment/TOML or the file (OSError when the file cannot be read)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
 
 
 class UplinkSettings(StrictModel):
@@ -125,6 +171,12 @@ class AnalysisSettings(StrictModel):
     mains_hz: float | None = Field(default=50.0, description="notch filter for mains hum (50 or 60 Hz); none: off")
     poor_signal_below: float = Field(default=0.4, ge=0, le=1, description="signal quality index under which the "
                                                                           "poor-signal technical alarm counts")
+    vt_rejection: bool = Field(default=True, description="check each VT run against the patient's sinus beat, a "
+                               "second lead and the pulse; a run the evidence argues against raises the 'VT "
+                               "unconfirmed' advisory instead of the VT alarm (docs/alarms.md)")
+    vt_one_lead_pulse: bool = Field(default=True, description="with one ECG lead (a chest strap), the same "
+                                    "patient's PPG pulse is the VT cross-check: regular pulses doubt the run, "
+                                    "paused or collapsed ones corroborate it (docs/alarms.md)")
 
 
 class StateSettings(StrictModel):
@@ -166,6 +218,7 @@ class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):
     analysis: AnalysisSettings = AnalysisSettings()
     updater: UpdaterSettings = UpdaterSettings()
     alarms: AlarmSettings = AlarmSettings()
+    metrics: MetricsSettings = MetricsSettings()
     ecg_block_samples: int = Field(default=250, ge=16, le=4096)
 
 

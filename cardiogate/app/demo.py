@@ -1,7 +1,10 @@
 """``cardiogate demo``: cloud + gateway + simulated patients on this machine, with a live status.
 
-Uses Mosquitto on 127.0.0.1:1883 when one answers, otherwise an embedded amqtt broker;
-tansu is started as the Kafka broker; nothing else needs to be installed or running.
+The local MQTT plane is locked as on a site: the demo writes the broker's files as
+``cardiogate gateway mqtt-setup`` does (TLS, one identity per client, per-identity ACL) and runs
+its own Mosquitto from them on a free port, or, without the mosquitto binary, an embedded amqtt
+broker serving the same files. tansu is started as the Kafka broker; nothing else needs to be
+installed or running.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardiogate.app.stack import LocalStack, Patient, free_port, port_open
+from cardiogate.app.site_mqtt import MONITOR, NURSE, SiteMqtt, mosquitto_binary, prepare_site_mqtt
+from cardiogate.app.stack import LocalStack, Patient
 
 
 @dataclass
@@ -38,15 +42,6 @@ def demo_patients(count: int, tachy_at_s: float) -> list[Patient]:
         knots = [(0.0, base)] + ([(tachy_at_s, base), (tachy_at_s + 6.0, 165.0)] if i == 0 else [])
         patients.append(Patient(f"pt-{1001 + i}", f"C0:00:00:00:00:{i + 1:02X}", knots, seed=i + 1))
     return patients
-
-
-async def _embedded_broker(port: int) -> Any:
-    from amqtt.broker import Broker
-
-    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-                     "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}})
-    await broker.start()
-    return broker
 
 
 def _kafka_counter(bootstrap: str, status: dict[str, PatientStatus], stop: threading.Event) -> None:
@@ -73,14 +68,13 @@ def _clock(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
 
 
-async def _watch_mqtt(host: str, port: int, site: str, status: dict[str, PatientStatus],
-                      alarm_lines: list[str]) -> None:
+async def _watch_mqtt(mqtt: SiteMqtt, status: dict[str, PatientStatus], alarm_lines: list[str]) -> None:
     import aiomqtt
 
     while True:
         try:
-            async with aiomqtt.Client(host, port, identifier=f"cardiogate-demo-{time.time_ns()}") as client:
-                await client.subscribe(f"cardiogate/{site}/#", qos=1)
+            async with mqtt.client(MONITOR, f"cardiogate-demo-{time.time_ns()}") as client:
+                await client.subscribe(f"cardiogate/{mqtt.site}/#", qos=1)
                 async for msg in client.messages:
                     parts = str(msg.topic).split("/")
                     if len(parts) != 4 or not isinstance(msg.payload, bytes | bytearray):
@@ -106,6 +100,16 @@ async def _watch_mqtt(host: str, port: int, site: str, status: dict[str, Patient
             await asyncio.sleep(1)
 
 
+def _print_access(mqtt: SiteMqtt, patient: str) -> None:
+    """How to reach the locked broker (paths only: the passwords stay in their 0600 files)."""
+    roles = ", ".join(f"{name} ({role})" for name, role in sorted(mqtt.identities.items()))
+    print(f"demo: MQTT on 127.0.0.1:{mqtt.port}, identities {roles}; credentials in {mqtt.directory / 'credentials'}",
+          flush=True)
+    print(f"demo: e.g. mosquitto_sub -p {mqtt.port} --cafile {mqtt.ca_file} -u {MONITOR} "
+          f"-P \"$(cat {mqtt.password_file(MONITOR)})\" -t 'cardiogate/{mqtt.site}/#'; a nurse station "
+          f"acknowledges on {mqtt.command_topic(patient, NURSE)}", flush=True)
+
+
 def _status_line(elapsed: float, status: dict[str, PatientStatus]) -> str:
     cells = []
     for patient in sorted(status):
@@ -123,16 +127,17 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
     """Run the demo; returns a process exit code."""
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cardiogate-demo-")) if workdir is None else workdir
-    broker = None
-    if port_open("127.0.0.1", 1883) and not embedded_mqtt:
-        mqtt_port = 1883
-        print("demo: using the MQTT broker on 127.0.0.1:1883")
+    broker: Any = None
+    stack = LocalStack(work, demo_patients(patients, tachy_at_s=min(12.0, max(2.0, duration_s / 3))))
+    if embedded_mqtt or mosquitto_binary() is None:
+        from cardiogate.app.embedded_mqtt import start_embedded_broker
+
+        stack.mqtt = prepare_site_mqtt(work / "mqtt", stack.site, stack.gateway_id)
+        broker = await start_embedded_broker(stack.mqtt)
+        print(f"demo: started an embedded MQTT broker (amqtt) on 127.0.0.1:{stack.mqtt.port}: TLS, a password per "
+              "identity, per-identity publish and subscribe ACL", flush=True)
     else:
-        mqtt_port = free_port() if port_open("127.0.0.1", 1883) else 1883
-        broker = await _embedded_broker(mqtt_port)
-        print(f"demo: started an embedded MQTT broker on 127.0.0.1:{mqtt_port}")
-    stack = LocalStack(work, demo_patients(patients, tachy_at_s=min(12.0, max(2.0, duration_s / 3))),
-                       mqtt_port=mqtt_port)
+        print("demo: starting Mosquitto on a free port: TLS, a password per identity, per-identity ACL", flush=True)
     status: dict[str, PatientStatus] = {p.pseudonym: PatientStatus() for p in stack.patients}
     alarm_lines: list[str] = []
     stop = threading.Event()
@@ -147,7 +152,9 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
             loop.add_signal_handler(sig, main_task.cancel)
     try:
         await asyncio.shield(starting)
-        watcher = asyncio.create_task(_watch_mqtt("127.0.0.1", mqtt_port, stack.site, status, alarm_lines))
+        assert stack.mqtt is not None
+        _print_access(stack.mqtt, stack.patients[0].pseudonym)
+        watcher = asyncio.create_task(_watch_mqtt(stack.mqtt, status, alarm_lines))
         counter.start()
         t0 = time.monotonic()
         while duration_s <= 0 or time.monotonic() - t0 < duration_s:

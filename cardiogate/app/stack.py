@@ -1,4 +1,4 @@
-"""Start a whole local system (tansu, cloud, simulator, gateway) as child processes.
+"""Start a whole local system (a locked Mosquitto, tansu, cloud, simulator, gateway) as child processes.
 
 Used by ``cardiogate demo`` and the end-to-end tests. Each child runs in its own
 process group with its log in the work directory; :meth:`LocalStack.stop` ends them
@@ -22,7 +22,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cardiogate.app.site_mqtt import MONITOR, SiteMqtt, prepare_site_mqtt, start_mosquitto
+from cardiogate.core.settings import merge_tables
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 
 def free_port() -> int:
@@ -92,14 +98,6 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` merged in, tables recursively."""
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def wait_for_text(path: Path, text: str, timeout_s: float, count: int = 1) -> None:
     """Block until ``text`` appears ``count`` times in the file at ``path``."""
     deadline = time.monotonic() + timeout_s
@@ -128,22 +126,35 @@ class LocalStack:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     gateway_id: str = "gw-demo-1"
+    # The locked MQTT plane: a Mosquitto of its own from `mqtt-setup` files, on a free port (or the broker
+    # the caller already started for ``mqtt``); False keeps the open broker at mqtt_host:mqtt_port.
+    secure_mqtt: bool = True
+    mqtt: SiteMqtt | None = None
     site: str = "demo-site"
     kafka_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     air_port: int = field(default_factory=lambda: free_port_run(8))
     enroll_port: int = field(default_factory=free_port)
+    gateway_metrics_port: int = field(default_factory=free_port)  # /metrics on 127.0.0.1
+    cloud_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway_extra: dict[str, Any] = field(default_factory=dict)  # merged into the gateway config
     sim_extra: dict[str, Any] = field(default_factory=dict)      # merged into the simulator config
     max_connections: int = 64
     sim_processes: int = 1  # >1: the fleet is dealt over processes, one radio (gateway adapter) each
     cloud_extra: dict[str, Any] = field(default_factory=dict)    # merged into the cloud config
+    gateway_env: dict[str, str] = field(default_factory=dict)    # extra environment of the gateway process
 
     @property
     def kafka_bootstrap(self) -> str:
         """Where Kafka clients connect."""
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Where the gateway's and the ingest's ``/metrics`` answer."""
+        return {"gateway": f"http://127.0.0.1:{self.gateway_metrics_port}/metrics",
+                "cloud": f"http://127.0.0.1:{self.cloud_metrics_port}/metrics"}
 
     @property
     def outbox_path(self) -> Path:
@@ -180,7 +191,8 @@ class LocalStack:
                  "kafka": {"bootstrap": self.kafka_bootstrap},
                  "pki": {"ca_cert": str(pki / "ca.crt"), "ca_key": str(pki / "ca.key"),
                          "server_cert": str(pki / "server.crt"), "server_key": str(pki / "server.key")},
-                 "enrollment": {"listen": f"127.0.0.1:{self.enroll_port}"}}
+                 "enrollment": {"listen": f"127.0.0.1:{self.enroll_port}"},
+                 "metrics": {"listen": f"127.0.0.1:{self.cloud_metrics_port}"}}
         sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
                             "heart_rate": [list(k) for k in p.heart_rate],
@@ -193,13 +205,15 @@ class LocalStack:
                                         for i in range(self.sim_processes)],
                            "scan_timeout_s": 5.0, "backoff_max_s": 5.0, "connect_timeout_s": 5.0,
                            "sighting_max_age_s": 1.5},
-                   "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port},
+                   "mqtt": (self.mqtt.gateway_settings(self.gateway_id) if self.mqtt is not None
+                            else {"host": self.mqtt_host, "port": self.mqtt_port}),
                    "uplink": {"target": f"127.0.0.1:{self.grpc_port}", "backoff_max_s": 5.0, "server_name": "localhost",
                               "identity_dir": str(self.identity_dir)},
                    "outbox": {"path": str(self.outbox_path)},
-                   "state": {"pairings_path": str(self.workdir / "gateway-pairings.json")}}
-        gateway = _merge(gateway, self.gateway_extra)
-        cloud = _merge(cloud, self.cloud_extra)
+                   "state": {"pairings_path": str(self.workdir / "gateway-pairings.json")},
+                   "metrics": {"listen": f"127.0.0.1:{self.gateway_metrics_port}"}}
+        gateway = merge_tables(gateway, self.gateway_extra)
+        cloud = merge_tables(cloud, self.cloud_extra)
         paths = {}
         for name, data in (("cloud", cloud), ("sim", sim), ("gateway", gateway)):
             path = self.workdir / f"{name}.toml"
@@ -214,6 +228,7 @@ class LocalStack:
         from cardiogate.cloud.tansu import wait_for_port
         from cardiogate.edge.enrollment import enroll
 
+        self.start_mqtt()
         paths = self.write_configs()
         # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token.
         token = provision_local(load_cloud_settings(paths["cloud"]), self.gateway_id,
@@ -233,13 +248,31 @@ class LocalStack:
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None
-        self._spawn("gateway", [*py, "gateway", "run", "--config", str(paths["gateway"])])
+        self._spawn("gateway", [*py, "gateway", "run", "--config", str(paths["gateway"])], self.gateway_env)
 
     def _start_kafka(self) -> subprocess.Popen[bytes]:
         """Start the embedded Kafka-protocol broker (tansu); subclasses may put something in front of it."""
         from cardiogate.cloud.tansu import start_tansu
 
         return start_tansu(self.kafka_port, log_path=self.workdir / "tansu.log")
+
+    def start_mqtt(self) -> None:
+        """The stack's own locked broker: files as `mqtt-setup` writes them, Mosquitto on a free port."""
+        if not self.secure_mqtt:
+            return
+        if self.mqtt is None:
+            self.mqtt = prepare_site_mqtt(self.workdir / "mqtt", self.site, self.gateway_id)
+            self.procs["mosquitto"] = start_mosquitto(self.mqtt, self.workdir / "mosquitto.log")
+        self.mqtt_host, self.mqtt_port = self.mqtt.host, self.mqtt.port
+
+    def mqtt_client(self, identity: str | None = MONITOR, identifier: str = "") -> aiomqtt.Client:
+        """A client of the stack's broker as ``identity`` (default: the read-only monitor; None: anonymous)."""
+        import aiomqtt
+
+        identifier = identifier or f"stack-{identity}-{time.time_ns()}"
+        if self.mqtt is None:
+            return aiomqtt.Client(self.mqtt_host, self.mqtt_port, identifier=identifier)
+        return self.mqtt.client(identity, identifier)
 
     def restart(self, name: str) -> None:
         """Kill one part with SIGKILL and start it again with the same config (chaos helpers)."""
@@ -257,7 +290,7 @@ class LocalStack:
             raise RuntimeError(f"{name} is still running")
         args = proc.args
         assert isinstance(args, list)
-        self._spawn(name, [str(a) for a in args])
+        self._spawn(name, [str(a) for a in args], self.gateway_env if name == "gateway" else None)
 
     def stop_ingest(self, timeout_s: float = 20.0) -> None:
         """Stop the cloud ingest as an operator would (SIGTERM: it drains, then exits); SIGKILL if it hangs."""
@@ -296,8 +329,8 @@ class LocalStack:
             proc.wait(timeout=10)
 
     def stop(self) -> None:
-        """Gateway first (so it flushes), then simulator, cloud, broker."""
-        for name in ("gateway", "sim", "cloud", "tansu"):
+        """Gateway first (so it flushes), then simulator, cloud, brokers."""
+        for name in ("gateway", "sim", "cloud", "tansu", "mosquitto"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue

@@ -8,6 +8,10 @@ Payload (JSON object, schema 1)::
     {"schema": 1, "command": "set_limits", "patient": "pt-0001", "by": "dr-2", "condition": "hr_high",
      "limits": {"medium": 130, "high": 160}, "hysteresis": 8, "reason": "athlete, resting HR 45"}
 
+On a locked command plane (docs/security.md) the payload's ``by`` is only a claim: :func:`authorize`
+judges the command by the identity the broker authenticated, records that identity as the actor,
+and keeps the claim in the reason when it differs.
+
 Unknown fields are rejected rather than ignored: a mistyped ``duration`` must not silently become the
 default silence. Optional ``id`` lets the engine drop MQTT QoS 1 redeliveries; optional ``reason`` goes
 into the audit trail.
@@ -15,10 +19,11 @@ into the audit trail.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -227,3 +232,34 @@ def _parse(doc: Mapping[str, object], config: EngineConfig) -> Command:
     if alarm_id is None and condition is None:  # each alarm is acknowledged on purpose, never in bulk
         raise _Invalid("acknowledge needs 'alarm_id' or 'condition'")
     return Acknowledge(patient, by, alarm_id, condition, reason, command_id)
+
+
+Refusal = Callable[[str], str | None]  # command name -> why the sender may not give it, or None
+
+
+def command_name(command: Command) -> CommandName:
+    if isinstance(command, Acknowledge):
+        return "acknowledge"
+    if isinstance(command, Silence):
+        return "silence"
+    if isinstance(command, Unsilence):
+        return "unsilence"
+    return "set_limits"
+
+
+def authorize(command: Command | CommandError, identity: str, refusal: Refusal) -> Command | CommandError:
+    """The command as given by ``identity`` (the broker-authenticated sender), or why it is refused.
+
+    The actor becomes ``identity`` whatever the payload's ``by`` says, for rejections too, so the
+    audit trail names who really sent it; a different ``by`` is kept in the reason as a claim.
+    """
+    if isinstance(command, CommandError):
+        return dataclasses.replace(command, by=identity)
+    name = command_name(command)
+    why = refusal(name)
+    if why is not None:
+        return CommandError(why, name, command.patient, identity, command.command_id)
+    if command.by == identity:
+        return command
+    claim = f"entered as {command.by}"
+    return dataclasses.replace(command, by=identity, reason=f"{command.reason} ({claim})" if command.reason else claim)

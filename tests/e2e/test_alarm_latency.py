@@ -1,7 +1,8 @@
 """ECG-derived alarms end to end: a VT run and a pause on real BLE, through the gateway, to MQTT.
 
 Two simulated ECG watches (one with a ventricular tachycardia run, one with a 5 s pause)
-and the real stack. The alarms must arrive on MQTT with the condition, high priority,
+and the real stack (its own locked Mosquitto; the test listens as the read-only monitor).
+The alarms must arrive on MQTT with the condition, high priority,
 and trigger samples inside the event; the time from the triggering sample to the MQTT
 message and from the decision to the publish are measured and printed (p50, p99).
 """
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cardiogate.app.site_mqtt import mosquitto_binary
 from cardiogate.app.stack import LocalStack, Patient
 from cardiogate.sim.truth import read_truth
-from tests.conftest import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 RUN_S = 40.0
@@ -28,9 +29,8 @@ VT_AT, PAUSE_AT = 15.0, 18.0
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not port_open("127.0.0.1", 1883):
-        pytest.fail("Mosquitto must answer on 127.0.0.1:1883 for the e2e tests (.ci/run starts it)")
-    import aiomqtt
+    if mosquitto_binary() is None:
+        pytest.fail("the mosquitto binary must be installed for the e2e tests (each stack runs its own broker)")
 
     patients = [
         Patient("pt-vt", VT, [(0.0, 75.0)], seed=41, watch_extra={"patient": {"hr_bpm": 75, "snr_db": 25, "events": [
@@ -44,17 +44,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         alarms: list[dict[str, Any]] = []
 
         async def listen(ready: asyncio.Event) -> None:
-            async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"e2e-alarms-{time.time_ns()}") as client:
+            async with stack.mqtt_client(identifier=f"e2e-alarms-{time.time_ns()}") as client:
                 await client.subscribe(f"cardiogate/{stack.site}/+/alarms", qos=1)
                 ready.set()
                 async for msg in client.messages:
                     assert isinstance(msg.payload, bytes)
                     alarms.append({**json.loads(msg.payload), "received_ns": time.time_ns()})
 
+        await asyncio.to_thread(stack.start_mqtt)
         ready = asyncio.Event()
         listener = asyncio.create_task(listen(ready))
-        await asyncio.wait_for(ready.wait(), 10)
         try:
+            await asyncio.wait_for(ready.wait(), 10)
             await asyncio.to_thread(stack.start)
             await asyncio.sleep(RUN_S)
         finally:

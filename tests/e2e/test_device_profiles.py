@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import numpy as np
 import pytest
 
@@ -72,17 +71,18 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
     alarms: list[dict[str, Any]] = []
 
     async def listen(ready: asyncio.Event) -> None:
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"e2e-prof-{time.time_ns()}") as client:
+        async with stack.mqtt_client(identifier=f"e2e-prof-{time.time_ns()}") as client:
             await client.subscribe(f"cardiogate/{stack.site}/+/alarms", qos=1)
             ready.set()
             async for msg in client.messages:
                 assert isinstance(msg.payload, bytes)
                 alarms.append(json.loads(msg.payload))
 
+    await asyncio.to_thread(stack.start_mqtt)  # the stack's own locked broker; the test listens as the monitor
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
-    await asyncio.wait_for(ready.wait(), 10)
     try:
+        await asyncio.wait_for(ready.wait(), 10)
         await asyncio.to_thread(stack.start)
         await asyncio.sleep(RUN_S)
         assert stack.check_alive() == [], f"a part died; logs in {stack.workdir}"

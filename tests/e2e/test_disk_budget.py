@@ -21,7 +21,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from cardiogate.app.reconcile import Reconciliation, reconcile_streams
@@ -59,17 +58,18 @@ async def _drive(stack: ChaosStack) -> dict[str, Any]:
     alarms: list[tuple[float, dict[str, Any]]] = []
 
     async def listen(ready: asyncio.Event) -> None:
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"e2e-budget-{time.time_ns()}") as client:
+        async with stack.mqtt_client(identifier=f"e2e-budget-{time.time_ns()}") as client:
             await client.subscribe(f"cardiogate/{stack.site}/+/alarms", qos=1)
             ready.set()
             async for msg in client.messages:
                 assert isinstance(msg.payload, bytes)
                 alarms.append((time.monotonic(), json.loads(msg.payload)))
 
+    await asyncio.to_thread(stack.start_mqtt)  # the stack's own locked broker; the test listens as the monitor
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
-    await asyncio.wait_for(ready.wait(), 10)
     try:
+        await asyncio.wait_for(ready.wait(), 10)
         await asyncio.to_thread(stack.start)
         await asyncio.to_thread(stack.stop_ingest)  # before the gateway has even connected: it never had the cloud
         await asyncio.sleep(OUTAGE_S)

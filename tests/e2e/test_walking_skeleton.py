@@ -1,7 +1,8 @@
 """One simulated watch -> BLE (bumble) -> gateway -> MQTT alarm + gRPC -> ingest -> Kafka (tansu).
 
-All parts are real and run as separate processes on loopback: Mosquitto on
-127.0.0.1:1883, tansu, the gRPC ingest, the virtual radio with a GATT peripheral,
+All parts are real and run as separate processes on loopback: the stack's own locked
+Mosquitto (TLS, one identity per client, ACL; the test listens as the read-only monitor),
+tansu, the gRPC ingest, the virtual radio with a GATT peripheral,
 and the gateway using bleak over the bumble backend. The simulator's ground-truth
 log says exactly what went over the air; Kafka must hold exactly that.
 """
@@ -14,15 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import numpy as np
 import pytest
 
 from cardiogate.app.kafka_reader import RecordReader
+from cardiogate.app.site_mqtt import mosquitto_binary
 from cardiogate.app.stack import LocalStack, Patient
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 from cardiogate.sim.truth import read_truth
-from tests.conftest import port_open
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -30,7 +30,9 @@ PATIENT = "pt-4242"
 ADDRESS = "C0:00:00:00:00:2A"
 TACHY_FROM_S = 4.0
 RUN_S = 24.0
-MALFORMED_AT_S = 3.5
+# Late enough that the gateway has surely subscribed (a loaded machine can take 5-7 s to start it) and
+# after the high alarm has confirmed, so the extra packet cannot shift the alarm timings under test.
+MALFORMED_AT_S = 18.0
 # Heart-rate samples are 1 s apart and their device time is estimated (HRM carries no timestamp),
 # so the medium (>120) and high (>150) crossings must lie well over a sample apart for the medium
 # alarm to be raised before the high tier confirms; a 6 s ramp puts them about 2-3 s apart.
@@ -40,8 +42,8 @@ TIME_TOLERANCE_NS = 250_000_000
 
 @pytest.fixture(scope="module")
 def skeleton_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not port_open("127.0.0.1", 1883):
-        pytest.fail("Mosquitto must answer on 127.0.0.1:1883 for the e2e tests (.ci/run starts it)")
+    if mosquitto_binary() is None:
+        pytest.fail("the mosquitto binary must be installed for the e2e tests (each stack runs its own broker)")
     work = tmp_path_factory.mktemp("skeleton")
     patient = Patient(PATIENT, ADDRESS, [(0.0, 70.0), (TACHY_FROM_S, 70.0), (TACHY_FROM_S + RAMP_S, 160.0)], seed=42,
                       malformed_hr_at_s=[MALFORMED_AT_S])
@@ -54,7 +56,7 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
     received_at: list[int] = []
 
     async def listen(ready: asyncio.Event) -> None:
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"e2e-{time.time_ns()}") as client:
+        async with stack.mqtt_client(identifier=f"e2e-{time.time_ns()}") as client:
             await client.subscribe(f"cardiogate/{stack.site}/{PATIENT}/alarms", qos=1)
             ready.set()
             async for msg in client.messages:
@@ -62,10 +64,11 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
                 alarms.append(json.loads(msg.payload))
                 received_at.append(time.time_ns())
 
+    await asyncio.to_thread(stack.start_mqtt)
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
-    await asyncio.wait_for(ready.wait(), 10)
     try:
+        await asyncio.wait_for(ready.wait(), 10)
         await asyncio.to_thread(stack.start)
         await asyncio.sleep(RUN_S)
         assert stack.check_alive() == [], f"a part died; logs in {stack.workdir}"
