@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from cardiogate.app.stack import free_port
 from cardiogate.proto.v1 import telemetry_pb2 as pb
-from tests.conftest import REPO
+from tests.conftest import REPO, port_open
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,7 +23,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["gateway", "run", "--help"],
-                                  ["cloud", "run", "--help"], ["sim", "run", "--help"], ["verify", "--help"]])
+                                  ["cloud", "run", "--help"], ["sim", "run", "--help"], ["verify", "--help"],
+                                  ["eval", "rhythm", "--help"], ["eval", "alarms", "--help"]])
 def test_every_subcommand_explains_itself(args: list[str]) -> None:
     result = run_cli(*args)
     assert result.returncode == 0
@@ -36,6 +39,61 @@ def test_options_before_the_first_argument_reach_the_models_command(tmp_path: Pa
     assert json.loads(result.stdout) == []
     bad = run_cli("sim", "run", "--no-such-option")
     assert bad.returncode == 2 and "unrecognized arguments: --no-such-option" in bad.stderr
+
+
+def test_eval_options_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    missing = run_cli("eval", "rhythm", "--json", str(tmp_path / "r.json"))
+    assert missing.returncode == 2 and "--data" in missing.stderr
+    bad = run_cli("eval", "alarms", "--patients", "-3")
+    assert bad.returncode == 2 and "--patients" in bad.stderr
+    unknown = run_cli("eval", "alarms", "--patients", "1", "--bogus")
+    assert unknown.returncode == 2 and "unrecognized arguments: --bogus" in unknown.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_eval_rhythm_without_data_is_exit_2(tmp_path: Path) -> None:
+    result = run_cli("eval", "rhythm", "--data", str(tmp_path / "absent"), "--limit", "1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("cardiogate eval rhythm:")
+
+
+def test_sim_run_flags_beat_the_environment_which_beats_the_file(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardiogate.app.cli import parse_command, sim_settings
+
+    config = tmp_path / "sim.toml"
+    config.write_text('listen = "127.0.0.1:1111"\n[[watches]]\nname = "w"\naddress = "C0:00:00:00:00:09"\n',
+                      encoding="utf-8")
+    monkeypatch.setenv("CARDIOGATE_SIM__LISTEN", "127.0.0.1:2222")
+    flagged = sim_settings(parse_command(["sim", "run", "--config", str(config), "--listen", "127.0.0.1:3333",
+                                          "--watches", "2"]))
+    assert flagged.listen == "127.0.0.1:3333"
+    assert [w.address for w in flagged.watches] == ["C0:00:00:00:00:01", "C0:00:00:00:00:02"]
+    plain = sim_settings(parse_command(["sim", "run", "--config", str(config)]))
+    assert (plain.listen, [w.address for w in plain.watches]) == ("127.0.0.1:2222", ["C0:00:00:00:00:09"])
+    monkeypatch.delenv("CARDIOGATE_SIM__LISTEN")
+    assert sim_settings(parse_command(["sim", "run", "--config", str(config)])).listen == "127.0.0.1:1111"
+
+
+def test_sim_run_listens_where_the_flag_says_despite_the_environment() -> None:
+    flag_port, env_port = free_port(), free_port()
+    env = {**os.environ, "CARDIOGATE_SIM__LISTEN": f"127.0.0.1:{env_port}"}
+    proc = subprocess.Popen([sys.executable, "-m", "cardiogate", "sim", "run", "--watches", "1",
+                             "--listen", f"127.0.0.1:{flag_port}"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", flag_port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert port_open("127.0.0.1", flag_port), "the simulator does not listen on the --listen port"
+        assert not port_open("127.0.0.1", env_port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_invalid_gateway_config_gives_one_line_naming_the_field(tmp_path: Path) -> None:

@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cardiogate import __version__
 from cardiogate.app.evaluation import add_eval_parser
 from cardiogate.app.verify import add_arguments as add_verify_arguments
 from cardiogate.core.logs import setup_logging
 from cardiogate.core.settings import ConfigError
+
+if TYPE_CHECKING:
+    from cardiogate.sim.scenario import SimSettings
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
@@ -55,6 +59,21 @@ def _cmd_gateway_enroll(ns: argparse.Namespace) -> int:
         print(f"cardiogate: enrollment failed: {exc}", file=sys.stderr)
         return 1
     print(f"enrolled {settings.gateway_id}: identity in {paths.cert.parent}")
+    return 0
+
+
+def _cmd_gateway_mqtt_setup(ns: argparse.Namespace) -> int:
+    from cardiogate.edge.mqtt_setup import MqttSetup, parse_identity_args, summary, write_setup
+
+    try:
+        plan = MqttSetup(site=ns.site, identities=parse_identity_args(ns.identity), out=ns.out, prefix=ns.prefix,
+                         bind=ns.bind, port=ns.port, hosts=tuple(ns.host), rotate=frozenset(ns.rotate),
+                         rotate_all=ns.rotate_all, new_ca=ns.new_ca, run_as=ns.run_as)
+        result = write_setup(plan)
+    except (ValueError, OSError) as exc:
+        print(f"cardiogate gateway mqtt-setup: {exc}", file=sys.stderr)
+        return 2
+    print(summary(plan, result))
     return 0
 
 
@@ -104,16 +123,22 @@ def _cmd_cloud_run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sim_run(ns: argparse.Namespace) -> int:
-    from cardiogate.sim.fleet import run_fleet
+def sim_settings(ns: argparse.Namespace) -> SimSettings:
+    """``sim run``'s settings: its flags (those given) over CARDIOGATE_SIM__* over the file."""
     from cardiogate.sim.scenario import demo_watches, load_sim_settings
 
-    overrides: dict[str, object] = {}
+    flags: dict[str, object] = {}
     if ns.watches is not None:
-        overrides["watches"] = [w.model_dump() for w in demo_watches(ns.watches)]
+        flags["watches"] = [w.model_dump() for w in demo_watches(ns.watches)]
     if ns.listen is not None:
-        overrides["listen"] = ns.listen
-    settings = load_sim_settings(ns.config, **overrides)
+        flags["listen"] = ns.listen
+    return load_sim_settings(ns.config, **flags)
+
+
+def _cmd_sim_run(ns: argparse.Namespace) -> int:
+    from cardiogate.sim.fleet import run_fleet
+
+    settings = sim_settings(ns)
     if ns.processes < 1:
         raise ConfigError("--processes must be at least 1")
     setup_logging(ns.log_level, ns.log_format, "sim")
@@ -140,16 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run cloud + gateway + simulated patients locally with a live status",
                           description="Start tansu (Kafka), the cloud ingest, a virtual radio with simulated "
                                       "watches (one patient becomes tachycardic) and the gateway; print patients, "
-                                      "heart rates, alarms and ECG samples delivered to Kafka. Uses Mosquitto on "
-                                      "127.0.0.1:1883 if it answers, otherwise an embedded MQTT broker. Ctrl-C stops "
-                                      "everything cleanly.")
+                                      "heart rates, alarms and ECG samples delivered to Kafka. Runs its own locked "
+                                      "MQTT broker (TLS, a password per identity, per-identity ACL, as `gateway "
+                                      "mqtt-setup` writes): Mosquitto on a free port, or an embedded broker when "
+                                      "Mosquitto is not installed. Ctrl-C stops everything cleanly.")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds to run; 0 runs until Ctrl-C (default 60)")
     demo.add_argument("--patients", type=int, default=3, choices=range(1, 21), metavar="N",
                       help="simulated patients, 1-20 (default 3)")
     demo.add_argument("--workdir", type=Path, default=None, help="keep configs, logs and databases here")
     demo.add_argument("--keep", action="store_true", help="do not delete the temporary work directory")
     demo.add_argument("--embedded-mqtt", action="store_true",
-                      help="use the embedded MQTT broker even when one answers on 127.0.0.1:1883")
+                      help="use the embedded MQTT broker even when Mosquitto is installed")
     demo.set_defaults(func=_cmd_demo)
 
     gateway = sub.add_parser("gateway", help="the gateway daemon (BLE -> alarms on MQTT -> outbox -> gRPC uplink)")
@@ -169,6 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     genroll.add_argument("--token", required=True, help="one-time token from `cardiogate cloud admin token`")
     genroll.add_argument("--ca", type=Path, required=True, help="the cloud CA certificate (PEM), obtained out of band")
     genroll.set_defaults(func=_cmd_gateway_enroll)
+    gmqtt = gsub.add_parser("mqtt-setup", help="write a locked Mosquitto config: TLS, one identity per client, ACL",
+                            description="Write mosquitto.conf (TLS only, no anonymous clients), the password file "
+                                        "(PBKDF2-SHA512, Mosquitto's format), the ACL (each identity publishes only "
+                                        "on its own topics), identities.json (identity -> role, read by the "
+                                        "gateway), a site MQTT CA with the broker's certificate, and one 0600 "
+                                        "password file per identity under OUT/credentials. Re-running with the "
+                                        "same --out keeps the CA and existing passwords (rotate with --rotate). "
+                                        "No secret is printed.")
+    gmqtt.add_argument("--site", required=True, help="the site the broker serves (the gateway's site)")
+    gmqtt.add_argument("--out", type=Path, required=True, help="directory for the broker's files")
+    gmqtt.add_argument("--identity", action="append", default=[], metavar="NAME:ROLE", required=True,
+                       help="an identity to create, repeatable; roles: gateway (named as its gateway_id), nurse "
+                            "(acknowledge, silence), clinician (also set_limits), admin (pair, unpair), viewer")
+    gmqtt.add_argument("--prefix", default="cardiogate", help="MQTT topic prefix (default cardiogate)")
+    gmqtt.add_argument("--bind", default="127.0.0.1", help="listener address (default 127.0.0.1)")
+    gmqtt.add_argument("--port", type=int, default=8883, help="listener port (default 8883)")
+    gmqtt.add_argument("--host", action="append", default=[], help="extra name or address clients use for the "
+                                                                    "broker (goes into its certificate)")
+    gmqtt.add_argument("--rotate", action="append", default=[], metavar="NAME", help="issue a new password")
+    gmqtt.add_argument("--rotate-all", action="store_true", help="issue new passwords for every identity")
+    gmqtt.add_argument("--new-ca", action="store_true", help="replace the site MQTT CA (clients need the new ca.crt)")
+    gmqtt.add_argument("--run-as", default=None, metavar="USER",
+                       help="the user mosquitto runs as when started by root (it must own the files)")
+    gmqtt.set_defaults(func=_cmd_gateway_mqtt_setup)
 
     cloud = sub.add_parser("cloud", help="the cloud tier (gRPC ingest -> Kafka)")
     csub = cloud.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -192,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     srun = ssub.add_parser("run", help="run a fleet of simulated watches",
                            description="Start a virtual radio that a gateway attaches to (bumble transport "
                                        "tcp-client:HOST:PORT) and simulated ECG watches on it, from a scenario "
-                                       "TOML file or --watches N.")
+                                       "TOML file or --watches N. Flags given here beat CARDIOGATE_SIM__* "
+                                       "environment variables, which beat the file.")
     srun.add_argument("--config", type=Path, default=None, help="scenario TOML file")
     srun.add_argument("--watches", type=int, default=None, help="ignore the file's watches; simulate N demo watches")
     srun.add_argument("--listen", default=None, help="HOST:PORT for the gateway-facing controller")
@@ -232,11 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_arguments(verify)
     verify.set_defaults(func=_cmd_verify)
 
-    add_eval_parser(sub)  # `eval rpeaks` (and later `eval rhythm`); heavy imports happen in the handlers
+    add_eval_parser(sub)  # `eval rpeaks|rhythm|alarms`; heavy imports happen in the handlers
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_command(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line without running it (exits 2 with usage on a bad one, as argparse does).
+
+    A pass-through command (``passthrough`` set) keeps its arguments in ``args`` for the parser
+    of the component it hands them to.
+    """
     parser = build_parser()
     # Commands that hand their arguments to another parser take them all: argparse's REMAINDER
     # leaves out options given before the first plain argument (`models status --json 3`), and
@@ -246,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(ns, "passthrough", False):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         ns.args = [*unknown, *ns.args]
+    return ns
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_command(argv)
     try:
         code: int = ns.func(ns)
         return code

@@ -1,7 +1,9 @@
-"""One way to configure every process: a TOML file, overridden by environment variables.
+"""One way to configure every process: command-line flags > environment variables > TOML file > defaults.
 
 Each component declares a pydantic-settings class with its own env prefix
 (``CARDIOGATE_GATEWAY__``, ``CARDIOGATE_CLOUD__``, ...); nested fields use ``__``.
+A flag typed on the command line is the most specific statement of intent, so it
+beats a variable inherited from the shell or a unit file, which beats the file.
 A bad file yields a :class:`ConfigError` whose message is one line per problem,
 naming the file and the dotted field, so an operator sees exactly what to fix.
 """
@@ -9,16 +11,28 @@ naming the file and the dotted field, so an operator sees exactly what to fix.
 from __future__ import annotations
 
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from cardiogate.core.errors import PermanentError
 
 S = TypeVar("S", bound="LayeredSettings")
 
+_CLI_OVERRIDES: ContextVar[dict[str, Any] | None] = ContextVar("cardiogate_cli_overrides", default=None)
+"""Command-line values for the settings being built by :func:`load_settings` (init kwargs carry the file)."""
 
-class ConfigError(Exception):
+
+class ConfigError(PermanentError):
     """A configuration file or environment variable that cannot be used."""
 
 
@@ -29,7 +43,7 @@ class StrictModel(BaseModel):
 
 
 class LayeredSettings(BaseSettings):
-    """Settings whose precedence is: environment > file > defaults."""
+    """Settings whose precedence is: command line > environment > file > defaults."""
 
     model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__", frozen=True)
 
@@ -42,8 +56,10 @@ class LayeredSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init kwargs carry the file's content, so the environment must come first.
-        return env_settings, init_settings, file_secret_settings
+        # init kwargs carry the file's content, so the environment must come before them; the command-line
+        # values come first of all. Sources are deep-merged, so a flag for one nested field keeps its siblings.
+        cli = InitSettingsSource(settings_cls, _CLI_OVERRIDES.get() or {})
+        return cli, env_settings, init_settings, file_secret_settings
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -69,13 +85,28 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def load_settings(cls: type[S], path: Path | None = None, **overrides: Any) -> S:
-    """Build ``cls`` from an optional TOML file, the environment and explicit overrides."""
+    """Build ``cls`` from an optional TOML file, the environment and command-line ``overrides``.
+
+    ``overrides`` are the values of flags the user actually gave (leave out a flag's ``None``
+    default); they win over the environment, which wins over the file.
+    """
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    data.update(overrides)
     source = str(path) if path is not None else "settings"
+    token = _CLI_OVERRIDES.set(dict(overrides))
     try:
         return cls(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
     except SettingsError as exc:  # an environment variable that cannot be parsed (e.g. bad JSON for a list)
         raise ConfigError(f"environment: {exc}".replace("\n", " ")) from None
+    finally:
+        _CLI_OVERRIDES.reset(token)
+
+
+def merge_tables(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, tables recursively (neither is changed): a settings overlay that
+    sets one nested key keeps that table's other keys."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge_tables(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

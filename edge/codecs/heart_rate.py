@@ -6,6 +6,12 @@ Layout (Bluetooth SIG HRS 1.0, little-endian):
   bit3 energy expended present, bit4 RR intervals present;
   heart rate u8 or u16 (bpm); energy expended u16 (kJ) if flagged;
   zero or more RR intervals u16 in units of 1/1024 s if flagged.
+
+An RR interval of 0 cannot be a heartbeat; some straps send one while they settle. Such a
+value is dropped and counted in ``rr_dropped`` and the rest of the notification (the heart
+rate above all) is kept, as other HRS clients do: one bad RR must not cost the heart rate.
+Malformed structure (reserved flag bits, truncation, an odd RR byte count) still refuses
+the whole notification.
 """
 
 from __future__ import annotations
@@ -28,12 +34,17 @@ _RR_UNITS_PER_SECOND = 1024
 
 @dataclass(frozen=True, slots=True)
 class HeartRateMeasurement:
-    """One decoded notification. ``sensor_contact`` is None when the sensor cannot tell."""
+    """One decoded notification. ``sensor_contact`` is None when the sensor cannot tell.
+
+    ``rr_dropped`` counts RR values the decoder removed as invalid (0); the encoder ignores
+    it, so a measurement that dropped some re-encodes without them.
+    """
 
     heart_rate_bpm: int
     sensor_contact: bool | None = None
     energy_expended_kj: int | None = None
     rr_intervals_1024: tuple[int, ...] = field(default_factory=tuple)
+    rr_dropped: int = 0
 
     @property
     def rr_intervals_ms(self) -> tuple[float, ...]:
@@ -42,7 +53,7 @@ class HeartRateMeasurement:
 
 
 def decode_heart_rate_measurement(data: bytes | bytearray) -> HeartRateMeasurement:
-    """Decode a Heart Rate Measurement notification or raise DecodeError."""
+    """Decode a Heart Rate Measurement notification or raise DecodeError (zero RR values are dropped)."""
     raw = bytes(data)
     if len(raw) < 2:
         raise DecodeError(f"heart rate measurement too short: {len(raw)} bytes")
@@ -68,20 +79,21 @@ def decode_heart_rate_measurement(data: bytes | bytearray) -> HeartRateMeasureme
         (energy,) = struct.unpack_from("<H", raw, pos)
         pos += 2
     rr: tuple[int, ...] = ()
+    dropped = 0
     if flags & _FLAG_RR:
         rest = len(raw) - pos
         if rest <= 0 or rest % 2:
             raise DecodeError(f"heart rate measurement has {rest} bytes of RR intervals, expected a multiple of 2")
-        rr = struct.unpack_from(f"<{rest // 2}H", raw, pos)
-        if any(v == 0 for v in rr):
-            raise DecodeError("heart rate measurement has a zero RR interval")
+        values = struct.unpack_from(f"<{rest // 2}H", raw, pos)
+        rr = tuple(v for v in values if v != 0)
+        dropped = len(values) - len(rr)
     elif pos != len(raw):
         raise DecodeError(f"heart rate measurement has {len(raw) - pos} trailing bytes")
-    return HeartRateMeasurement(hr, contact, energy, tuple(rr))
+    return HeartRateMeasurement(hr, contact, energy, rr, dropped)
 
 
 def encode_heart_rate_measurement(m: HeartRateMeasurement, *, force_uint16: bool = False) -> bytes:
-    """Encode a measurement exactly as a wearable would (used by the simulator)."""
+    """Encode a measurement exactly as a wearable would (used by the simulator); ``rr_dropped`` is not encoded."""
     if not 0 <= m.heart_rate_bpm <= 0xFFFF:
         raise ValueError(f"heart rate out of range: {m.heart_rate_bpm}")
     flags = 0

@@ -2,12 +2,14 @@
 
 Half the inputs are random byte strings (mostly 0..40 bytes, some up to 300), half are mutations of
 valid encodings (bit flips, byte overwrites, truncation, extension), so the deep paths are reached.
-Anything accepted must also survive encode -> decode unchanged. Seeded numpy Generators keep every
-run identical; a failure names the decoder and the input's hex.
+Anything accepted must also survive encode -> decode unchanged (a Heart Rate Measurement that
+dropped RR values of 0 comes back with the same fields and nothing left to drop). Seeded numpy
+Generators keep every run identical; a failure names the decoder and the input's hex.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import pkgutil
@@ -52,7 +54,9 @@ from cardiogate.edge.codecs.polar_pmd import (
     PmdSetting,
     PmdSettingType,
     PolarEcgFrame,
+    PolarPpgFrame,
     ecg_start_request,
+    ppg_start_request,
 )
 from cardiogate.edge.codecs.pulse_oximeter import (
     PlxContinuousMeasurement,
@@ -149,6 +153,12 @@ def _polar_ecg_seeds() -> list[bytes]:
             for ts, n in ((0, 1), (599_999_999_999, 10), (2**62, 73))]
 
 
+def _polar_ppg_seeds() -> list[bytes]:
+    rng = np.random.default_rng(3)
+    return [polar_pmd.encode_polar_ppg_frame(PolarPpgFrame(ts, rng.integers(-(2**23), 2**23, (n, 4)).astype(np.int32)))
+            for ts, n in ((0, 1), (599_999_999_999, 16), (2**62, 41))]
+
+
 SETTINGS = (PmdSetting(PmdSettingType.SAMPLE_RATE, (130, 200)), PmdSetting(PmdSettingType.RESOLUTION, (14,)),
             PmdSetting(PmdSettingType.CHANNELS, (3,)), PmdSetting(PmdSettingType.FACTOR, (0x3F800000,)))
 
@@ -194,6 +204,7 @@ TARGETS: dict[str, Target] = {
         polar_pmd.decode_pmd_request, polar_pmd.encode_pmd_request,
         [polar_pmd.encode_pmd_request(r) for r in (
             ecg_start_request(), PmdRequest(PmdOpCode.GET_MEASUREMENT_SETTINGS), PmdRequest(PmdOpCode.STOP_MEASUREMENT),
+            ppg_start_request(), ppg_start_request(176),
             PmdRequest(PmdOpCode.START_MEASUREMENT, 2, SETTINGS))]),
     "polar_pmd.decode_pmd_response": Target(
         polar_pmd.decode_pmd_response, polar_pmd.encode_pmd_response,
@@ -209,8 +220,11 @@ TARGETS: dict[str, Target] = {
         [b"\x0f\x05", polar_pmd.encode_pmd_features(PmdFeatures(frozenset({0, 1, 2, 3, 5, 6, 9})))]),
     "polar_pmd.decode_polar_ecg_frame": Target(polar_pmd.decode_polar_ecg_frame, polar_pmd.encode_polar_ecg_frame,
                                                _polar_ecg_seeds(), _array_comparable),
+    "polar_pmd.decode_polar_ppg_frame": Target(polar_pmd.decode_polar_ppg_frame, polar_pmd.encode_polar_ppg_frame,
+                                               _polar_ppg_seeds(), _array_comparable),
     "heart_rate.decode_heart_rate_measurement": Target(
-        heart_rate.decode_heart_rate_measurement, heart_rate.encode_heart_rate_measurement, _heart_rate_seeds()),
+        heart_rate.decode_heart_rate_measurement, heart_rate.encode_heart_rate_measurement, _heart_rate_seeds(),
+        lambda m: dataclasses.replace(m, rr_dropped=0)),  # the count of dropped RR values is not encoded
     "ecg_waveform.decode_ecg_packet": Target(ecg_waveform.decode_ecg_packet, ecg_waveform.encode_ecg_packet,
                                              _ecg_waveform_seeds(), _array_comparable),
 }

@@ -1,4 +1,4 @@
-"""Heart Rate Measurement (0x2A37) codec: exact bytes, strict rejection, fuzzing."""
+"""Heart Rate Measurement (0x2A37) codec: exact bytes, strict rejection, zero RR values dropped, fuzzing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from cardiogate.edge.codecs.heart_rate import (
     encode_heart_rate_measurement,
     rr_ms_to_1024,
 )
+from cardiogate.edge.processing import DeviceProcessor
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 PROPERTY = settings(max_examples=400, deadline=None, database=None)
 
@@ -118,8 +120,6 @@ def test_encode_rejects_out_of_range(m: HeartRateMeasurement) -> None:
         pytest.param(b"\x10\x48\x00\x04\x00", id="rr-odd-3"),
         pytest.param(b"\x18\x48\x34\x12\x00", id="rr-odd-after-energy"),
         pytest.param(b"\x18\x48\x34\x12", id="rr-flag-energy-but-no-rr"),
-        pytest.param(b"\x10\x48\x00\x00", id="rr-zero"),
-        pytest.param(b"\x10\x48\x00\x04\x00\x00", id="rr-second-zero"),
         pytest.param(b"\x20\x48", id="reserved-bit5"),
         pytest.param(b"\x40\x48", id="reserved-bit6"),
         pytest.param(b"\x80\x48", id="reserved-bit7"),
@@ -138,6 +138,66 @@ def test_malformed_raises_decode_error(raw: bytes) -> None:
 
 def test_decode_error_is_a_value_error() -> None:
     assert issubclass(DecodeError, ValueError)
+
+
+# -- an RR of 0: the interval is dropped and counted, the heart rate is kept ------------------------
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # flags 0x11: uint16 HR 0, one RR of 0 (what a strap sends while it settles)
+        (b"\x11\x00\x00\x00\x00", HRM(0, None, None, (), 1)),
+        (b"\x10\x48\x00\x00", HRM(72, None, None, (), 1)),
+        (b"\x10\x48\x00\x04\x00\x00", HRM(72, None, None, (1024,), 1)),
+        (b"\x10\x48\x00\x00\x00\x04\x00\x00\x00\x02", HRM(72, None, None, (1024, 512), 2)),
+        # contact detected, energy, uint16 HR 130 and the zero RR in the middle
+        (b"\x1f\x82\x00\x10\x27\x00\x04\x00\x00\x33\x03", HRM(130, True, 10000, (1024, 819), 1)),
+    ],
+)
+def test_zero_rr_is_dropped_and_counted(raw: bytes, expected: HeartRateMeasurement) -> None:
+    m = decode_heart_rate_measurement(raw)
+    assert m == expected
+    assert 0 not in m.rr_intervals_1024
+
+
+def test_a_measurement_that_dropped_rr_re_encodes_without_it() -> None:
+    m = decode_heart_rate_measurement(b"\x10\x48\x00\x04\x00\x00")
+    assert encode_heart_rate_measurement(m) == b"\x10\x48\x00\x04"
+    assert decode_heart_rate_measurement(encode_heart_rate_measurement(m)) == HRM(72, None, None, (1024,))
+    only_zero = decode_heart_rate_measurement(b"\x11\x00\x00\x00\x00")
+    assert encode_heart_rate_measurement(only_zero, force_uint16=True) == b"\x01\x00\x00"  # no RR flag left
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.records: list[pb.Record] = []
+        self.hr: list[float | None] = []
+
+    def emit_record(self, record: pb.Record) -> None:
+        copy = pb.Record()
+        copy.CopyFrom(record)
+        self.records.append(copy)
+
+    def observe_vitals(self, patient: str, device_id: str, device_ns: int, *, hr: float | None = None,
+                       spo2: float | None = None, systolic: float | None = None) -> None:
+        self.hr.append(hr)
+
+    def observe_technical(self, patient: str, device_id: str, kind: str, active: bool, device_ns: int) -> None:
+        pass
+
+
+def test_the_gateway_keeps_the_heart_rate_and_counts_the_dropped_rr() -> None:
+    sink = _Sink()
+    proc = DeviceProcessor("C0:00:00:00:00:01", "pt-0001", sink)  # type: ignore[arg-type]
+    t0 = 1_700_000_000 * 1_000_000_000
+    proc.on_heart_rate(b"\x16\x48\x00\x00\x00\x02", t0)  # 72 bpm, contact, RR 0 (dropped) and 512
+    proc.on_heart_rate(b"\x11\x4b\x00\x00\x00", t0 + 1_000_000_000)  # 75 bpm, RR 0 only
+    assert (proc.counters.decode_errors, proc.counters.hr_packets, proc.counters.rr_dropped) == (0, 2, 2)
+    assert proc.counters.last_heart_rate == 75
+    vitals = [r.vitals for r in sink.records if r.kind == pb.STREAM_KIND_VITALS]
+    assert [v.heart_rate_bpm for v in vitals] == [72.0, 75.0]
+    assert [list(v.rr_intervals_ms) for v in vitals] == [[500.0], []]
+    assert sink.hr == [72.0, 75.0]  # the alarm rules see both heart rates
 
 
 # -- properties --------------------------------------------------------------------------------
@@ -170,7 +230,7 @@ def test_round_trip_every_valid_measurement(m: HeartRateMeasurement, force_uint1
     flags=st.integers(0, 0x1F),
     hr=u16,
     energy=u16,
-    rr=st.lists(st.integers(1, 0xFFFF), min_size=1, max_size=10),
+    rr=st.lists(st.integers(0, 0xFFFF) | st.just(0), min_size=1, max_size=10),
 )
 def test_decode_structured_packets(flags: int, hr: int, energy: int, rr: list[int]) -> None:
     """Build a packet field by field from the spec and check what the decoder makes of it."""
@@ -186,7 +246,8 @@ def test_decode_structured_packets(flags: int, hr: int, energy: int, rr: list[in
     assert m.heart_rate_bpm == hr
     assert m.sensor_contact == (bool(flags & 0x02) if flags & 0x04 else None)
     assert m.energy_expended_kj == (energy if flags & 0x08 else None)
-    assert m.rr_intervals_1024 == (tuple(rr) if flags & 0x10 else ())
+    assert m.rr_intervals_1024 == (tuple(v for v in rr if v) if flags & 0x10 else ())
+    assert m.rr_dropped == (rr.count(0) if flags & 0x10 else 0)
     # One byte more or less never leaves a valid packet.
     with pytest.raises(DecodeError):
         decode_heart_rate_measurement(raw[:-1])
@@ -201,15 +262,35 @@ def test_random_bytes_hypothesis_only_decode_error(raw: bytes) -> None:
         m = decode_heart_rate_measurement(raw)
     except DecodeError:
         return
-    assert encode_heart_rate_measurement(m, force_uint16=bool(raw[0] & 0x01)) == _canonical(raw)
+    _assert_re_encodes(m, raw)
 
 
 def _canonical(raw: bytes) -> bytes:
-    """The bytes the encoder would write for what ``raw`` decodes to (drops an unsupported contact bit)."""
+    """The bytes the encoder would write for what ``raw`` decodes to: an unsupported contact bit
+    cleared, RR values of 0 left out, and the RR flag cleared when no RR value is left."""
     flags = raw[0]
     if not flags & 0x04:
         flags &= ~0x02
-    return bytes([flags]) + raw[1:]
+    start = 1 + (2 if flags & 0x01 else 1) + (2 if flags & 0x08 else 0)
+    if not flags & 0x10:
+        return bytes([flags]) + raw[1:]
+    kept = b"".join(raw[i:i + 2] for i in range(start, len(raw), 2) if raw[i:i + 2] != b"\x00\x00")
+    if not kept:
+        flags &= ~0x10
+    return bytes([flags]) + raw[1:start] + kept
+
+
+def _assert_re_encodes(m: HeartRateMeasurement, raw: bytes) -> None:
+    """Accepted input re-encodes to its canonical bytes; to exactly ``raw`` (but for an unsupported
+    contact bit) when no RR value was dropped."""
+    again = encode_heart_rate_measurement(m, force_uint16=bool(raw[0] & 0x01))
+    assert again == _canonical(raw)
+    if m.rr_dropped == 0:
+        flags = raw[0] if raw[0] & 0x04 else raw[0] & ~0x02
+        assert again == bytes([flags]) + raw[1:]
+    else:
+        assert len(again) == len(raw) - 2 * m.rr_dropped
+    assert decode_heart_rate_measurement(again).rr_dropped == 0
 
 
 def test_100k_random_byte_strings_only_decode_error() -> None:
@@ -227,8 +308,8 @@ def test_100k_random_byte_strings_only_decode_error() -> None:
             rejected += 1
             continue
         decoded += 1
-        # Anything accepted must re-encode to exactly the same bytes.
-        assert encode_heart_rate_measurement(m, force_uint16=bool(raw[0] & 0x01)) == _canonical(bytes(raw))
+        # Anything accepted re-encodes to the same bytes, less the RR values of 0 it dropped.
+        _assert_re_encodes(m, bytes(raw))
     elapsed = time.perf_counter() - start
     assert decoded > 10_000
     assert rejected > 10_000

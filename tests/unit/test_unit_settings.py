@@ -1,4 +1,5 @@
-"""Gateway settings: TOML + environment, and one-line ConfigErrors naming the file and field."""
+"""Settings: TOML, environment and command-line flags in that order of strength, and one-line ConfigErrors
+naming the file and field."""
 
 from __future__ import annotations
 
@@ -185,3 +186,56 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_unparsable_env_json_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARDIOGATE_GATEWAY__DEVICES", "not json")
     config_error(write(tmp_path, GOOD))
+
+
+# -- precedence: command-line flag > environment > file > default ------------------------------------
+
+@pytest.mark.parametrize(
+    ("in_file", "in_env", "flag", "expected"),
+    [
+        (False, False, False, "127.0.0.1:18900"),  # the default
+        (True, False, False, "127.0.0.1:1111"),    # file over default
+        (True, True, False, "127.0.0.1:2222"),     # environment over file
+        (False, True, False, "127.0.0.1:2222"),
+        (True, True, True, "127.0.0.1:3333"),      # flag over environment and file
+        (True, False, True, "127.0.0.1:3333"),
+        (False, True, True, "127.0.0.1:3333"),
+        (False, False, True, "127.0.0.1:3333"),
+    ],
+)
+def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         in_file: bool, in_env: bool, flag: bool,
+                                                         expected: str) -> None:
+    from cardiogate.sim.scenario import load_sim_settings
+
+    path = tmp_path / "sim.toml"
+    path.write_text('listen = "127.0.0.1:1111"\n' if in_file else "", encoding="utf-8")
+    if in_env:
+        monkeypatch.setenv("CARDIOGATE_SIM__LISTEN", "127.0.0.1:2222")
+    flags = {"listen": "127.0.0.1:3333"} if flag else {}
+    assert load_sim_settings(path, **flags).listen == expected
+
+
+def test_layers_merge_field_by_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag for one nested field, a variable for another and the file for the rest all count."""
+    monkeypatch.setenv("CARDIOGATE_GATEWAY__UPLINK__MAX_IN_FLIGHT", "9")
+    monkeypatch.setenv("CARDIOGATE_GATEWAY__UPLINK__TARGET", "env.example:1")
+    s = load_gateway_settings(write(tmp_path, GOOD), uplink={"target": "flag.example:2"}, site="site-flag")
+    assert (s.uplink.target, s.uplink.max_in_flight, s.uplink.batch_max_records) == ("flag.example:2", 9, 50)
+    assert (s.site, s.gateway_id) == ("site-flag", "gw-ward7")
+
+
+def test_flags_last_only_for_their_own_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARDIOGATE_GATEWAY__SITE", "site-env")
+    path = write(tmp_path, GOOD)
+    assert load_gateway_settings(path, site="site-flag").site == "site-flag"
+    assert load_gateway_settings(path).site == "site-env"
+    assert GatewaySettings().site == "site-env"  # built directly: environment over defaults, no leftover flag
+
+
+def test_a_bad_flag_value_is_a_config_error_naming_the_field(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARDIOGATE_GATEWAY__UPLINK__MAX_IN_FLIGHT", "4")
+    with pytest.raises(ConfigError) as info:
+        load_gateway_settings(write(tmp_path, GOOD), uplink={"max_in_flight": "lots"})
+    assert "\n" not in str(info.value) and "'uplink.max_in_flight'" in str(info.value)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 import cardiogate.models.rhythm
+from cardiogate.app.evaluation import RHYTHM_DESCRIPTION, add_rhythm_arguments
 from cardiogate.edge.inference import InferenceError, ModelError, RhythmClassifier, load_manifest, manifest_path_for
 from cardiogate.models.rhythm import CLASSES
 from cardiogate.models.rhythm.data import iter_records, read_reference
@@ -54,8 +55,12 @@ def select_records(data: Path, artifacts: Path, split: str, log: Callable[[str],
 
 
 def run(data_dir: Path | str, json_path: Path | str | None = None, artifacts_dir: Path | str | None = None,
-        split: str = "validation", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Score each artifact; print a table and optionally write the JSON summary."""
+        split: str = "validation", log: Callable[[str], None] = print, limit: int | None = None) -> dict[str, Any]:
+    """Score each artifact; print a table and optionally write the JSON summary.
+
+    ``limit`` stops after that many selected records, in the data's order (the tarball is read
+    only as far as needed), for a quick check; the summary says how many were scored.
+    """
     data = Path(data_dir)
     folder = Path(artifacts_dir) if artifacts_dir else DEFAULT_ARTIFACTS
     paths = find_artifacts(folder)
@@ -73,6 +78,8 @@ def run(data_dir: Path | str, json_path: Path | str | None = None, artifacts_dir
     predicted: dict[str, list[int]] = {name: [] for name in classifiers}
     unreadable = dict.fromkeys(classifiers, 0)
     for record in iter_records(data, names):
+        if limit is not None and len(truth) >= limit:
+            break
         truth.append(CLASSES.index(record.label))
         for name, clf in classifiers.items():
             try:
@@ -82,7 +89,9 @@ def run(data_dir: Path | str, json_path: Path | str | None = None, artifacts_dir
             predicted[name].append(CLASSES.index(label))
     log(f"{len(truth)} records ({split}) from {data}")
     log(f"{'artifact':<22} {'N':>6} {'A':>6} {'O':>6} {'~':>6} {'mean NAO':>9} {'p50 ms':>8}")
-    summary: dict[str, Any] = {"records": len(truth), "split": split, "artifacts": {}}
+    if not truth:
+        raise FileNotFoundError(f"no labelled record of the {split} split could be read from {data}")
+    summary: dict[str, Any] = {"records": len(truth), "split": split, "limit": limit, "artifacts": {}}
     for name, clf in classifiers.items():
         matrix = confusion(truth, predicted[name])
         f1 = f1_per_class(matrix)
@@ -98,19 +107,20 @@ def run(data_dir: Path | str, json_path: Path | str | None = None, artifacts_dir
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cardiogate eval rhythm", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, type=Path, help="REFERENCE.csv + training2017/*.mat, or the tarball")
-    parser.add_argument("--json", type=Path, default=None, help="write the summary here")
-    parser.add_argument("--artifacts", type=Path, default=None, help=f"artifact folder (default {DEFAULT_ARTIFACTS})")
-    parser.add_argument("--split", choices=("validation", "all"), default="validation")
-    ns = parser.parse_args(argv)
+def run_cli(ns: argparse.Namespace) -> int:
+    """``cardiogate eval rhythm``: exit 2 when the data or the artifacts cannot be used."""
     try:
-        run(ns.data, ns.json, ns.artifacts, ns.split)
+        run(ns.data, ns.json, ns.artifacts, ns.split, limit=ns.limit)
     except (FileNotFoundError, ModelError) as exc:
         print(f"cardiogate eval rhythm: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cardiogate eval rhythm", description=RHYTHM_DESCRIPTION)
+    add_rhythm_arguments(parser)
+    return run_cli(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
