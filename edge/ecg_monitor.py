@@ -1,7 +1,9 @@
 """One device's ECG, watched continuously: beats, heart rate, signal quality, lead-off, rhythm.
 
 Glue between the ECG frames a processor assembles and the pure analysers: the streaming
-DSP (cardiogate.edge.dsp), the beat morphology rule and, when a model is loaded, the rhythm model
+DSP (cardiogate.edge.dsp), the VT evidence (beat morphology against the patient's own sinus beat,
+a second lead and a pulse waveform when the device has them: cardiogate.edge.dsp.vt_watch) and,
+when a model is loaded, the rhythm model
 (cardiogate.edge.inference), run every ``rhythm_every_s`` on the last ``rhythm_window_s`` of signal.
 Sample indices are derived from device time, so a gap or a clock jump restarts the
 analysis instead of stitching unrelated signal together. Pure apart from the model's
@@ -11,23 +13,36 @@ own latency measurement.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
-from cardiogate.edge.dsp.beats import label_beats
+from cardiogate.edge.dsp.vt import VtConfig, VtVerdict
+from cardiogate.edge.dsp.vt_watch import VtWatch
 from cardiogate.edge.ecg_assembler import EcgFrame
 from cardiogate.edge.inference import InferenceError, RhythmClassifier, RhythmResult
 
 _NS = 1_000_000_000
 RHYTHM_NAMES = {"N": "normal", "A": "af", "O": "other", "~": "noisy"}
+AuxKind = Literal["ecg", "pulse"]
 
 
 @dataclass(frozen=True, slots=True)
 class MonitoredBeat:
     device_time_ns: int
     label: str  # "N" or "V"
+    vt_confirmed: bool | None = None  # for "V" beats with VT rejection on: does the evidence support a VT?
+    vt_reason: str = ""  # why (shown on the alarm or on the "VT unconfirmed" advisory)
+    vt_corroborated: bool = False  # confirmed on positive evidence: a second lead or the pulse shows it too
+    vt_run: int = 0  # the longest ventricular run the check saw in any lead (a lead's detector may miss beats)
+    # The check waits for the pulse that covers this one-lead run, until this device time at the latest
+    # (``vt_confirmed`` None meanwhile): the engine counts the run but holds the alarm.
+    vt_pending_until_ns: int | None = None
+    # Not a new beat: the beat that brought a waiting run to the limit, restated with the check's final verdict
+    # (sent once, on the chunk where the wait ended). Counters of beats skip it.
+    vt_decision: bool = False
 
 
 @dataclass
@@ -51,12 +66,15 @@ class EcgMonitor:
     """Streaming analysis of one device's ECG at its own sample rate."""
 
     def __init__(self, sample_rate_hz: float, scale_uv: float, rhythm: RhythmClassifier | None = None,
-                 rhythm_every_s: float = 10.0, rhythm_window_s: float = 30.0, mains_hz: float | None = 50.0) -> None:
+                 rhythm_every_s: float = 10.0, rhythm_window_s: float = 30.0, mains_hz: float | None = 50.0,
+                 vt_rejection: bool = True, vt: VtConfig | None = None) -> None:
         self.fs = sample_rate_hz
         self.scale_uv = scale_uv
         self._config = AnalyzerConfig(units_per_mv=1000.0 / scale_uv, mains_hz=mains_hz if mains_hz and
                                       mains_hz < sample_rate_hz / 2 else None)
         self._analyzer = EcgAnalyzer(sample_rate_hz, self._config)
+        self._vt_rejection = vt_rejection
+        self._vt = VtWatch(sample_rate_hz, self._config.units_per_mv, self._config.mains_hz, vt)
         self._rhythm = rhythm
         self._rhythm_every = int(rhythm_every_s * sample_rate_hz)
         self._keep = int(max(rhythm_window_s, 2.0) * sample_rate_hz)
@@ -64,6 +82,7 @@ class EcgMonitor:
         self._buffer = np.zeros(0, dtype=np.float64)
         self._buffer_start = 0  # sample index of _buffer[0]
         self._next_rhythm_at: int | None = None
+        self._aux_tail: dict[AuxKind, tuple[float, float]] = {}  # resampled channels: last source sample
         self.beats_seen = 0
 
     def _index_of(self, device_ns: int) -> int:
@@ -77,6 +96,8 @@ class EcgMonitor:
     def _restart(self, frame: EcgFrame) -> None:
         self._base_ns = frame.first_sample_ns
         self._analyzer = EcgAnalyzer(self.fs, self._config)
+        self._vt.reset()
+        self._aux_tail = {}
         self._buffer = np.zeros(0, dtype=np.float64)
         self._buffer_start = 0
         self._next_rhythm_at = None
@@ -96,6 +117,7 @@ class EcgMonitor:
             self._buffer = np.zeros(0, dtype=np.float64)
             self._buffer_start = first
             self._next_rhythm_at = None  # the model waits for its minimum length of new signal
+            self._vt.reset()
             interrupted = True
         x = frame.samples.astype(np.float64)
         update = self._analyzer.process(x, first)
@@ -106,17 +128,56 @@ class EcgMonitor:
             self._buffer_start += drop
         out = MonitorOutput(heart_rate_bpm=update.heart_rate_bpm, sqi=update.sqi, lead_off=update.lead_off,
                             af_evidence=None if update.af is None else update.af.af, interrupted=interrupted)
-        if update.peaks.size:
-            local = update.peaks - self._buffer_start
-            inside = (local >= 0) & (local < self._buffer.size)
-            labels = label_beats(self._buffer, local[inside].astype(np.int64), self.fs)
-            out.beats = [MonitoredBeat(self._time_of(int(p)), lab)
-                         for p, lab in zip(update.peaks[inside], labels, strict=True)]
-            self.beats_seen += len(out.beats)
         end = first + x.size
+        ventricular = self._vt.primary(x, first, update.peaks, update.sqi)
+        # judged on every chunk with ventricular beats, and on every chunk while a decision waits for the pulse
+        settled = self._vt.decide(end) if self._vt_rejection and (any(ventricular) or self._vt.waiting) else None
+        if update.peaks.size:
+            check = settled.verdict if settled is not None else None
+            out.beats = [self._beat(int(p), v, check) for p, v in zip(update.peaks.tolist(), ventricular, strict=True)]
+            self.beats_seen += len(out.beats)
+        if settled is not None and settled.decisions:
+            out.beats[:0] = [MonitoredBeat(self._time_of(at), "V", v.confirmed, v.reason, v.corroborated, v.run_beats,
+                                           vt_decision=True) for at, v in settled.decisions]
         out.complete_ns = self._time_of(end - update.lookahead_samples)
         self._maybe_classify(end, out)
         return out
+
+    def _beat(self, peak: int, ventricular: bool, check: VtVerdict | None) -> MonitoredBeat:
+        t = self._time_of(peak)
+        if not ventricular or check is None:
+            return MonitoredBeat(t, "V" if ventricular else "N")
+        hold = self._vt.hold
+        if check.pending_from is not None and hold is not None:
+            return MonitoredBeat(t, "V", None, check.reason, False, check.run_beats,
+                                 vt_pending_until_ns=self._time_of(hold.until))
+        return MonitoredBeat(t, "V", check.confirmed, check.reason, check.corroborated, check.run_beats)
+
+    def push_aux(self, kind: AuxKind, frame: EcgFrame) -> None:
+        """A second ECG lead or a pulse waveform (PPG, arterial pressure) of the same patient, for the VT check.
+
+        Only used once the primary lead has started the clock; another sample rate is interpolated onto it.
+        """
+        if self._base_ns is None:
+            return
+        first = self._index_of(frame.first_sample_ns)
+        x = frame.samples.astype(np.float64)
+        if frame.sample_rate_hz != self.fs and x.size:
+            assert self._base_ns is not None
+            at = ((frame.first_sample_ns - self._base_ns) * self.fs / _NS
+                  + np.arange(x.size) * (self.fs / frame.sample_rate_hz))  # source samples on our clock
+            tail = self._aux_tail.get(kind)  # the previous frame's last sample: interpolate across the seam
+            if tail is not None and 0.0 < at[0] - tail[0] <= 2.0 * self.fs / frame.sample_rate_hz:
+                at, x = np.concatenate([[tail[0]], at]), np.concatenate([[tail[1]], x])
+                first = int(np.floor(tail[0])) + 1
+            else:
+                first = int(np.ceil(at[0]))
+            self._aux_tail[kind] = (float(at[-1]), float(x[-1]))
+            x = np.interp(np.arange(first, int(np.floor(at[-1])) + 1, dtype=np.float64), at, x)
+        if kind == "ecg":
+            self._vt.aux_ecg(x, first)
+        else:
+            self._vt.pulse(x, first)
 
     def _maybe_classify(self, end: int, out: MonitorOutput) -> None:
         if self._rhythm is None:

@@ -29,8 +29,11 @@ from cardiogate.sim.physiology import (
     fibrillatory_mv,
     fibrillatory_oscillators,
     motion_mv,
+    ppg_counts,
+    ppg_motion,
     qrs_peak_to_peak_mv,
     render_beats,
+    render_pulses,
     wander_oscillators,
 )
 from cardiogate.sim.rhythm import (
@@ -50,6 +53,7 @@ HeartRate = Annotated[float, Field(ge=20.0, le=300.0)]
 CRITICAL_PAUSE_S = 3.0
 CRITICAL_LOW_BPM, CRITICAL_HIGH_BPM = 40.0, 150.0
 CRITICAL_SPO2_PCT = 88.0
+_VT_PULSE = {"absent": 0.0, "weak": 0.15, "preserved": 0.9}
 
 
 # ---- scenario -----------------------------------------------------------------------------------
@@ -135,6 +139,9 @@ class VtEvent(_Event):
     kind: Literal["vt"] = "vt"
     duration_s: float | None = Field(default=10.0, gt=0.0)
     hr_bpm: float = Field(default=190.0, ge=120.0, le=300.0)
+    pulses: Literal["absent", "weak", "preserved"] = Field(
+        default="absent", description="what the ventricles still eject: pulseless (absent), barely (weak, 15 % of "
+                                       "a normal pulse), or a VT with pulses preserved (90 %)")
 
     def critical_reason(self, sustain_s: float) -> str | None:
         return "ventricular tachycardia run"
@@ -200,6 +207,16 @@ class MotionEvent(_Event):
     spike_mv: float = Field(default=2.0, ge=0.0, le=20.0)
 
 
+class PpgMotionEvent(_Event):
+    """Arm movement under an optical sensor: quasi-periodic, pulse-sized-or-larger swings of the PPG only."""
+
+    kind: Literal["ppg_motion"] = "ppg_motion"
+    duration_s: float | None = Field(default=30.0, gt=0.0)
+    rate_hz: float = Field(default=1.3, ge=0.3, le=4.0, description="about this many swings a second")
+    amplitude: float = Field(default=3.0, ge=0.0, le=20.0, description="swing size, in normal pulses")
+    jitter: float = Field(default=0.15, ge=0.0, le=0.45, description="timing jitter, share of a period")
+
+
 class LeadOffEvent(_Event):
     """Electrode off: ECG flat (0) or railed, and sensor contact reported false."""
 
@@ -211,11 +228,11 @@ class LeadOffEvent(_Event):
 
 Event = Annotated[
     SinusEvent | BradycardiaEvent | TachycardiaEvent | AfEvent | VtEvent | PauseEvent | DesaturationEvent
-    | HypertensiveEvent | NoiseEvent | MotionEvent | LeadOffEvent,
+    | HypertensiveEvent | NoiseEvent | MotionEvent | PpgMotionEvent | LeadOffEvent,
     Field(discriminator="kind"),
 ]
 EVENT_KINDS = ("sinus", "bradycardia", "tachycardia", "af", "vt", "pause", "desaturation", "hypertensive",
-               "noise", "motion", "lead_off")
+               "noise", "motion", "ppg_motion", "lead_off")
 
 
 class PatientScenario(StrictModel):
@@ -353,6 +370,8 @@ class PatientSimulator:
         self._motion = [(i, e) for i, e in enumerate(ev) if isinstance(e, MotionEvent)]
         self._noise = [e for e in ev if isinstance(e, NoiseEvent)]
         self._lead_off = [e for e in ev if isinstance(e, LeadOffEvent)]
+        self._vt = [e for e in ev if isinstance(e, VtEvent)]
+        self._ppg_motion = [(i, e) for i, e in enumerate(ev) if isinstance(e, PpgMotionEvent)]
         self._desat = [e for e in ev if isinstance(e, DesaturationEvent)]
         hyper = [e for e in ev if isinstance(e, HypertensiveEvent)]
         self._sys_ramps = tuple(Ramp(e.at_s, e.end_s, e.systolic_mmhg, e.ramp_s) for e in hyper)
@@ -445,6 +464,42 @@ class PatientSimulator:
         if len(self._cache) > self._CACHE_BLOCKS:
             self._cache.popitem(last=False)
         return uv
+
+    # -- PPG --
+
+    def pulse_volume(self, t: F64) -> F64:
+        """Arterial blood volume under an optical sensor (1 = a normal pulse) at sorted times ``t``.
+
+        Every beat ejects a pulse that arrives after the pulse transit time, scaled by breathing; a VT
+        beat ejects what its event's ``pulses`` says; no beat (asystole), no pulse. Arm motion adds to it.
+        """
+        if t.size == 0:
+            return np.zeros(0, dtype=np.float64)
+        beats = self._train.between(float(t[0]) - 2.0, float(t[-1]) + 0.1)
+        resp_f, resp_ph = self._wander.freqs[0], self._wander.phases[0]
+        amps = [self._pulse_amplitude(b) * (1.0 + 0.08 * math.sin(2.0 * math.pi * resp_f * b.t_s + resp_ph))
+                for b in beats]
+        vol = render_pulses(t, beats, amps)
+        vol += 0.2 * np.sin(2.0 * math.pi * resp_f * t + resp_ph)  # breathing moves venous blood too
+        for i, m in self._ppg_motion:
+            vol += ppg_motion(t, self.seed, i, m.at_s, math.inf if m.end_s is None else m.end_s,
+                              m.rate_hz, m.amplitude, m.jitter)
+        return vol
+
+    def _pulse_amplitude(self, beat: Beat) -> float:
+        if beat.rhythm != "vt":
+            return 0.5 if beat.symbol == "V" else 1.0  # an ectopic beat ejects less
+        for e in self._vt:
+            if e.at_s <= beat.t_s and (e.end_s is None or beat.t_s < e.end_s):
+                return _VT_PULSE[e.pulses]
+        return _VT_PULSE["absent"]
+
+    def ppg(self, first_index: int, count: int, rate_hz: float) -> npt.NDArray[np.int32]:
+        """``count`` raw PPG samples (n, 4: ppg0, ppg1, ppg2, ambient) from sample ``first_index`` at ``rate_hz``."""
+        if first_index < 0 or count < 0:
+            raise ValueError("first_index and count must be non-negative")
+        t = (first_index + np.arange(count, dtype=np.float64)) / rate_hz
+        return ppg_counts(self.pulse_volume(t), self.seed, first_index)
 
     def _noise_sd_uv(self, snr_db: float) -> float:
         """Noise SD for an SNR defined as in the MIT-BIH NSTDB: signal power = (QRS peak-to-peak)^2 / 8."""

@@ -270,3 +270,84 @@ def motion_mv(t: F64, seed: int, event: int, start_s: float, end_s: float,
             lo, hi = np.searchsorted(t, (ts, ts + 12 * tau))
             out[lo:hi] += a * np.exp(-(t[lo:hi] - ts) / tau)
     return out
+
+
+# ---- photoplethysmogram -------------------------------------------------------------------------
+
+PULSE_TRANSIT_S = 0.22  # R peak to the pulse's upstroke at the arm (pre-ejection period plus arterial transit)
+_PPG_MOTION_STREAM = 0x9970
+_PPG_NOISE_STREAM = 0x9971
+PPG_DC_COUNTS = (250_000.0, 230_000.0, 270_000.0)  # steady light of the three optical channels
+PPG_AC_COUNTS = 2_500.0  # a full pulse (perfusion index about 1 %)
+PPG_AMBIENT_COUNTS = 1_500.0
+PPG_NOISE_COUNTS = 12.0
+
+
+def render_pulses(t: F64, beats: Sequence[Beat], amplitudes: Sequence[float],
+                  transit_s: float = PULSE_TRANSIT_S) -> F64:
+    """Arterial blood volume at the sensor (1 = a normal pulse) at sorted times ``t``, one pulse per beat.
+
+    Each pulse starts ``transit_s`` after its R peak: a systolic wave and a smaller dicrotic one, both
+    narrowing with shorter RR as the ECG's waves do.
+    """
+    out = np.zeros_like(t)
+    for beat, amp in zip(beats, amplitudes, strict=True):
+        if amp == 0.0:
+            continue
+        stretch = math.sqrt(min(max(beat.rr_s if beat.rr_s is not None else 1.0, 0.25), 2.0))
+        onset = beat.t_s + transit_s
+        for offset, width, rel in ((0.14, 0.065, 1.0), (0.38, 0.09, 0.35)):
+            centre, w = onset + offset * stretch, width * stretch
+            lo, hi = np.searchsorted(t, (centre - _SUPPORT * w, centre + _SUPPORT * w))
+            if hi > lo:
+                out[lo:hi] += amp * rel * np.exp(-0.5 * ((t[lo:hi] - centre) / w) ** 2)
+    return out
+
+
+def ppg_motion(t: F64, seed: int, event: int, start_s: float, end_s: float, rate_hz: float,
+               amplitude: float, jitter: float) -> F64:
+    """Arm movement seen by an optical sensor in [start_s, end_s): quasi-periodic pulse-like swings.
+
+    Bumps about ``rate_hz`` apart (each shifted by up to ``jitter`` of a period and of random size),
+    ``amplitude`` times a normal pulse, over a slow sway: what a walking or tapping arm does to the light.
+    """
+    out = np.zeros_like(t)
+    if rate_hz <= 0 or amplitude <= 0 or not ((t >= start_s) & (t < end_s)).any():
+        return out
+    period = 1.0 / rate_hz
+    first = max(0, math.floor((float(t[0]) - start_s) / period) - 2)
+    last = math.ceil((min(float(t[-1]), end_s) - start_s) / period) + 2
+    for k in range(first, last + 1):  # each bump drawn on its own: slicing never changes it
+        rng = np.random.default_rng(seed_sequence(seed, _PPG_MOTION_STREAM, event, k))
+        centre = start_s + (k + float(rng.uniform(-jitter, jitter))) * period
+        size = amplitude * float(rng.uniform(0.6, 1.0))
+        w = 0.18 * period
+        lo, hi = np.searchsorted(t, (centre - _SUPPORT * w, centre + _SUPPORT * w))
+        if hi > lo:
+            out[lo:hi] += size * np.exp(-0.5 * ((t[lo:hi] - centre) / w) ** 2)
+    sway = Oscillators.seeded(seed, _PPG_MOTION_STREAM + event, [(0.15, 0.35)], [0.5 * amplitude])
+    out += sway(t)
+    inside = (t >= start_s) & (t < end_s)
+    return np.where(inside, out, 0.0)
+
+
+def ppg_counts(volume: F64, seed: int, first_index: int, block: int = 256) -> npt.NDArray[np.int32]:
+    """Raw optical counts (n, 4: ppg0, ppg1, ppg2, ambient) for a blood-volume wave starting at sample ``first_index``.
+
+    More blood absorbs more light, so the optical channels dip with each pulse; the noise is drawn per
+    block of samples so any split of a sample range gives the same counts.
+    """
+    n = volume.size
+    noise = np.empty((n, 4), dtype=np.float64)
+    pos = 0
+    while pos < n:
+        k, off = divmod(first_index + pos, block)
+        take = min(block - off, n - pos)
+        blk = np.random.default_rng(seed_sequence(seed, _PPG_NOISE_STREAM, k)).standard_normal((block, 4))
+        noise[pos:pos + take] = blk[off:off + take]
+        pos += take
+    out = np.empty((n, 4), dtype=np.float64)
+    for ch, (dc, gain) in enumerate(zip(PPG_DC_COUNTS, (1.0, 0.9, 1.1), strict=True)):
+        out[:, ch] = dc + PPG_AMBIENT_COUNTS - gain * PPG_AC_COUNTS * volume + PPG_NOISE_COUNTS * noise[:, ch]
+    out[:, 3] = PPG_AMBIENT_COUNTS + PPG_NOISE_COUNTS * noise[:, 3]
+    return np.clip(np.round(out), INT24_MIN, INT24_MAX).astype(np.int32)

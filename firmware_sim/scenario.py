@@ -23,7 +23,8 @@ from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
 from cardiogate.edge.codecs.address import BleAddress
 from cardiogate.sim.patient import PatientScenario
 
-Profile = Literal["ecg_watch", "hr_watch", "pulse_oximeter", "bp_cuff", "polar_h10"]
+Profile = Literal["ecg_watch", "hr_watch", "pulse_oximeter", "bp_cuff", "polar_h10", "polar_ecg_ppg", "polar_verity"]
+POLAR_PROFILES = ("polar_h10", "polar_ecg_ppg", "polar_verity")
 
 
 class WatchFaults(StrictModel):
@@ -71,9 +72,9 @@ class WatchSpec(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _polar_rate(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("profile") == "polar_h10":
+        if isinstance(data, dict) and data.get("profile") in POLAR_PROFILES:
             if data.get("sample_rate_hz", 130) != 130:
-                raise ValueError("a polar_h10 strap samples ECG at 130 Hz")
+                raise ValueError(f"a {data['profile']} device samples ECG at 130 Hz")
             data = {**data, "sample_rate_hz": 130}
         return data
 

@@ -62,17 +62,27 @@ from cardiogate.edge.codecs.ecg_waveform import (
 )
 from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
 from cardiogate.edge.codecs.polar_pmd import (
+    ECG_SAMPLE_RATE_HZ,
+    MAX_PPG_SAMPLES,
     PMD_CONTROL_POINT_UUID,
     PMD_DATA_UUID,
     PMD_SERVICE_UUID,
+    PPG_SAMPLE_RATES_HZ,
     PmdError,
+    PmdFeatures,
     PmdMeasurementType,
     PmdOpCode,
+    PmdRequest,
     PmdResponse,
+    PmdSetting,
+    PmdSettingType,
     PolarEcgFrame,
+    PolarPpgFrame,
     decode_pmd_request,
+    encode_pmd_features,
     encode_pmd_response,
     encode_polar_ecg_frame,
+    encode_polar_ppg_frame,
     unix_to_polar_ns,
 )
 from cardiogate.edge.codecs.pulse_oximeter import (
@@ -104,10 +114,20 @@ _SERVICES: dict[str, tuple[str, ...]] = {
     "pulse_oximeter": ("plx", "battery", "dis"),
     "bp_cuff": ("bps", "battery", "dis", "cts"),
     "polar_h10": ("hrs", "pmd", "battery", "dis"),
+    "polar_ecg_ppg": ("hrs", "pmd", "battery", "dis"),
+    "polar_verity": ("hrs", "pmd", "battery", "dis"),
 }
 _MODEL = {"ecg_watch": "CG-ECG-1", "hr_watch": "CG-HR-1", "pulse_oximeter": "CG-OX-1", "bp_cuff": "CG-BP-1",
-          "polar_h10": "H10-SIM"}
+          "polar_h10": "H10-SIM", "polar_ecg_ppg": "H10-PPG-SIM", "polar_verity": "SENSE-SIM"}
+# What each Polar-like profile measures through PMD: an H10 strap ECG; a strap with an optical sensor
+# ECG and PPG; a Verity Sense-like armband PPG only.
+_PMD_TYPES: dict[str, frozenset[int]] = {
+    "polar_h10": frozenset({PmdMeasurementType.ECG}),
+    "polar_ecg_ppg": frozenset({PmdMeasurementType.ECG, PmdMeasurementType.PPG}),
+    "polar_verity": frozenset({PmdMeasurementType.PPG}),
+}
 POLAR_SAMPLES_PER_FRAME = 73  # what an H10 sends per notification
+PPG_FRAME_S = 0.3  # an optical sensor's notification holds about this much signal (at most MAX_PPG_SAMPLES)
 
 
 def _uuid(u: str) -> UUID:
@@ -186,9 +206,15 @@ class SimulatedWatch:
         self._mtu = NOMINAL_MTU
         self._tasks: set[asyncio.Task[None]] = set()
         self._t0: float | None = None
+        self._pmd_types = _PMD_TYPES.get(spec.profile, frozenset())
+        if spec.record is not None:  # a replayed ECG record has no pulse to show
+            self._pmd_types -= {PmdMeasurementType.PPG}
         self._pmd_started_at: float | None = None  # real seconds since start when ECG was requested
         self._pmd_next_index = 0
         self.pmd_frames = 0
+        self._ppg_rate_hz: int | None = None  # set by a start-PPG request: the rate the client asked for
+        self._ppg_next_index = 0
+        self.ppg_frames = 0
 
     # -- GATT ------------------------------------------------------------
     def _char(self, key: str, uuid: UUID, props: Characteristic.Properties, value: bytes = b"") -> Characteristic[Any]:
@@ -218,7 +244,8 @@ class SimulatedWatch:
             cp: Characteristic[Any] = Characteristic(
                 _uuid(PMD_CONTROL_POINT_UUID), Characteristic.Properties.WRITE | indicate | read,
                 Characteristic.READABLE | Characteristic.WRITEABLE,
-                CharacteristicValue(read=lambda _c: b"\x0f\x01\x00", write=self._on_pmd_write))
+                CharacteristicValue(read=lambda _c: encode_pmd_features(PmdFeatures(self._pmd_types)),
+                                    write=self._on_pmd_write))
             self._chars["pmd_cp"] = cp
             out.append(Service(_uuid(PMD_SERVICE_UUID), [cp, self._char("pmd_data", _uuid(PMD_DATA_UUID), notify)]))
         if "dis" in self.services:
@@ -314,6 +341,7 @@ class SimulatedWatch:
         await self._faults_due(elapsed)
         if "pmd" in self.services:
             await self._pmd_due(elapsed)
+            await self._ppg_due(elapsed)
         if "ecg" in self.services:
             await self._ecg_due(elapsed)
         if "hrs" in self.services and elapsed >= self._next_hr_s:
@@ -409,27 +437,43 @@ class SimulatedWatch:
 
     # -- Polar Measurement Data (H10-like strap) -----------------------------
     def _on_pmd_write(self, connection: Connection, value: bytes) -> None:
-        """Control point: start/stop ECG, answered with an indication as a strap does."""
+        """Control point: start/stop ECG or PPG, answered with an indication as a strap does."""
         try:
             request = decode_pmd_request(value)
         except Exception:
             response = PmdResponse(PmdOpCode.START_MEASUREMENT, 0, PmdError.INVALID_PARAMETER)
         else:
-            if request.measurement_type != PmdMeasurementType.ECG:
-                response = PmdResponse(request.op_code, request.measurement_type, PmdError.NOT_SUPPORTED)
-            elif request.op_code == PmdOpCode.START_MEASUREMENT:
-                if self._pmd_started_at is None:  # a real strap starts its stream late (15-30 s on an H10)
-                    self._pmd_started_at = self._now_s()
-                response = PmdResponse(request.op_code, request.measurement_type, PmdError.SUCCESS,
-                                       settings=request.settings)
-            elif request.op_code == PmdOpCode.STOP_MEASUREMENT:
-                self._pmd_started_at = None
-                response = PmdResponse(request.op_code, request.measurement_type, PmdError.SUCCESS)
-            else:
-                response = PmdResponse(request.op_code, request.measurement_type, PmdError.SUCCESS)
+            response = self._pmd_answer(request)
         self._truth.write(watch=self.spec.address, kind="pmd_request", payload=bytes(value).hex(),
                           host_us=time.time_ns() // 1000)
         self._spawn(self._indicate_pmd(connection, encode_pmd_response(response)))
+
+    def _pmd_answer(self, request: PmdRequest) -> PmdResponse:
+        op, mtype = request.op_code, request.measurement_type
+        if mtype not in self._pmd_types:
+            return PmdResponse(op, mtype, PmdError.NOT_SUPPORTED)
+        ppg = mtype == PmdMeasurementType.PPG
+        if op == PmdOpCode.GET_MEASUREMENT_SETTINGS:
+            rates = PPG_SAMPLE_RATES_HZ if ppg else (ECG_SAMPLE_RATE_HZ,)
+            offered = (PmdSetting(PmdSettingType.SAMPLE_RATE, tuple(rates)),
+                       PmdSetting(PmdSettingType.RESOLUTION, (22 if ppg else 14,)))
+            return PmdResponse(op, mtype, PmdError.SUCCESS, settings=offered + (
+                (PmdSetting(PmdSettingType.CHANNELS, (4,)),) if ppg else ()))
+        if op == PmdOpCode.STOP_MEASUREMENT:
+            if ppg:
+                self._ppg_rate_hz = None
+            else:
+                self._pmd_started_at = None
+            return PmdResponse(op, mtype, PmdError.SUCCESS)
+        if ppg:
+            asked = next((s.values[0] for s in request.settings if s.setting_type == PmdSettingType.SAMPLE_RATE), None)
+            if asked is None or asked not in PPG_SAMPLE_RATES_HZ:
+                return PmdResponse(op, mtype, PmdError.INVALID_SAMPLE_RATE)
+            if self._ppg_rate_hz is None:
+                self._ppg_rate_hz, self._ppg_next_index = int(asked), 0
+        elif self._pmd_started_at is None:  # a real strap starts its ECG late (15-30 s on an H10)
+            self._pmd_started_at = self._now_s()
+        return PmdResponse(op, mtype, PmdError.SUCCESS, settings=request.settings)
 
     async def _indicate_pmd(self, connection: Connection, payload: bytes) -> None:
         with contextlib.suppress(Exception):
@@ -462,6 +506,33 @@ class SimulatedWatch:
                               t0_us=self.clock.stamp_us(first / fs), fs=fs, samples=samples.tolist())
             self.pmd_frames += 1
             self._pmd_next_index += POLAR_SAMPLES_PER_FRAME
+
+    async def _ppg_due(self, elapsed: float) -> None:
+        """Stream PPG frames on the sensor's own time base once started; the pulse follows the simulated beats."""
+        fs = self._ppg_rate_hz
+        if fs is None:
+            return
+        connections = self._subscribed("pmd_data")
+        if not connections:
+            self._ppg_rate_hz = None  # the sensor stops streaming when its client is gone
+            return
+        if self.patient is None:  # not offered then (features); a client asking anyway gets nothing
+            return
+        per_frame = max(1, min(MAX_PPG_SAMPLES, round(PPG_FRAME_S * fs)))
+        due = int(self.clock.device_elapsed_s(elapsed) * fs)
+        if self._ppg_next_index == 0 or due - self._ppg_next_index > 10 * fs:
+            self._ppg_next_index = due
+        while due - self._ppg_next_index >= per_frame:
+            first = self._ppg_next_index
+            samples = self.patient.ppg(first, per_frame, fs)
+            last_us = self.clock.stamp_us((first + per_frame - 1) / fs)
+            payload = encode_polar_ppg_frame(PolarPpgFrame(unix_to_polar_ns(last_us * 1000), samples))
+            for conn in connections:
+                await self.device.notify_subscriber(conn, self._chars["pmd_data"], payload, force=True)
+            self._truth.write(watch=self.spec.address, kind="polar_ppg", seq=self.ppg_frames,
+                              t0_us=self.clock.stamp_us(first / fs), fs=fs, n=per_frame)
+            self.ppg_frames += 1
+            self._ppg_next_index += per_frame
 
     # -- heart rate ---------------------------------------------------------
     async def _send_malformed(self, at_s: float) -> None:

@@ -24,7 +24,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cardiogate.edge.alarm_engine.commands import Acknowledge, Command, CommandError, SetLimits, Silence, Unsilence
+from cardiogate.edge.alarm_engine.commands import (
+    Acknowledge,
+    Command,
+    CommandError,
+    SetLimits,
+    Silence,
+    command_name,
+)
 from cardiogate.edge.alarm_engine.config import ConditionSpec, EngineConfig, check_pairs
 from cardiogate.edge.alarm_engine.model import (
     ENGINE_ACTOR,
@@ -52,10 +59,22 @@ _OPS = {"above": ">", "at_least": ">=", "below": "<"}
 
 @dataclass(frozen=True, slots=True)
 class Beat:
-    """One detected beat from the ECG analyser, at its device time, with its class."""
+    """One detected beat from the ECG analyser, at its device time, with its class.
+
+    ``vt_confirmed`` is the analyser's VT check for a ventricular beat: False means the evidence argues
+    against a VT (``vt_reason`` says why), so a run reaching the VT limit raises the "vt_unconfirmed"
+    advisory instead of the VT alarm; None (no check) and True alarm as usual. ``vt_corroborated``: a
+    second lead or the pulse shows the run too, so it counts even while the primary lead's quality is poor.
+    ``vt_run``: the longest ventricular run the check saw in any lead; it counts like this stream's own run
+    (a wide run can make one lead's detector miss every other beat).
+    """
 
     device_time_ns: int
     label: BeatLabel = "N"
+    vt_confirmed: bool | None = None
+    vt_reason: str = ""
+    vt_corroborated: bool = False
+    vt_run: int = 0
 
 
 @dataclass(slots=True)
@@ -151,10 +170,15 @@ class AlarmEngine:
 
         The pause since the last beat drives asystole, the current run of ventricular beats drives VT.
         While the leads are off or the signal is poor nothing is evaluated: a flat or noisy trace is not
-        asystole, and the pause is measured again from when the signal returns.
+        asystole, and the pause is measured again from when the signal returns. The one exception: with a
+        poor (not absent) signal, ventricular beats that a second lead or the pulse corroborates still
+        count towards VT, because a VT itself degrades the quality index of the lead it distorts.
         """
         p, sink, now = self._patient(patient), _Sink(), decision_time_ns
-        if p.technical_inputs.intersection(_SIGNAL_INOPS):
+        inops = p.technical_inputs.intersection(_SIGNAL_INOPS)
+        if inops == {"poor_signal"} and any(b.vt_corroborated for b in beats):
+            return self._corroborated_run(sink, patient, p, beats, now)
+        if inops:
             p.last_beat_ns, p.v_run = None, None
             beat_conditions: tuple[Condition, ...] = ("asystole", "vt")
             for condition in beat_conditions:
@@ -174,7 +198,7 @@ class AlarmEngine:
                 p.v_run = (first, b, count + 1)
             else:
                 p.v_run = None
-            self._feed(sink, patient, p, "vt", self._vt_value(p.v_run), b, now)
+            self._feed_vt(sink, patient, p, beat, now)
         if p.last_beat_ns is None:
             p.last_beat_ns = device_time_ns  # no beat yet: count the pause from the first analysed time
         if device_time_ns >= p.last_beat_ns:
@@ -243,7 +267,7 @@ class AlarmEngine:
             return sink.outcome(command.message)
         cid = command.command_id
         if cid is not None and cid in self._seen_ids:
-            self._audit_command(sink, now_ns, command.by, _command_name(command), "duplicate", command.patient, None,
+            self._audit_command(sink, now_ns, command.by, command_name(command), "duplicate", command.patient, None,
                                 None, f"command id {cid} already applied", cid)
             return sink.outcome()
         outcome = self._apply(sink, command, now_ns)
@@ -252,7 +276,7 @@ class AlarmEngine:
         return outcome
 
     def _apply(self, sink: _Sink, command: Command, now_ns: int) -> Outcome:
-        name, cid = _command_name(command), command.command_id
+        name, cid = command_name(command), command.command_id
         p = self._patient(command.patient)
         if isinstance(command, SetLimits):
             return self._set_limits(sink, p, command, now_ns)
@@ -366,6 +390,39 @@ class AlarmEngine:
             p = self._patients[patient] = _Patient(self.config.specs_for(patient))
         return p
 
+    def _corroborated_run(self, sink: _Sink, patient: str, p: _Patient, beats: Sequence[Beat], now: int) -> Outcome:
+        """Poor signal, but a corroborated ventricular run: VT only (no pause is measured on a poor signal)."""
+        for beat in sorted(beats, key=lambda b: b.device_time_ns):
+            if p.last_beat_ns is not None and beat.device_time_ns <= p.last_beat_ns:
+                continue
+            if beat.label == "V" and beat.vt_corroborated:
+                first, _, count = p.v_run or (beat.device_time_ns, beat.device_time_ns, 0)
+                p.v_run = (first, beat.device_time_ns, count + 1)
+            else:
+                p.v_run = None
+            self._feed_vt(sink, patient, p, beat, now)
+        p.last_beat_ns = None  # the pause restarts from good signal
+        return sink.outcome()
+
+    def _feed_vt(self, sink: _Sink, patient: str, p: _Patient, beat: Beat, now: int) -> None:
+        """The VT run, or the advisory when the analyser's evidence argues against it.
+
+        Never withdraws a VT alarm that is already showing: doubt only ever stops a new one.
+        """
+        value, b = self._vt_value(p.v_run), beat.device_time_ns
+        if beat.label == "V" and beat.vt_confirmed is not None:
+            value = max(value, float(beat.vt_run))
+        spec, episode = p.specs["vt"], p.tracker("vt").episode
+        doubted = (beat.vt_confirmed is False and spec.beyond(value, spec.tiers[0].limit)
+                   and (episode is None or not episode.present))
+        if doubted:
+            self._feed(sink, patient, p, "vt", 0.0, b, now)
+            self._feed(sink, patient, p, "vt_unconfirmed", 1.0, b, now, f"VT unconfirmed: {beat.vt_reason}")
+            return
+        note = f"{beat.vt_reason}" if beat.vt_confirmed and beat.vt_reason else ""
+        self._feed(sink, patient, p, "vt", value, b, now, note)
+        self._feed(sink, patient, p, "vt_unconfirmed", 0.0, b, now)
+
     def _vt_value(self, run: tuple[int, int, int] | None) -> float:
         """Length of the current ventricular run, or 0 when it is slower than the VT rate."""
         if run is None:
@@ -462,15 +519,6 @@ class AlarmEngine:
         sink.audit.insert(0, AuditEntry(now, by or "unknown", f"command.{name}", outcome, patient, alarm_id,
                                         condition, reason, command_id))
 
-
-def _command_name(command: Command) -> str:
-    if isinstance(command, Acknowledge):
-        return "acknowledge"
-    if isinstance(command, Silence):
-        return "silence"
-    if isinstance(command, Unsilence):
-        return "unsilence"
-    return "set_limits"
 
 
 def _crossing(spec: ConditionSpec, value: float, limit: float, delay_s: float) -> str:

@@ -14,14 +14,14 @@ PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high")
 Category = Literal["physiological", "technical"]
 
 PhysiologicalCondition = Literal["hr_high", "hr_low", "spo2_low", "sbp_high", "sbp_low", "asystole", "vt", "af",
-                                 "news2"]
+                                 "news2", "vt_unconfirmed"]
 TechnicalCondition = Literal["lead_off", "poor_signal", "device_lost", "battery_low", "outbox_near_full",
-                             "model_failure"]
+                             "model_failure", "uplink_refused"]
 Condition = PhysiologicalCondition | TechnicalCondition
 PHYSIOLOGICAL: tuple[PhysiologicalCondition, ...] = ("hr_high", "hr_low", "spo2_low", "sbp_high", "sbp_low",
-                                                     "asystole", "vt", "af", "news2")
+                                                     "asystole", "vt", "af", "news2", "vt_unconfirmed")
 TECHNICAL: tuple[TechnicalCondition, ...] = ("lead_off", "poor_signal", "device_lost", "battery_low",
-                                             "outbox_near_full", "model_failure")
+                                             "outbox_near_full", "model_failure", "uplink_refused")
 CONDITIONS: tuple[Condition, ...] = (*PHYSIOLOGICAL, *TECHNICAL)
 
 NoticeState = Literal["raised", "escalated", "acknowledged", "silenced", "unsilenced", "latched", "cleared"]

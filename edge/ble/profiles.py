@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.exc import BleakError
 
 from cardiogate.edge.codecs.battery import BATTERY_LEVEL_UUID
 from cardiogate.edge.codecs.blood_pressure import BLOOD_PRESSURE_MEASUREMENT_UUID, BLOOD_PRESSURE_SERVICE_UUID
@@ -24,14 +25,18 @@ from cardiogate.edge.codecs.polar_pmd import (
     PMD_CONTROL_POINT_UUID,
     PMD_DATA_UUID,
     PMD_SERVICE_UUID,
+    PmdMeasurementType,
+    decode_pmd_features,
     ecg_start_request,
     encode_pmd_request,
+    ppg_start_request,
 )
 from cardiogate.edge.codecs.pulse_oximeter import (
     PLX_CONTINUOUS_MEASUREMENT_UUID,
     PLX_SPOT_CHECK_MEASUREMENT_UUID,
     PULSE_OXIMETER_SERVICE_UUID,
 )
+from cardiogate.edge.gateway_metrics import NOTIFICATIONS
 from cardiogate.edge.processing import DeviceProcessor
 
 Handler = Callable[[bytes | bytearray, int], None]
@@ -41,8 +46,25 @@ SCAN_SERVICE_UUIDS = [HEART_RATE_SERVICE_UUID, ECG_SERVICE_UUID, PULSE_OXIMETER_
                       BLOOD_PRESSURE_SERVICE_UUID, PMD_SERVICE_UUID]
 
 
-def _notify(processor: DeviceProcessor, handler: Handler) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+# What a wearable is, for metric labels: the first of these characteristics it offers decides.
+_KIND_BY_CHARACTERISTIC = ((PMD_DATA_UUID, "polar_ecg"), (ECG_WAVEFORM_UUID, "ecg_watch"),
+                           (BLOOD_PRESSURE_MEASUREMENT_UUID, "bp_cuff"),
+                           (PLX_CONTINUOUS_MEASUREMENT_UUID, "pulse_oximeter"),
+                           (PLX_SPOT_CHECK_MEASUREMENT_UUID, "pulse_oximeter"),
+                           (HEART_RATE_MEASUREMENT_UUID, "hr_monitor"))
+
+
+def device_kind(offers: Callable[[str], bool]) -> str:
+    """A bounded name for what a device is (``offers(uuid)``: it has that characteristic)."""
+    return next((kind for uuid, kind in _KIND_BY_CHARACTERISTIC if offers(uuid)), "other")
+
+
+def _notify(processor: DeviceProcessor, handler: Handler,
+            name: str) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+    counted = NOTIFICATIONS.labels(processor.device_kind, name)
+
     def deliver(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+        counted.inc()
         handler(data, time.time_ns())
     return deliver
 
@@ -51,25 +73,22 @@ async def subscribe_all(client: BleakClient, processor: DeviceProcessor) -> list
     """Subscribe to everything known on ``client``; returns the names of what was subscribed."""
     done: list[str] = []
     services = client.services
+    processor.device_kind = device_kind(lambda uuid: services.get_characteristic(uuid) is not None)
     if services.get_characteristic(HEART_RATE_MEASUREMENT_UUID) is not None:
-        await client.start_notify(HEART_RATE_MEASUREMENT_UUID, _notify(processor, processor.on_heart_rate))
+        await client.start_notify(HEART_RATE_MEASUREMENT_UUID,
+                                  _notify(processor, processor.on_heart_rate, "heart_rate"))
         done.append("heart_rate")
     if services.get_characteristic(ECG_WAVEFORM_UUID) is not None:
-        await client.start_notify(ECG_WAVEFORM_UUID, _notify(processor, processor.on_ecg))
+        await client.start_notify(ECG_WAVEFORM_UUID, _notify(processor, processor.on_ecg, "ecg"))
         done.append("ecg")
     for uuid, handler, name in ((PLX_CONTINUOUS_MEASUREMENT_UUID, processor.on_plx_continuous, "plx_continuous"),
                                 (PLX_SPOT_CHECK_MEASUREMENT_UUID, processor.on_plx_spot_check, "plx_spot_check"),
                                 (BLOOD_PRESSURE_MEASUREMENT_UUID, processor.on_blood_pressure, "blood_pressure")):
         if services.get_characteristic(uuid) is not None:
-            await client.start_notify(uuid, _notify(processor, handler))  # notify or indicate, bleak picks
+            await client.start_notify(uuid, _notify(processor, handler, name))  # notify or indicate, bleak picks
             done.append(name)
     if services.get_characteristic(PMD_DATA_UUID) is not None:
-        # Polar straps: data first, then control point indications, then ask for ECG (it may start late).
-        await client.start_notify(PMD_DATA_UUID, _notify(processor, processor.on_polar_ecg))
-        await client.start_notify(PMD_CONTROL_POINT_UUID, _notify(processor, processor.on_pmd_control))
-        request = ecg_start_request()
-        await client.write_gatt_char(PMD_CONTROL_POINT_UUID, encode_pmd_request(request), response=True)
-        done.append("polar_ecg")
+        done += await _start_pmd(client, processor)
     await _read_static(client, processor)
     cts = services.get_characteristic(CURRENT_TIME_UUID)
     if cts is not None:
@@ -79,8 +98,38 @@ async def subscribe_all(client: BleakClient, processor: DeviceProcessor) -> list
     if battery is not None:
         processor.on_battery(await client.read_gatt_char(battery), time.time_ns())
         if "notify" in battery.properties:
-            await client.start_notify(battery, _notify(processor, processor.on_battery))
+            await client.start_notify(battery, _notify(processor, processor.on_battery, "battery"))
         done.append("battery")
+    return done
+
+
+async def _pmd_types(client: BleakClient, processor: DeviceProcessor) -> frozenset[int]:
+    """What the device measures through PMD (the control point's features); ECG alone when it cannot say."""
+    try:
+        return decode_pmd_features(await client.read_gatt_char(PMD_CONTROL_POINT_UUID)).measurement_types
+    except DecodeError as exc:
+        processor.decode_error("pmd_features", exc, b"")
+    except BleakError:  # a strap whose control point is not readable: the H10 default
+        pass
+    return frozenset({PmdMeasurementType.ECG})
+
+
+async def _start_pmd(client: BleakClient, processor: DeviceProcessor) -> list[str]:
+    """Polar devices: data first, then control point indications, then ask for ECG and/or PPG (either may start late).
+
+    A strap gives ECG, an optical armband PPG (the pulse the VT check weighs), some devices both.
+    """
+    await client.start_notify(PMD_DATA_UUID, _notify(processor, processor.on_pmd_data, "pmd_data"))
+    await client.start_notify(PMD_CONTROL_POINT_UUID, _notify(processor, processor.on_pmd_control, "pmd_control"))
+    types = await _pmd_types(client, processor)
+    done = []
+    if PmdMeasurementType.ECG in types:
+        await client.write_gatt_char(PMD_CONTROL_POINT_UUID, encode_pmd_request(ecg_start_request()), response=True)
+        done.append("polar_ecg")
+    if PmdMeasurementType.PPG in types:
+        request = ppg_start_request(processor.ppg_rate_hz)
+        await client.write_gatt_char(PMD_CONTROL_POINT_UUID, encode_pmd_request(request), response=True)
+        done.append("polar_ppg")
     return done
 
 

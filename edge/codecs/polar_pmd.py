@@ -1,4 +1,4 @@
-"""Polar Measurement Data (PMD) service: control point requests/responses and ECG data frames.
+"""Polar Measurement Data (PMD) service: control point requests/responses, ECG and PPG data frames.
 
 After Polar's Measurement Data specification (H10 and other straps), little-endian throughout.
 
@@ -30,6 +30,16 @@ ECG data frame (notification):
   9      1    frame type: 0x00 uncompressed; bit 7 set = delta-compressed (not supported: DecodeError)
   10     3*n  n >= 1 samples, int24, microvolts
   The timestamp must be below 2**63 (an int64) and the frame at most 512 bytes (the ATT maximum).
+
+PPG data frame (notification; optical sensors such as Verity Sense and OH1 armbands):
+  offset size field
+  0      1    measurement type (0x01 PPG)
+  1      8    timestamp u64, as for ECG (the LAST sample)
+  9      1    frame type: 0x00 = samples of 4 channels (ppg0, ppg1, ppg2, ambient); other types
+              (delta-compressed, other channel layouts) are not supported: DecodeError
+  10     12*n n >= 1 samples, each 4 x int24 raw optical counts (ppg0, ppg1, ppg2, ambient)
+  Sample rates seen: 55 Hz (Verity Sense), 135 and 176 Hz (OH1); start request
+  02 01 | 00 01 37 00 (55 Hz) | 01 01 16 00 (22 bits) | 04 01 04 (4 channels).
 """
 
 from __future__ import annotations
@@ -63,6 +73,11 @@ MAX_FEATURE_BITMAP_BYTES = 32  # measurement types are one byte: 0..255
 MAX_ECG_SAMPLES = (MAX_FRAME_BYTES - ECG_FRAME_HEADER_SIZE) // 3  # 167
 FRAME_TYPE_UNCOMPRESSED = 0x00
 FRAME_TYPE_COMPRESSED_BIT = 0x80
+PPG_SAMPLE_RATES_HZ = (55, 135, 176)
+PPG_SAMPLE_RATE_HZ = 55
+PPG_RESOLUTION_BITS = 22
+PPG_CHANNELS = 4  # ppg0, ppg1, ppg2, ambient
+MAX_PPG_SAMPLES = (MAX_FRAME_BYTES - ECG_FRAME_HEADER_SIZE) // (3 * PPG_CHANNELS)  # 41
 _INT24_MIN = -(1 << 23)
 _INT24_MAX = (1 << 23) - 1
 _TIMESTAMP_LIMIT = 1 << 63
@@ -196,6 +211,45 @@ class PolarEcgFrame:
     @property
     def timestamp_unix_ns(self) -> int:
         return polar_to_unix_ns(self.timestamp_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class PolarPpgFrame:
+    """One PPG notification: ``samples`` is (n, 4) raw counts, columns ppg0, ppg1, ppg2, ambient.
+
+    ``timestamp_ns`` is Polar time of the LAST sample, as for ECG.
+    """
+
+    timestamp_ns: int
+    samples: npt.NDArray[np.int32]
+
+    @property
+    def sample_count(self) -> int:
+        return int(np.asarray(self.samples).shape[0])
+
+    @property
+    def ppg(self) -> npt.NDArray[np.int32]:
+        """The three optical channels, (n, 3)."""
+        return np.asarray(self.samples)[:, :3]
+
+    @property
+    def ambient(self) -> npt.NDArray[np.int32]:
+        """The ambient-light channel, (n,)."""
+        return np.asarray(self.samples)[:, 3]
+
+    @property
+    def timestamp_unix_ns(self) -> int:
+        return polar_to_unix_ns(self.timestamp_ns)
+
+
+def ppg_start_request(sample_rate_hz: int = PPG_SAMPLE_RATE_HZ, resolution_bits: int = PPG_RESOLUTION_BITS,
+                      channels: int = PPG_CHANNELS) -> PmdRequest:
+    """The start-PPG request a client writes (Verity Sense: 55 Hz, 22 bits, 4 channels)."""
+    return PmdRequest(PmdOpCode.START_MEASUREMENT, PmdMeasurementType.PPG, (
+        PmdSetting(PmdSettingType.SAMPLE_RATE, (sample_rate_hz,)),
+        PmdSetting(PmdSettingType.RESOLUTION, (resolution_bits,)),
+        PmdSetting(PmdSettingType.CHANNELS, (channels,)),
+    ))
 
 
 def ecg_start_request(sample_rate_hz: int = ECG_SAMPLE_RATE_HZ, resolution_bits: int = ECG_RESOLUTION_BITS
@@ -403,6 +457,66 @@ def encode_polar_ecg_frame(frame: PolarEcgFrame) -> bytes:
     return struct.pack("<BQB", PmdMeasurementType.ECG, frame.timestamp_ns, FRAME_TYPE_UNCOMPRESSED) + le.tobytes()
 
 
+# -- PPG data ------------------------------------------------------------------------------------
+
+def _int24(raw: bytes, offset: int) -> npt.NDArray[np.int32]:
+    b = np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(-1, 3).astype(np.int32)
+    v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+    out: npt.NDArray[np.int32] = ((v ^ 0x800000) - 0x800000).astype(np.int32)
+    return out
+
+
+def _le_int24(values: npt.NDArray[np.int64]) -> bytes:
+    if values.size and (values.min() < _INT24_MIN or values.max() > _INT24_MAX):
+        raise ValueError("PMD samples must fit a signed 24-bit integer")
+    return values.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+
+
+def decode_polar_ppg_frame(data: bytes | bytearray) -> PolarPpgFrame:
+    """Decode a PMD data notification carrying uncompressed 4-channel PPG or raise DecodeError."""
+    raw = bytes(data)
+    if len(raw) < ECG_FRAME_HEADER_SIZE:
+        raise DecodeError(f"PMD PPG frame too short: {len(raw)} bytes")
+    if len(raw) > MAX_FRAME_BYTES:
+        raise DecodeError(f"PMD PPG frame of {len(raw)} bytes exceeds {MAX_FRAME_BYTES}")
+    if raw[0] != PmdMeasurementType.PPG:
+        raise DecodeError(f"PMD frame carries measurement type 0x{raw[0]:02x}, not PPG")
+    (ts,) = struct.unpack_from("<Q", raw, 1)
+    if ts >= _TIMESTAMP_LIMIT:
+        raise DecodeError(f"PMD PPG frame timestamp {ts} is beyond 2**63 ns")
+    frame_type = raw[9]
+    if frame_type & FRAME_TYPE_COMPRESSED_BIT:
+        raise DecodeError(f"PMD PPG frame type 0x{frame_type:02x} is delta-compressed, which is not supported")
+    if frame_type != FRAME_TYPE_UNCOMPRESSED:
+        raise DecodeError(f"PMD PPG frame type 0x{frame_type:02x} is not supported")
+    body = len(raw) - ECG_FRAME_HEADER_SIZE
+    if body == 0:
+        raise DecodeError("PMD PPG frame carries no samples")
+    if body % (3 * PPG_CHANNELS):
+        raise DecodeError(f"PMD PPG frame has {body} sample bytes, not a multiple of {3 * PPG_CHANNELS}")
+    return PolarPpgFrame(ts, _int24(raw, ECG_FRAME_HEADER_SIZE).reshape(-1, PPG_CHANNELS))
+
+
+def encode_polar_ppg_frame(frame: PolarPpgFrame) -> bytes:
+    """Encode a PPG frame as an optical sensor would (used by the simulator); ValueError for what does not fit."""
+    s = np.asarray(frame.samples)
+    if s.ndim != 2 or s.shape[1] != PPG_CHANNELS:
+        raise ValueError(f"PMD PPG samples must be (n, {PPG_CHANNELS}), not {s.shape}")
+    if not 1 <= s.shape[0] <= MAX_PPG_SAMPLES:
+        raise ValueError(f"a PMD PPG frame carries 1..{MAX_PPG_SAMPLES} samples, not {s.shape[0]}")
+    if not 0 <= frame.timestamp_ns < _TIMESTAMP_LIMIT:
+        raise ValueError(f"PMD timestamp must be 0..2**63-1 ns, not {frame.timestamp_ns}")
+    header = struct.pack("<BQB", PmdMeasurementType.PPG, frame.timestamp_ns, FRAME_TYPE_UNCOMPRESSED)
+    return header + _le_int24(s.astype(np.int64).reshape(-1))
+
+
+def pmd_frame_type(data: bytes | bytearray) -> int:
+    """The measurement type a PMD data notification carries (its first byte); DecodeError when empty."""
+    if not data:
+        raise DecodeError("PMD data notification is empty")
+    return int(data[0])
+
+
 # -- time ----------------------------------------------------------------------------------------
 
 def polar_to_unix_ns(polar_ns: int) -> int:
@@ -423,10 +537,14 @@ def _check_rate(sample_rate_hz: float) -> Fraction:
     return Fraction(sample_rate_hz)
 
 
-def ecg_sample_times_ns(frame: PolarEcgFrame, sample_rate_hz: float) -> npt.NDArray[np.int64]:
+def _count(frame: PolarEcgFrame | PolarPpgFrame) -> int:
+    return frame.sample_count if isinstance(frame, PolarPpgFrame) else len(frame.samples_uv)
+
+
+def ecg_sample_times_ns(frame: PolarEcgFrame | PolarPpgFrame, sample_rate_hz: float) -> npt.NDArray[np.int64]:
     """Each sample's device time in Polar ns: the last is the frame's timestamp, the rest 1/fs apart before it."""
     fs = _check_rate(sample_rate_hz)
-    n = len(frame.samples_uv)
+    n = _count(frame)
     times = [frame.timestamp_ns - round(Fraction((n - 1 - i) * 1_000_000_000) / fs) for i in range(n)]
     try:
         return np.array(times, dtype=np.int64)
@@ -434,7 +552,7 @@ def ecg_sample_times_ns(frame: PolarEcgFrame, sample_rate_hz: float) -> npt.NDAr
         raise ValueError(f"sample times at {sample_rate_hz} Hz do not fit int64 nanoseconds") from None
 
 
-def first_sample_time_ns(frame: PolarEcgFrame, sample_rate_hz: float) -> int:
-    """Device time (Polar ns) of the frame's first sample: timestamp - (n - 1) / fs."""
+def first_sample_time_ns(frame: PolarEcgFrame | PolarPpgFrame, sample_rate_hz: float) -> int:
+    """Device time (Polar ns) of the frame's first sample (ECG or PPG): timestamp - (n - 1) / fs."""
     fs = _check_rate(sample_rate_hz)
-    return frame.timestamp_ns - round(Fraction((len(frame.samples_uv) - 1) * 1_000_000_000) / fs)
+    return frame.timestamp_ns - round(Fraction((_count(frame) - 1) * 1_000_000_000) / fs)

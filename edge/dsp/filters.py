@@ -122,3 +122,19 @@ class StreamingSos:
         _c_sosfilt(self.sos, y, self._zi)
         out: FloatArray = y[0]
         return out
+
+    def process_inplace(self, y: FloatArray) -> None:
+        """Filter a ``(1, n)`` float64 row in place (contiguous along the samples, e.g. a row of a buffer).
+
+        Same samples as :meth:`process`, without allocating: for a hot loop that owns its buffers.
+        """
+        if y.shape[1] == 0:
+            return
+        if self._zi is None:
+            self._zi = initial_state(self.sos, float(y[0, 0])).reshape(1, -1, 2)
+        if _c_sosfilt is None:  # pragma: no cover
+            filtered, zf = filter_chunk(self.sos, y[0], self._zi[0])
+            self._zi = zf.reshape(1, -1, 2)
+            y[0] = filtered
+            return
+        _c_sosfilt(self.sos, y, self._zi)

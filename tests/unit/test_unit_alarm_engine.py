@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -297,6 +298,16 @@ def test_low_priority_technical_alarms(kind: TechnicalCondition) -> None:
     assert engine.technical(PT, kind, True, S, S).notices == ()
 
 
+def test_uplink_refused_is_a_medium_technical_alarm_that_clears_at_once() -> None:
+    engine = AlarmEngine()
+    [n] = engine.technical(PT, "uplink_refused", True, 0, 0).notices
+    assert (n.condition, n.priority, n.category, n.state) == ("uplink_refused", "medium", "technical", "raised")
+    assert engine.technical(PT, "uplink_refused", True, S, S).notices == ()  # raised once per episode
+    assert engine.tick(600 * S).notices == ()  # no escalation: it needs a person, not a louder alarm
+    [c] = engine.technical(PT, "uplink_refused", False, 600 * S, 600 * S).notices
+    assert c.state == "cleared" and c.priority == "medium"
+
+
 def beats_every(start_s: float, stop_s: float, step_s: float, label: BeatLabel = "N") -> list[Beat]:
     out = []
     t = start_s
@@ -331,8 +342,24 @@ def test_lead_off_suppresses_asystole() -> None:
     assert engine.status(PT, "asystole") == "inactive"
 
 
-def test_vt_run_needs_six_fast_ventricular_beats() -> None:
+def six_beat_vt() -> EngineConfig:
+    """A site that set the VT limit to 6 beats (the run counting is the same at any limit)."""
+    vt = replace(default_specs()["vt"], tiers=(Tier("high", 6, 0),))
+    return EngineConfig(patient_specs={PT: {"vt": vt}})
+
+
+def test_shipped_vt_limit_is_four_fast_ventricular_beats() -> None:
     engine = AlarmEngine()
+    normal = beats_every(0, 4, 0.8)
+    three_v = beats_every(4, 5.2, 0.4, "V")  # 150 bpm, 3 beats
+    assert engine.observe_beats(PT, 5_200_000_000, normal + three_v, 5_200_000_000).notices == ()
+    [n] = engine.observe_beats(PT, 5_600_000_000, [Beat(5_200_000_000, "V")], 5_600_000_000).notices
+    assert (n.condition, n.priority, n.value, n.limit) == ("vt", "high", 4.0, 4.0)
+    assert n.onset_sample_device_time_ns == n.trigger_sample_device_time_ns == 5_200_000_000
+
+
+def test_vt_run_needs_six_fast_ventricular_beats() -> None:
+    engine = AlarmEngine(six_beat_vt())
     normal = beats_every(0, 4, 0.8)
     five_v = beats_every(4, 6, 0.4, "V")  # 150 bpm, 5 beats
     assert engine.observe_beats(PT, 6 * S, normal + five_v, 6 * S).notices == ()
@@ -347,7 +374,7 @@ def test_slow_ventricular_run_is_not_vt() -> None:
 
 
 def test_duplicate_beats_from_overlapping_windows_are_ignored() -> None:
-    engine = AlarmEngine()
+    engine = AlarmEngine(six_beat_vt())
     run = beats_every(0, 2, 0.4, "V")  # 5 V beats
     engine.observe_beats(PT, 2 * S, run, 2 * S)
     assert engine.observe_beats(PT, 2 * S, run, 2 * S).notices == ()  # the same 5 again do not make 10

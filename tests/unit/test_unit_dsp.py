@@ -103,6 +103,21 @@ def test_streaming_filter_equals_one_shot_filtering(fs: float, mains: float) -> 
     assert np.array_equal(np.concatenate([y1, y2]), expected)
 
 
+def test_in_place_filtering_of_buffer_rows_equals_process() -> None:
+    sos = ecg_sos(360.0, 50.0)
+    x = np.random.default_rng(8).normal(0.0, 1.0, 3000)
+    expected = StreamingSos(sos).process(x)
+    f = StreamingSos(sos)
+    buf = np.zeros((3, x.size + 10))  # a row of a bigger buffer: contiguous along samples, not on its own
+    i = 0
+    for n in random_chunks(x.size, 9):
+        buf[1, i:i + n] = x[i:i + n]
+        f.process_inplace(buf[1:2, i:i + n])
+        i += n
+    assert np.array_equal(buf[1, :x.size], expected)
+    assert not buf[0].any() and not buf[2].any() and not buf[1, x.size:].any()  # nothing else written
+
+
 def test_filter_starts_without_a_transient_from_the_dc_offset() -> None:
     f = StreamingSos(ecg_sos(250.0))
     y = f.process(np.full(500, 2048.0))
@@ -146,6 +161,38 @@ def test_peaks_are_the_same_whatever_the_chunking() -> None:
             parts.append(det.process(x[i:i + n]).peaks)
             i += n
         assert np.array_equal(np.concatenate(parts), one_shot)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 13, 114, 250, 333, 1001])
+def test_fixed_chunk_sizes_give_the_same_peaks_and_filtered_signal(chunk: int) -> None:
+    """Every fixed size, from one sample (a polling loop) through odd sizes to several seconds."""
+    fs = 250.0
+    rr = sinus_rr(12) + irregular_rr(12, seed=4) + [0.45, 1.2] * 3
+    x, _ = synthetic_ecg(fs, rr, noise_mv=0.05, seed=3)
+    x[700] = np.nan  # a corrupt sample is held the same way whichever chunk it falls in
+    reference = RPeakDetector(fs).process(x)
+    det = RPeakDetector(fs)
+    outs = [det.process(x[i:i + chunk]) for i in range(0, x.size, chunk)]
+    assert reference.peaks.size >= len(rr)
+    assert np.array_equal(np.concatenate([o.peaks for o in outs]), reference.peaks)
+    assert np.array_equal(np.concatenate([o.filtered for o in outs]), reference.filtered)
+    assert det.next_index == x.size
+
+
+def test_peak_is_the_r_wave_not_the_broad_wave_after_it() -> None:
+    """Ectopic beats: a narrow R followed by a broad, deeper discordant wave; the peak belongs on the R.
+
+    In the band-passed signal the wave is the largest deflection near the QRS, so "largest |x|" would
+    land on its slope or trough ~100 ms late; the R wave is the deflection that stands out locally.
+    """
+    fs = 360.0
+    x, truth = synthetic_ecg(fs, [0.9] * 40, mains_hz=60.0)
+    t = np.arange(x.size) / fs
+    for b in truth[::4] / fs:  # every fourth beat: a wide (FWHM ~190 ms) negative wave after the R
+        x -= 1.5 * gauss(t, b + 0.18, 0.08)
+    peaks = detect_rpeaks(x, fs)
+    assert peaks.size == truth.size
+    assert np.max(np.abs(peaks - truth)) <= round(0.01 * fs)
 
 
 def test_each_peak_is_reported_within_the_lookahead_bound() -> None:

@@ -17,7 +17,9 @@ from cardiogate.app.evaluation.rpeaks import (
     format_table,
     match_pairs,
     score_beats,
+    speed_summary,
     tolerance_samples,
+    window_label,
 )
 from tests.conftest import REPO
 
@@ -80,6 +82,38 @@ def test_table_reports_both_detectors_and_the_ratio() -> None:
     assert "101" in text and "overall" in text and "x1.00" in text
 
 
+def test_windows_are_labelled_in_milliseconds() -> None:
+    assert window_label(0.15) == "150" and window_label(0.075) == "75"
+    assert window_label(0.0625) == "62.5"
+
+
+def overall_of(**samples_per_s: float) -> dict[str, dict[str, float | int]]:
+    return {k.replace("_", "-"): {"se": 0.99, "ppv": 0.98, "f1": 0.985, "samples_per_s": v, "tp": 1, "fp": 0, "fn": 0}
+            for k, v in samples_per_s.items()}
+
+
+def test_speed_is_compared_with_the_fastest_reference_method() -> None:
+    overall = overall_of(ours=3e6, neurokit2=1e6, neurokit2_pantompkins1985=6e6)
+    speed = speed_summary(overall)
+    assert speed is not None
+    assert speed["fastest_reference"] == "neurokit2-pantompkins1985"
+    assert speed["ratio"] == pytest.approx(0.5)
+    assert speed_summary(overall_of(ours=3e6)) is None  # ours alone: nothing to compare with
+
+
+def test_table_shows_every_window_and_the_ratio_to_the_fastest() -> None:
+    keys = ("ours", "neurokit2", "neurokit2-pantompkins1985")
+    head = overall_of(ours=3e6, neurokit2=1e6, neurokit2_pantompkins1985=6e6)
+    narrow = {k: {**v, "f1": 0.5} for k, v in head.items()}
+    result = {"overall": head, "records": {"101": {k: {"se": 1.0, "ppv": 1.0, "f1": 1.0} for k in keys}},
+              "windows": {"150": {"overall": head}, "75": {"overall": narrow}}}
+    text = format_table(result)
+    assert "(window 150 ms)" in text and "(window 75 ms)" in text and "50.00" in text
+    assert "ours / neurokit2: " in text and "throughput x3.00" in text
+    assert "ours / neurokit2-pantompkins1985: " in text and "throughput x0.50" in text
+    assert "fastest reference (neurokit2-pantompkins1985): x0.50" in text
+
+
 @needs_mitdb
 def test_a_few_minutes_of_record_101() -> None:
     from cardiogate.app.evaluation.rpeaks import detect_ours, load_record
@@ -103,10 +137,37 @@ def test_cli_writes_the_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture
     printed = capsys.readouterr().out
     assert "[1/1] 101" in printed and "ours / neurokit2" in printed
     result = json.loads(out.read_text())
-    for key in ("ours", "neurokit2"):
+    for key in ("ours", "neurokit2", "neurokit2-pantompkins1985"):
         assert {"se", "ppv", "f1", "samples_per_s"} <= set(result["overall"][key])
         assert {"se", "ppv", "f1", "tp", "fp", "fn"} <= set(result["records"]["101"][key])
     assert result["overall"]["ours"]["f1"] > 0.99
+    # both windows from the one run; the first is the headline, the narrow one can only score lower
+    assert set(result["windows"]) == {"150", "75"}
+    assert result["windows"]["150"]["overall"] == result["overall"]
+    assert 0.99 < result["windows"]["75"]["overall"]["ours"]["f1"] <= result["overall"]["ours"]["f1"]
+    speed = result["speed"]
+    assert speed["fastest_reference"] in ("neurokit2", "neurokit2-pantompkins1985")
+    fastest = max(result["overall"][k]["samples_per_s"] for k in ("neurokit2", "neurokit2-pantompkins1985"))
+    assert speed["ratio"] == pytest.approx(result["overall"]["ours"]["samples_per_s"] / fastest)
+    assert result["meta"]["window_ms"] == [150.0, 75.0]
+    assert "fastest reference" in printed
+
+
+@needs_mitdb
+def test_cli_scores_the_windows_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "rpeaks.json"
+    assert main(["eval", "rpeaks", "--data", str(MITDB), "--records", "101", "--no-neurokit",
+                 "--window-ms", "100", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["windows"]) == {"100"} and set(result["overall"]) == {"ours"}
+    assert "speed" not in result
+
+
+def test_cli_rejects_a_window_that_is_not_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "rpeaks", "--data", str(tmp_path), "--no-neurokit", "--window-ms", "150,0"])
+    assert exc.value.code == 2
+    assert "above 0" in capsys.readouterr().err
 
 
 def test_cli_rejects_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,6 +44,7 @@ from cardiogate.edge.codecs.device_information import (
 from cardiogate.edge.codecs.errors import DecodeError
 from cardiogate.edge.codecs.polar_pmd import (
     MAX_ECG_SAMPLES,
+    MAX_PPG_SAMPLES,
     POLAR_EPOCH_OFFSET_NS,
     PmdError,
     PmdFeatures,
@@ -54,11 +55,13 @@ from cardiogate.edge.codecs.polar_pmd import (
     PmdSetting,
     PmdSettingType,
     PolarEcgFrame,
+    PolarPpgFrame,
     decode_pmd_features,
     decode_pmd_request,
     decode_pmd_response,
     decode_pmd_settings,
     decode_polar_ecg_frame,
+    decode_polar_ppg_frame,
     ecg_sample_times_ns,
     ecg_start_request,
     encode_pmd_features,
@@ -66,8 +69,11 @@ from cardiogate.edge.codecs.polar_pmd import (
     encode_pmd_response,
     encode_pmd_settings,
     encode_polar_ecg_frame,
+    encode_polar_ppg_frame,
     first_sample_time_ns,
+    pmd_frame_type,
     polar_to_unix_ns,
+    ppg_start_request,
     unix_to_polar_ns,
 )
 from cardiogate.edge.codecs.pulse_oximeter import (
@@ -1133,3 +1139,105 @@ def test_polar_ecg_frame_round_trip(f: PolarEcgFrame) -> None:
     times = ecg_sample_times_ns(g, 130)
     assert times[-1] == f.timestamp_ns
     assert times[0] == first_sample_time_ns(g, 130)
+
+
+# -- Polar PMD: PPG data ---------------------------------------------------------------------------
+
+def test_pmd_verity_start_ppg_request() -> None:
+    req = ppg_start_request()
+    raw = encode_pmd_request(req)
+    assert raw == bytes.fromhex("0201" "00013700" "01011600" "040104")  # 55 Hz, 22 bits, 4 channels
+    assert decode_pmd_request(raw) == req
+    assert req.measurement_type == PmdMeasurementType.PPG
+    assert encode_pmd_request(ppg_start_request(176))[2:6] == bytes.fromhex("0001b000")
+
+
+def test_polar_ppg_frame_hand_vector() -> None:
+    ts = 0x0102030405060708
+    body = (b"\x01\x00\x00" b"\xff\xff\xff" b"\xff\xff\x7f" b"\x00\x00\x80"
+            b"\x10\x27\x00" b"\x20\x4e\x00" b"\x30\x75\x00" b"\xdc\x05\x00")
+    raw = ecg_frame_bytes(ts, body, mtype=1)
+    f = decode_polar_ppg_frame(raw)
+    assert f.timestamp_ns == ts and f.sample_count == 2
+    assert f.samples.dtype == np.int32
+    assert f.samples.tolist() == [[1, -1, 8_388_607, -8_388_608], [10_000, 20_000, 30_000, 1_500]]
+    assert f.ppg.tolist() == [[1, -1, 8_388_607], [10_000, 20_000, 30_000]]
+    assert f.ambient.tolist() == [-8_388_608, 1_500]
+    assert encode_polar_ppg_frame(f) == raw
+    assert pmd_frame_type(raw) == PmdMeasurementType.PPG
+    assert f.timestamp_unix_ns == POLAR_EPOCH_OFFSET_NS + ts
+
+
+def test_polar_ppg_frame_max_size_and_times() -> None:
+    raw = ecg_frame_bytes(5_000_000_000, bytes(12 * MAX_PPG_SAMPLES), mtype=1)
+    assert len(raw) <= 512 and len(raw) + 12 > 512
+    f = decode_polar_ppg_frame(raw)
+    assert f.sample_count == MAX_PPG_SAMPLES == 41
+    # 55 Hz: the last sample carries the timestamp, the first is 40 intervals before it
+    assert first_sample_time_ns(f, 55) == 5_000_000_000 - round(40 * 1e9 / 55)
+    times = ecg_sample_times_ns(f, 55)
+    assert times[-1] == f.timestamp_ns and times[0] == first_sample_time_ns(f, 55)
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        pytest.param(b"", "too short", id="empty"),
+        pytest.param(ecg_frame_bytes(1, b"", mtype=1), "no samples", id="no-samples"),
+        pytest.param(ecg_frame_bytes(1, bytes(9), mtype=1), "multiple of 12", id="three-channels-only"),
+        pytest.param(ecg_frame_bytes(1, bytes(13), mtype=1), "multiple of 12", id="remainder"),
+        pytest.param(ecg_frame_bytes(1, bytes(12), mtype=1, frame_type=0x80), "delta-compressed", id="compressed"),
+        pytest.param(ecg_frame_bytes(1, bytes(12), mtype=1, frame_type=0x07), "not supported", id="frame-type-7"),
+        pytest.param(ecg_frame_bytes(1, bytes(12), mtype=0), "not PPG", id="ecg-frame"),
+        pytest.param(ecg_frame_bytes(1 << 63, bytes(12), mtype=1), "2\\*\\*63", id="timestamp-beyond-int64"),
+        pytest.param(ecg_frame_bytes(1, bytes(12 * (MAX_PPG_SAMPLES + 1)), mtype=1), "exceeds", id="too-long"),
+    ],
+)
+def test_polar_ppg_frame_rejects(raw: bytes, match: str) -> None:
+    with pytest.raises(DecodeError, match=match):
+        decode_polar_ppg_frame(raw)
+
+
+def test_an_ecg_frame_is_not_read_as_ppg_nor_a_ppg_frame_as_ecg() -> None:
+    ppg = encode_polar_ppg_frame(PolarPpgFrame(1, np.ones((2, 4), dtype=np.int32)))
+    with pytest.raises(DecodeError, match="not ECG"):
+        decode_polar_ecg_frame(ppg)
+    with pytest.raises(DecodeError, match="empty"):
+        pmd_frame_type(b"")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        PolarPpgFrame(0, np.zeros((0, 4), dtype=np.int32)),
+        PolarPpgFrame(0, np.zeros((MAX_PPG_SAMPLES + 1, 4), dtype=np.int32)),
+        PolarPpgFrame(0, np.zeros((3, 3), dtype=np.int32)),
+        PolarPpgFrame(0, np.zeros(4, dtype=np.int32)),
+        PolarPpgFrame(-1, np.zeros((1, 4), dtype=np.int32)),
+        PolarPpgFrame(1 << 63, np.zeros((1, 4), dtype=np.int32)),
+        PolarPpgFrame(0, np.array([[0, 0, 1 << 23, 0]], dtype=np.int64)),
+        PolarPpgFrame(0, np.array([[0, 0, 0, -(1 << 23) - 1]], dtype=np.int64)),
+    ],
+)
+def test_polar_ppg_frame_encode_rejects(frame: PolarPpgFrame) -> None:
+    with pytest.raises(ValueError):
+        encode_polar_ppg_frame(frame)
+
+
+ppg_frames = st.builds(
+    PolarPpgFrame,
+    st.integers(0, 2**63 - 1),
+    st.lists(st.lists(st.integers(-(2**23), 2**23 - 1), min_size=4, max_size=4), min_size=1, max_size=MAX_PPG_SAMPLES)
+    .map(lambda v: np.array(v, dtype=np.int32)),
+)
+
+
+@PROPERTY
+@given(ppg_frames)
+def test_polar_ppg_frame_round_trip(f: PolarPpgFrame) -> None:
+    raw = encode_polar_ppg_frame(f)
+    assert len(raw) == 10 + 12 * f.sample_count
+    g = decode_polar_ppg_frame(raw)
+    assert g.timestamp_ns == f.timestamp_ns
+    assert g.samples.tolist() == f.samples.tolist()
+    assert ecg_sample_times_ns(g, 135)[-1] == f.timestamp_ns

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from cardiogate.app.evaluation import ALARMS_DESCRIPTION, add_alarms_arguments
 from cardiogate.edge.alarm_bridge import AlarmBridge
+from cardiogate.edge.alarm_engine.config import default_specs
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
 from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
 from cardiogate.edge.codecs.pulse_oximeter import PlxContinuousMeasurement, SpO2PR, encode_plx_continuous_measurement
@@ -44,10 +46,11 @@ FS = 250
 PER_PACKET = 114
 T0_NS = 1_800_000_000 * 1_000_000_000
 TRANSPORT_NS = 20_000_000  # a notification arrives this long after its last sample
+VT_BEATS = int(default_specs()["vt"].tiers[0].limit)  # the run is a VT once it is as long as the gateway's limit
 ONSET_S = {"vt": 0.0, "asystole": 0.0, "hr_high": 5.0, "hr_low": 5.0, "spo2_low": 15.0}
 
 
-class _Sink:
+class BridgeSink:
     """RecordSink for the scorer: records are dropped, observations go to the alarm bridge."""
 
     def __init__(self, bridge: AlarmBridge) -> None:
@@ -93,7 +96,7 @@ def simulate(patient: str, scenario: PatientScenario, seed: int, seconds: float,
 
     bridge = AlarmBridge(AlarmSettings(), "eval", publish, lambda _r: None, lambda _p: True)
     device = "C0:00:00:00:EE:01"
-    proc = DeviceProcessor(device, patient, _Sink(bridge), 250, analysis=AnalysisSettings(rhythm_model=None),
+    proc = DeviceProcessor(device, patient, BridgeSink(bridge), 250, analysis=AnalysisSettings(rhythm_model=None),
                            rhythm=rhythm)
     sim = PatientSimulator(scenario, seed=seed, ecg_rate_hz=FS)
     seq, index, next_second = 0, 0, 1
@@ -145,8 +148,8 @@ def expected_alarms(run: PatientRun, sim: PatientSimulator) -> list[Expected]:
         start, end = ev.start_s, ev.end_s if ev.end_s is not None else run.seconds
         if ev.kind == "vt":
             v = [b.t_s for b in sim.beats_between(start, end + 0.5) if b.symbol == "V"]
-            if len(v) >= 6:
-                out.append(Expected(run.patient, "vt", "vt", v[5]))
+            if len(v) >= VT_BEATS:
+                out.append(Expected(run.patient, "vt", "vt", v[VT_BEATS - 1]))
         elif ev.kind == "pause":
             before = [b.t_s for b in sim.beats_between(max(0.0, start - 5.0), start + 0.01)]
             if before:
@@ -236,15 +239,16 @@ def run(patients: int, minutes: float, json_path: Path | None, use_model: bool) 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="cardiogate eval alarms", description=__doc__.splitlines()[0])
-    p.add_argument("--patients", type=int, default=20, help="noisy normal patients (default 20)")
-    p.add_argument("--minutes", type=float, default=30.0, help="simulated minutes each (default 30)")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--no-model", action="store_true", help="without the rhythm model (DSP and vitals only)")
-    a = p.parse_args(argv)
-    result = run(a.patients, a.minutes, a.json, not a.no_model)
+def run_cli(ns: argparse.Namespace) -> int:
+    """``cardiogate eval alarms``: exit 0 when every critical event alarmed in time, else 1."""
+    result = run(ns.patients, ns.minutes, ns.json, not ns.no_model)
     return 0 if result["critical"]["detected"] == result["critical"]["expected"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cardiogate eval alarms", description=ALARMS_DESCRIPTION)
+    add_alarms_arguments(p)
+    return run_cli(p.parse_args(argv))
 
 
 if __name__ == "__main__":

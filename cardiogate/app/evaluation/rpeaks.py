@@ -6,11 +6,16 @@ detections are matched one-to-one to reference beats, nearest pair first, when
 ``|detection - reference| <= window`` (inclusive); Se, +P and F1 come from TP/FP/FN summed
 over all records (not averaged per record); whole records, first channel.
 
+Every detector runs once per record and is scored at each window (150 and 75 ms by default:
+the wide window counts beats found, the narrow one also asks that they sit on the R wave).
+
 Throughput is measured on one core: the process is pinned to one CPU where the OS allows,
-and the clock is the process's CPU time (``time.process_time``), so other load on a shared
-machine does not distort it. Only detection is timed: for ours, filtering and detection fed
-in ``chunk_s`` chunks exactly as the gateway does; for NeuroKit2, ``ecg_clean`` plus
-``ecg_peaks``. Records are scored alternately by both, so drifts affect both alike.
+and the clock is the process's CPU time (``time.process_time``). Only detection is timed:
+for ours, filtering and detection fed in ``chunk_s`` chunks exactly as the gateway does; for
+NeuroKit2, ``ecg_clean`` plus ``ecg_peaks`` with the same method (``neurokit`` and
+``pantompkins1985`` by default). Records are run by every detector in turn, in the same
+process, so load from other work on a shared machine affects all alike: the ratio to the
+fastest NeuroKit2 method is the figure to compare, more than absolute samples/s.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import importlib.util
 import json
 import math
@@ -150,18 +156,27 @@ def detect_ours(signal: NDArray[np.float64], sample_rate_hz: float, chunk_s: flo
     return (np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)), elapsed
 
 
-def detect_neurokit(signal: NDArray[np.float64], sample_rate_hz: float) -> tuple[IntArray, float]:
-    """NeuroKit2 'neurokit' method: ``ecg_clean`` then ``ecg_peaks``; (peaks, CPU seconds for both)."""
+def detect_neurokit(signal: NDArray[np.float64], sample_rate_hz: float,
+                    method: str = "neurokit") -> tuple[IntArray, float]:
+    """A NeuroKit2 method: ``ecg_clean`` then ``ecg_peaks``, both with ``method``; (peaks, CPU seconds for both)."""
     import neurokit2 as nk  # type: ignore[import-untyped]
 
     fs = round(sample_rate_hz)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.process_time()
-        cleaned = nk.ecg_clean(signal, sampling_rate=fs, method="neurokit")
-        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, method="neurokit")
+        cleaned = nk.ecg_clean(signal, sampling_rate=fs, method=method)
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, method=method)
         elapsed = time.process_time() - t0
     return np.asarray(info["ECG_R_Peaks"], dtype=np.int64), elapsed
+
+
+NEUROKIT_METHODS = ("neurokit", "pantompkins1985")
+
+
+def neurokit_key(method: str) -> str:
+    """The result key of a NeuroKit2 method: ``neurokit2`` for its default method, ``neurokit2-<method>`` else."""
+    return "neurokit2" if method == "neurokit" else f"neurokit2-{method}"
 
 
 @dataclass
@@ -178,38 +193,77 @@ class DetectorTotals:
 Detector = Callable[[NDArray[np.float64], float], tuple[IntArray, float]]
 
 
-def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: float = 0.15,
+def window_label(window_s: float) -> str:
+    """The JSON key of a window: whole milliseconds when exact (``150``), else as given (``62.5``)."""
+    ms = window_s * 1000.0
+    return str(round(ms)) if abs(ms - round(ms)) < 1e-9 else f"{ms:g}"
+
+
+def _overall(totals: dict[str, DetectorTotals]) -> dict[str, dict[str, float | int]]:
+    return {k: {"se": t.score.se, "ppv": t.score.ppv, "f1": t.score.f1, "samples_per_s": t.samples_per_s,
+                "tp": t.score.tp, "fp": t.score.fp, "fn": t.score.fn} for k, t in totals.items()}
+
+
+def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: float | Sequence[float] = (0.15, 0.075),
              detectors: dict[str, Detector] | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Score each detector on each record; return the JSON-ready result (fractions, not percent)."""
+    """Score each detector on each record at each window; return the JSON-ready result (fractions, not percent).
+
+    ``overall``/``records`` hold the first window's scores (the headline); ``windows`` holds every window's,
+    keyed by :func:`window_label`; ``speed`` names the fastest detector other than ``ours`` and the ratio.
+    """
     names = list(records) if records else find_records(data_dir)
     if not names:
         raise FileNotFoundError(f"no WFDB records with .atr annotations in {data_dir}")
-    dets = detectors if detectors is not None else {"ours": detect_ours, "neurokit2": detect_neurokit}
-    totals = {k: DetectorTotals(Score(0, 0, 0)) for k in dets}
-    per_record: dict[str, dict[str, dict[str, float | int]]] = {}
+    windows = [float(window_s)] if isinstance(window_s, int | float) else [float(w) for w in window_s]
+    if not windows:
+        raise ValueError("at least one matching window is needed")
+    dets: dict[str, Detector] = detectors if detectors is not None else {"ours": detect_ours,
+                                                                         "neurokit2": detect_neurokit}
+    totals = {w: {k: DetectorTotals(Score(0, 0, 0)) for k in dets} for w in windows}
+    per_record: dict[float, dict[str, dict[str, dict[str, float | int]]]] = {w: {} for w in windows}
     for i, name in enumerate(names, 1):
         rec = load_record(data_dir, name)
-        tol = tolerance_samples(window_s, rec.sample_rate_hz)
-        row: dict[str, dict[str, float | int]] = {}
+        rows: dict[float, dict[str, dict[str, float | int]]] = {w: {} for w in windows}
         notes = []
         for key, fn in dets.items():
             peaks, seconds = fn(rec.signal, rec.sample_rate_hz)
-            s = score_beats(rec.beats, peaks, tol)
-            t = totals[key]
-            t.score, t.samples, t.seconds = t.score + s, t.samples + rec.signal.size, t.seconds + seconds
-            row[key] = s.as_dict()
-            notes.append(f"{key} F1 {100 * s.f1:6.2f}% ({seconds:.2f} s CPU)")
-        per_record[name] = row
+            f1s = []
+            for w in windows:
+                s = score_beats(rec.beats, peaks, tolerance_samples(w, rec.sample_rate_hz))
+                t = totals[w][key]
+                t.score, t.samples, t.seconds = t.score + s, t.samples + rec.signal.size, t.seconds + seconds
+                rows[w][key] = s.as_dict()
+                f1s.append(f"{100 * s.f1:6.2f}%")
+            notes.append(f"{key} F1 {'/'.join(f1s)} ({seconds:.2f} s CPU)")
+        for w in windows:
+            per_record[w][name] = rows[w]
         if progress:
             progress(f"[{i}/{len(names)}] {name}: {rec.beats.size} beats, " + ", ".join(notes))
-    overall = {k: {"se": t.score.se, "ppv": t.score.ppv, "f1": t.score.f1, "samples_per_s": t.samples_per_s,
-                   "tp": t.score.tp, "fp": t.score.fp, "fn": t.score.fn} for k, t in totals.items()}
-    return {"overall": overall, "records": per_record}
+    by_window: dict[str, dict[str, Any]] = {
+        window_label(w): {"window_ms": w * 1000.0, "overall": _overall(totals[w]), "records": per_record[w]}
+        for w in windows}
+    head = by_window[window_label(windows[0])]
+    result: dict[str, Any] = {"overall": head["overall"], "records": head["records"], "windows": by_window}
+    speed = speed_summary(head["overall"])
+    if speed is not None:
+        result["speed"] = speed
+    return result
+
+
+def speed_summary(overall: dict[str, Any]) -> dict[str, Any] | None:
+    """Ours beside the fastest other detector: its name, both samples/s and the ratio (None without both)."""
+    others = {k: v["samples_per_s"] for k, v in overall.items() if k != "ours" and v["samples_per_s"] > 0}
+    if "ours" not in overall or not others:
+        return None
+    fastest = max(others, key=lambda k: others[k])
+    ours = overall["ours"]["samples_per_s"]
+    return {"fastest_reference": fastest, "ours_samples_per_s": ours, "reference_samples_per_s": others[fastest],
+            "ratio": ours / others[fastest]}
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """Per-record and overall Se/+P/F1 (percent) and throughput, as aligned text."""
+    """Per-record (first window) and overall (every window) Se/+P/F1 in percent, throughput and ratios."""
     keys = list(result["overall"])
     head = f"{'record':>8} " + " ".join(f"{k + ' Se':>13} {k + ' +P':>13} {k + ' F1':>13}" for k in keys)
     lines = [head, "-" * len(head)]
@@ -220,15 +274,23 @@ def format_table(result: dict[str, Any]) -> str:
     for name, row in result["records"].items():
         lines.append(f"{name:>8} {cells(row)}")
     lines.append("-" * len(head))
-    lines.append(f"{'overall':>8} {cells(result['overall'])}")
+    windows = result.get("windows") or {"": {"overall": result["overall"]}}
+    for label, w in windows.items():
+        lines.append(f"{'overall':>8} {cells(w['overall'])}" + (f"   (window {label} ms)" if label else ""))
     for k in keys:
         o = result["overall"][k]
         lines.append(f"{k}: TP {o['tp']} FP {o['fp']} FN {o['fn']}, {o['samples_per_s'] / 1e6:.2f} M samples/s")
-    if {"ours", "neurokit2"} <= set(keys):
-        a, b = result["overall"]["ours"], result["overall"]["neurokit2"]
+    a = result["overall"].get("ours")
+    for k in keys:
+        if a is None or not k.startswith("neurokit2"):
+            continue
+        b = result["overall"][k]
         ratio = a["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] else float("nan")
-        lines.append(f"ours / neurokit2: F1 {a['f1'] / b['f1']:.4f} ({100 * (a['f1'] - b['f1']):+.2f} points), "
-                     f"throughput x{ratio:.2f}")
+        f1 = a["f1"] / b["f1"] if b["f1"] else float("nan")
+        lines.append(f"ours / {k}: F1 {f1:.4f} ({100 * (a['f1'] - b['f1']):+.2f} points), throughput x{ratio:.2f}")
+    speed = result.get("speed") or speed_summary(result["overall"])
+    if speed is not None:
+        lines.append(f"throughput ours / fastest reference ({speed['fastest_reference']}): x{speed['ratio']:.2f}")
     return "\n".join(lines)
 
 
@@ -265,22 +327,26 @@ def run_cli(ns: argparse.Namespace) -> int:
         return detect_ours(sig, fs, chunk_s, cfg)
 
     detectors: dict[str, Detector] = {"ours": ours}
+    methods: Sequence[str] = getattr(ns, "neurokit_methods", None) or NEUROKIT_METHODS
     if not ns.no_neurokit:
         if importlib.util.find_spec("neurokit2") is None:
             print("cardiogate eval rpeaks: NeuroKit2 is not installed (pip install .[eval]); "
                   "use --no-neurokit to score ours alone", file=sys.stderr)
             return 2
-        detectors["neurokit2"] = detect_neurokit
+        for method in methods:
+            detectors[neurokit_key(method)] = functools.partial(detect_neurokit, method=method)
+    windows_ms: Sequence[float] = ns.window_ms if isinstance(ns.window_ms, list | tuple) else [ns.window_ms]
     try:
         with one_core() as cpu:
-            result = evaluate(data, ns.records, ns.window_ms / 1000.0, detectors,
+            result = evaluate(data, ns.records, [w / 1000.0 for w in windows_ms], detectors,
                               progress=lambda line: print(line, flush=True))
     except FileNotFoundError as exc:
         print(f"cardiogate eval rpeaks: {exc}", file=sys.stderr)
         return 2
     probe = RPeakDetector(360.0, cfg)
     result["meta"] = {
-        "data": str(data), "window_ms": ns.window_ms, "chunk_s": chunk_s, "mains_hz": mains,
+        "data": str(data), "window_ms": list(windows_ms), "chunk_s": chunk_s, "mains_hz": mains,
+        "neurokit_methods": [] if ns.no_neurokit else list(methods),
         "lookahead_s": probe.lookahead_samples / 360.0, "cpu_pinned": cpu,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpus": os.cpu_count(),

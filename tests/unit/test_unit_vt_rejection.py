@@ -1,0 +1,286 @@
+"""VT check: beat morphology, lead agreement, pulse evidence and the confirm/doubt rules, with their edges.
+
+The rule under test is asymmetric: a VT is doubted only on positive evidence, so every "in doubt"
+case (no pulse channel, a flat one, no template, one lead) must confirm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardiogate.edge.alarm_engine import AlarmEngine, Beat
+from cardiogate.edge.dsp.pulse import PulseConfig, PulseEvidence, pulse_evidence
+from cardiogate.edge.dsp.vt import (
+    LeadRun,
+    SinusTemplate,
+    VtConfig,
+    assess_vt,
+    classify,
+    longest_run,
+    similarity,
+)
+
+FS = 250.0
+NS = 1_000_000_000
+
+
+def _pulses(beat_times_s: list[float], seconds: float, amplitude: float = 1.0) -> np.ndarray:
+    """A plethysmogram-like wave: one smooth pulse 0.2 s after each beat."""
+    t = np.arange(int(seconds * FS)) / FS
+    x = np.zeros_like(t)
+    for b in beat_times_s:
+        x += amplitude * np.exp(-0.5 * ((t - b - 0.25) / 0.1) ** 2)
+    return x + 0.01 * np.sin(2 * np.pi * 0.2 * t)
+
+
+def _regular(seconds: float, rate: float, start: float = 0.3) -> list[float]:
+    return list(np.arange(start, seconds, 60.0 / rate))
+
+
+def _judge(window_beats: list[float], baseline_amp: float = 1.0, window_amp: float = 1.0) -> PulseEvidence | None:
+    base = _pulses(_regular(60.0, 75), 60.0, baseline_amp)
+    win = _pulses(window_beats, 16.0, window_amp)
+    return pulse_evidence(win, base, FS)
+
+
+# ---- pulse evidence ----------------------------------------------------------------------------
+
+def test_regular_pulses_at_the_usual_amplitude_are_regular() -> None:
+    ev = _judge(_regular(16.0, 75))
+    assert ev is not None and ev.regular
+    assert ev.rate_bpm == pytest.approx(75, abs=3)
+    assert "regular" in ev.reason
+
+
+def test_pulses_present_but_with_dropouts_are_not_regular() -> None:
+    beats = [b for b in _regular(16.0, 75) if not 6.0 < b < 9.0]  # a 3 s run of non-perfused beats
+    ev = _judge(beats)
+    assert ev is not None and not ev.regular
+    assert ev.max_gap_s > PulseConfig().max_gap_s
+    assert "paused" in ev.reason
+
+
+def test_irregular_but_continuing_pulses_still_count_as_continuing() -> None:
+    rng = np.random.default_rng(3)
+    beats = list(np.cumsum(rng.uniform(0.55, 1.1, 30)))  # AF-like intervals, no pause over 2 s
+    ev = _judge([b for b in beats if b < 16.0])
+    assert ev is not None and ev.regular
+
+
+def test_collapsed_pulse_amplitude_is_not_regular() -> None:
+    ev = _judge(_regular(16.0, 75), window_amp=0.4)
+    assert ev is not None and not ev.regular
+    assert "amplitude" in ev.reason or "pulses" in ev.reason
+
+
+def test_a_flat_pulse_channel_cannot_be_judged() -> None:
+    base = _pulses(_regular(60.0, 75), 60.0)
+    assert pulse_evidence(np.full(int(16 * FS), 512.0), base, FS) is None
+    assert pulse_evidence(_pulses(_regular(16.0, 75), 16.0), np.zeros(int(60 * FS)), FS) is None
+    assert pulse_evidence(np.zeros(10), base, FS) is None  # too short
+
+
+# ---- morphology ---------------------------------------------------------------------------------
+
+def test_classify_wide_unlike_or_resized_beats_as_ventricular() -> None:
+    cfg = VtConfig()
+    assert not classify(0.03, (0.95, 1.0), cfg).ventricular
+    assert classify(0.08, (0.95, 1.0), cfg).ventricular  # wide
+    assert classify(0.03, (0.5, 1.0), cfg).ventricular  # another shape
+    assert classify(0.03, (0.95, 2.5), cfg).ventricular  # much larger
+    assert classify(0.03, (0.95, 0.3), cfg).ventricular  # much smaller
+    assert not classify(0.03, (cfg.min_corr, cfg.max_amplitude_ratio), cfg).ventricular  # both limits inclusive
+    assert not classify(0.03, None, cfg).ventricular  # no template: width alone decides
+    assert not classify(None, None, cfg).ventricular  # nothing measurable: not ventricular
+
+
+def test_similarity_finds_a_shifted_copy_and_its_size() -> None:
+    t = np.arange(-25, 26, dtype=np.float64)
+    template = np.exp(-0.5 * (t / 3.0) ** 2)
+    raw = np.zeros(200)
+    raw[97:148] = 2.0 * template  # the same beat, twice as large, 3 samples late
+    sim = similarity(raw, 119, template - template.mean(), shift=7)
+    assert sim is not None
+    corr, ratio = sim
+    assert corr > 0.99
+    assert ratio == pytest.approx(2.0, rel=0.05)
+
+
+def test_the_template_is_learnt_late_and_never_from_ventricular_beats() -> None:
+    cfg = VtConfig(template_min_beats=3, template_age_s=2.0)
+    tmpl = SinusTemplate(FS, cfg)
+    raw = np.zeros(3000)
+    peaks = [300, 500, 700, 900]
+    for p in peaks:
+        raw[p - 5:p + 6] = np.hanning(11)
+    for i, p in enumerate(peaks):
+        shape = classify(0.03 if i < 3 else 0.09, None, cfg)
+        tmpl.offer(p, raw, p, shape)
+    tmpl.advance(900 + int(1.0 * FS))
+    assert tmpl.template is None  # too recent
+    tmpl.advance(900 + int(2.0 * FS))
+    assert tmpl.template is not None  # the three narrow beats, not the wide one
+    assert tmpl.template.size == 2 * tmpl.half + 1
+
+
+def test_longest_run_needs_the_ventricular_rate() -> None:
+    fast = [int(i * 0.5 * FS) for i in range(6)]  # 120/min
+    slow = [int(i * 0.75 * FS) for i in range(6)]  # 80/min
+    run = longest_run(fast, [True] * 6, FS)
+    assert (run.beats, run.first, run.last) == (6, 0, fast[-1])
+    assert run.rate_bpm == pytest.approx(120.0)
+    assert longest_run(slow, [True] * 6, FS)[0] == 0
+    assert longest_run(fast, [True, True, False, True, True, True], FS)[0] == 3
+    # a run that starts slow and speeds up counts from where it is fast
+    mixed = [0, 250, 500, 625, 750, 875]
+    assert longest_run(mixed, [True] * 6, FS)[0] >= 4
+
+
+# ---- the verdict --------------------------------------------------------------------------------
+
+REGULAR = PulseEvidence(20, 75.0, 0.9, 1.0, True, "pulses regular at 75/min, amplitude x1.00")
+PAUSED = PulseEvidence(8, 75.0, 4.0, 0.9, False, "pulses paused 4.0 s")
+
+
+def _run(lead: str, beats: int, sqi: float | None = 0.9, template: bool = True, rate: float = 160.0) -> LeadRun:
+    return LeadRun(lead, beats, rate if beats else 0.0, template, sqi)
+
+
+def test_a_run_both_leads_agree_on_is_confirmed_even_with_regular_pulses() -> None:
+    v = assess_vt([_run("II", 6), _run("V", 5)], 0.9, REGULAR)
+    assert v.confirmed and v.corroborated and "agree" in v.reason
+    assert v.run_beats == 6
+
+
+def test_leads_that_disagree_with_regular_pulses_doubt_the_run() -> None:
+    v = assess_vt([_run("II", 8, sqi=0.6), _run("V", 0, sqi=0.6)], 0.4, REGULAR)
+    assert not v.confirmed
+    assert "pulses regular" in v.reason and "disagree" in v.reason
+
+
+@pytest.mark.parametrize("pulse", [None, PAUSED], ids=["no-pulse-signal", "pulses-irregular"])
+def test_disagreeing_leads_without_regular_pulses_confirm(pulse: PulseEvidence | None) -> None:
+    v = assess_vt([_run("II", 6, sqi=0.6), _run("V", 0, sqi=0.6)], 0.4, pulse)
+    assert v.confirmed
+
+
+def test_the_agreement_limit_is_inclusive() -> None:
+    cfg = VtConfig()
+    assert assess_vt([_run("II", 8, 0.6), _run("V", 0, 0.6)], cfg.min_agreement, REGULAR).confirmed
+    assert not assess_vt([_run("II", 8, 0.6), _run("V", 0, 0.6)], cfg.min_agreement - 0.01, REGULAR).confirmed
+
+
+def test_one_lead_only_is_always_confirmed() -> None:
+    v = assess_vt([_run("II", 6, sqi=0.2)], None, REGULAR)
+    assert v.confirmed and "one lead" in v.reason
+
+
+def test_a_run_only_in_a_noisy_lead_with_a_clean_sinus_lead_is_doubted() -> None:
+    v = assess_vt([_run("II", 8, sqi=0.3), _run("V", 0, sqi=0.95)], 0.8, None)
+    assert not v.confirmed and "noisy lead" in v.reason
+
+
+def test_a_clean_lead_without_its_template_cannot_overrule() -> None:
+    v = assess_vt([_run("II", 8, sqi=0.3), _run("V", 0, sqi=0.95, template=False)], 0.8, None)
+    assert v.confirmed
+
+
+def test_unknown_quality_cannot_overrule() -> None:
+    v = assess_vt([_run("II", 8, sqi=None), _run("V", 0, sqi=None)], 0.8, None)
+    assert v.confirmed
+
+
+def test_regular_pulses_refute_only_a_run_long_enough_to_show_on_them() -> None:
+    # with pulses at 75/min (0.8 s apart) a run without output leaves a pause of its length + 0.8 s,
+    # which must exceed the 2 s a regular pulse may pause: 4 beats at 150/min (1.2 s) do not, 5 (1.6 s) do
+    long_run = assess_vt([_run("II", 5, sqi=0.6, rate=150.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
+    assert not long_run.confirmed and long_run.run_beats == 5
+    short = assess_vt([_run("II", 4, sqi=0.6, rate=150.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
+    assert short.confirmed and "too short for the pulse" in short.reason
+    assert not short.corroborated
+
+
+def test_no_single_lead_run_confirms_without_corroboration() -> None:
+    cfg = VtConfig()  # the beats were ventricular in alternating leads: nothing refutes it
+    v = assess_vt([_run("II", cfg.min_run - 1), _run("V", cfg.min_run - 1)], 0.0, REGULAR)
+    assert v.confirmed and not v.corroborated
+
+
+def test_no_leads_at_all_confirms() -> None:
+    assert assess_vt([], None, REGULAR).confirmed
+
+
+# ---- the engine's side --------------------------------------------------------------------------
+
+def _beats(n: int, confirmed: bool | None, reason: str = "", start: int = 0) -> list[Beat]:
+    return [Beat(start + round(i * 0.4 * NS), "V", confirmed, reason) for i in range(n)]
+
+
+def test_a_doubted_vt_run_raises_the_advisory_not_the_alarm() -> None:
+    engine = AlarmEngine()
+    out = engine.observe_beats("p1", 10 * NS, _beats(8, False, "leads disagree, pulses regular"), 10 * NS)
+    conditions = {(n.condition, n.state) for n in out.notices}
+    assert ("vt_unconfirmed", "raised") in conditions
+    assert not any(n.condition == "vt" for n in out.notices)
+    advisory = next(n for n in out.notices if n.condition == "vt_unconfirmed")
+    assert advisory.priority == "low"
+    assert "VT unconfirmed: leads disagree, pulses regular" in advisory.reason
+    assert engine.status("p1", "vt") == "inactive"
+
+
+def test_a_confirmed_or_unchecked_run_alarms_with_its_evidence() -> None:
+    for confirmed in (True, None):
+        engine = AlarmEngine()
+        out = engine.observe_beats("p1", 10 * NS, _beats(8, confirmed, "6 beats; leads agree"), 10 * NS)
+        raised = [n for n in out.notices if n.condition == "vt" and n.state == "raised"]
+        assert len(raised) == 1
+        assert ("leads agree" in raised[0].reason) == bool(confirmed)
+        assert not any(n.condition == "vt_unconfirmed" for n in out.notices)
+
+
+def test_doubt_never_withdraws_a_vt_alarm_already_showing() -> None:
+    engine = AlarmEngine()
+    engine.observe_beats("p1", 5 * NS, _beats(7, True), 5 * NS)
+    assert engine.status("p1", "vt") == "active"
+    later = _beats(3, False, "pulses regular", start=7 * round(0.4 * NS))
+    out = engine.observe_beats("p1", 6 * NS, later, 6 * NS)
+    assert engine.status("p1", "vt") == "active"
+    assert not any(n.condition == "vt_unconfirmed" for n in out.notices)
+
+
+def test_a_doubted_run_that_becomes_confirmed_alarms() -> None:
+    engine = AlarmEngine()
+    engine.observe_beats("p1", 5 * NS, _beats(7, False, "pulses regular"), 5 * NS)
+    assert engine.status("p1", "vt") == "inactive"
+    out = engine.observe_beats("p1", 6 * NS, _beats(1, True, "pulse lost", start=7 * round(0.4 * NS)), 6 * NS)
+    assert any(n.condition == "vt" and n.state == "raised" for n in out.notices)
+
+
+def test_a_poor_primary_lead_blocks_vt_unless_another_channel_corroborates() -> None:
+    engine = AlarmEngine()
+    engine.technical("p1", "poor_signal", True, 0, 0)
+    quiet = engine.observe_beats("p1", 5 * NS, _beats(8, True, "one lead: nothing to cross-check"), 5 * NS)
+    assert not any(n.condition == "vt" for n in quiet.notices)
+    seen = [Beat(b.device_time_ns, "V", True, "leads agree", True) for b in _beats(8, True, start=4 * NS)]
+    out = engine.observe_beats("p1", 9 * NS, seen, 9 * NS)
+    assert any(n.condition == "vt" and n.state == "raised" for n in out.notices)
+    assert not any(n.condition == "asystole" for n in out.notices)  # no pause is measured on a poor signal
+
+
+def test_lead_off_blocks_even_a_corroborated_run() -> None:
+    engine = AlarmEngine()
+    engine.technical("p1", "lead_off", True, 0, 0)
+    seen = [Beat(b.device_time_ns, "V", True, "leads agree", True) for b in _beats(8, True)]
+    assert not engine.observe_beats("p1", 5 * NS, seen, 5 * NS).notices
+
+
+def test_a_run_another_lead_saw_in_full_counts_its_beats() -> None:
+    engine = AlarmEngine()  # shipped limit: 6 beats
+    two = [Beat(round(i * 0.8 * NS), "V", True, "8 beats in ECG2", True, 8) for i in range(2)]  # every other beat
+    out = engine.observe_beats("p1", 2 * NS, two, 2 * NS)
+    raised = [n for n in out.notices if n.condition == "vt" and n.state == "raised"]
+    assert raised and raised[0].value == 8.0
+    unchecked = AlarmEngine().observe_beats("p2", 2 * NS, [Beat(b.device_time_ns, "V", None, "", False, 8)
+                                                            for b in two], 2 * NS)
+    assert not any(n.condition == "vt" for n in unchecked.notices)  # only a check's run counts
