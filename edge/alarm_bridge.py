@@ -102,7 +102,7 @@ class AlarmBridge:
         if interrupted:  # a gap in the ECG is not a pause of the heart
             self.engine.signal_interrupted(patient)
         mapped = [Beat(b.device_time_ns, "V" if b.label == "V" else "N", b.vt_confirmed, b.vt_reason,
-                       b.vt_corroborated, b.vt_run) for b in beats]
+                       b.vt_corroborated, b.vt_run, b.vt_pending_until_ns, b.vt_decision) for b in beats]
         self._deliver(self.engine.observe_beats(patient, complete_ns, mapped, time.time_ns()))
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult) -> None:

@@ -438,7 +438,7 @@ class DeviceProcessor:
         if self.monitor is None or self.monitor.fs != frame.sample_rate_hz or self.monitor.scale_uv != frame.scale_uv:
             self.monitor = EcgMonitor(frame.sample_rate_hz, frame.scale_uv, self._rhythm, a.rhythm_every_s,
                                       a.rhythm_window_s, a.mains_hz, a.vt_rejection,
-                                      VtConfig(one_lead_pulse=a.vt_one_lead_pulse))
+                                      VtConfig(one_lead_pulse=a.vt_one_lead_pulse, pulse_wait_s=a.vt_pulse_wait_s))
         out = self.monitor.push(frame)
         if out.complete_ns is not None:
             self._sink.observe_beats(self.patient, self.device_id, out.complete_ns, out.beats, out.interrupted)

@@ -177,6 +177,10 @@ class AnalysisSettings(StrictModel):
     vt_one_lead_pulse: bool = Field(default=True, description="with one ECG lead (a chest strap), the same "
                                     "patient's PPG pulse is the VT cross-check: regular pulses doubt the run, "
                                     "paused or collapsed ones corroborate it (docs/alarms.md)")
+    vt_pulse_wait_s: float = Field(default=1.0, ge=0, le=5, description="one ECG lead with a pulse: when a run "
+                                   "reaches the VT limit before the pulse covering it has arrived, hold the "
+                                   "decision at most this long (device time from that beat), then confirm; "
+                                   "0: no wait (docs/alarms.md)")
 
 
 class StateSettings(StrictModel):

@@ -67,6 +67,10 @@ class Beat:
     second lead or the pulse shows the run too, so it counts even while the primary lead's quality is poor.
     ``vt_run``: the longest ventricular run the check saw in any lead; it counts like this stream's own run
     (a wide run can make one lead's detector miss every other beat).
+    ``vt_pending_until_ns``: the check waits for the pulse that covers this (one-lead) run, until this device
+    time at the latest: a run reaching the limit on such a beat is counted but its alarm is held (from that
+    beat, its trigger) until the decision comes. ``vt_decision``: not a new beat but the check's final verdict
+    on a held run (``vt_confirmed``, ``vt_reason``), restating the beat that brought it to the limit.
     """
 
     device_time_ns: int
@@ -75,6 +79,8 @@ class Beat:
     vt_reason: str = ""
     vt_corroborated: bool = False
     vt_run: int = 0
+    vt_pending_until_ns: int | None = None
+    vt_decision: bool = False
 
 
 @dataclass(slots=True)
@@ -91,6 +97,19 @@ class _Episode:
     acknowledged: bool = False
     silenced_until_ns: int | None = None
     latched_noticed: bool = False
+
+
+@dataclass(slots=True)
+class _VtHold:
+    """A VT run at the limit whose alarm waits for the check's decision (``Beat.vt_pending_until_ns``)."""
+
+    trigger_ns: int  # the beat that reached the limit: the alarm's trigger and onset when confirmed
+    value: float  # the run's length at that beat
+    until_ns: int  # device time by which the check decides at the latest
+    opened_ns: int  # decision time when the hold opened (the gateway clock, for tick())
+    reason: str
+    latest_ns: int  # the run goes on (or ends) while the decision waits: its last beat ...
+    latest_value: float  # ... and length then
 
 
 @dataclass(slots=True)
@@ -111,6 +130,7 @@ class _Patient:
     technical_inputs: set[TechnicalCondition] = field(default_factory=set)
     last_beat_ns: int | None = None
     v_run: tuple[int, int, int] | None = None  # (first V beat, last V beat, count)
+    vt_hold: _VtHold | None = None
 
     def tracker(self, condition: Condition) -> _Tracker:
         return self.trackers.setdefault(condition, _Tracker())
@@ -175,9 +195,14 @@ class AlarmEngine:
         count towards VT, because a VT itself degrades the quality index of the lead it distorts.
         """
         p, sink, now = self._patient(patient), _Sink(), decision_time_ns
+        for decided in (b for b in beats if b.vt_decision):  # a held run is decided whatever the signal does now
+            if p.vt_hold is not None:
+                self._decide_vt(sink, patient, p, decided.vt_confirmed is not False, decided.vt_reason, now)
+        beats = [b for b in beats if not b.vt_decision]
         inops = p.technical_inputs.intersection(_SIGNAL_INOPS)
         if inops == {"poor_signal"} and any(b.vt_corroborated for b in beats):
-            return self._corroborated_run(sink, patient, p, beats, now)
+            self._corroborated_run(sink, patient, p, beats, now)
+            return self._vt_hold_due(sink, patient, p, device_time_ns, now)
         if inops:
             p.last_beat_ns, p.v_run = None, None
             beat_conditions: tuple[Condition, ...] = ("asystole", "vt")
@@ -185,7 +210,7 @@ class AlarmEngine:
                 tracker = p.tracker(condition)
                 tracker.since.clear()
                 tracker.clear_since = None
-            return sink.outcome()
+            return self._vt_hold_due(sink, patient, p, device_time_ns, now)
         for beat in sorted(beats, key=lambda b: b.device_time_ns):
             b = beat.device_time_ns
             if p.last_beat_ns is not None and b <= p.last_beat_ns:
@@ -203,7 +228,7 @@ class AlarmEngine:
             p.last_beat_ns = device_time_ns  # no beat yet: count the pause from the first analysed time
         if device_time_ns >= p.last_beat_ns:
             self._feed(sink, patient, p, "asystole", (device_time_ns - p.last_beat_ns) / NS, device_time_ns, now)
-        return sink.outcome()
+        return self._vt_hold_due(sink, patient, p, device_time_ns, now)
 
     def observe_rhythm(self, patient: str, device_time_ns: int, rhythm: Rhythm, decision_time_ns: int) -> Outcome:
         """The rhythm model's class for the window ending at ``device_time_ns`` (drives the AF advisory).
@@ -219,9 +244,14 @@ class AlarmEngine:
         return sink.outcome()
 
     def signal_interrupted(self, patient: str) -> None:
-        """The ECG stream had a gap (link loss, restart): the time since the last beat is unknown, not a pause."""
+        """The ECG stream had a gap (link loss, restart): the time since the last beat is unknown, not a pause.
+
+        A held VT decision can no longer come from the analysis (it restarts): the next input confirms it.
+        """
         p = self._patient(patient)
         p.last_beat_ns, p.v_run = None, None
+        if p.vt_hold is not None:
+            p.vt_hold.until_ns = min(p.vt_hold.until_ns, p.vt_hold.trigger_ns)
 
     def technical(self, patient: str, kind: TechnicalCondition, active: bool, device_time_ns: int,
                   decision_time_ns: int) -> Outcome:
@@ -238,6 +268,10 @@ class AlarmEngine:
         """Time-driven transitions on the gateway clock: silences expire, unacknowledged alarms escalate."""
         sink = _Sink()
         for patient, p in self._patients.items():
+            hold = p.vt_hold  # the ECG stopped while a VT decision waited: its wait ends on the gateway clock too
+            if hold is not None and now_ns - hold.opened_ns >= hold.until_ns - hold.trigger_ns:
+                self._decide_vt(sink, patient, p, True, f"{hold.reason}: no decision within the wait, so confirmed",
+                                now_ns)
             for condition, tracker in p.trackers.items():
                 ep = tracker.episode
                 if ep is None:
@@ -359,7 +393,8 @@ class AlarmEngine:
             return "inactive"
         if tracker.episode is not None:
             return "active" if tracker.episode.present else "latched"
-        return "pending" if tracker.since else "inactive"
+        held = condition == "vt" and p is not None and p.vt_hold is not None
+        return "pending" if tracker.since or held else "inactive"
 
     def limits(self, patient: str) -> dict[Condition, ConditionSpec]:
         """The specs in force for this patient (defaults, config overrides, then set_limits commands)."""
@@ -410,9 +445,21 @@ class AlarmEngine:
         Never withdraws a VT alarm that is already showing: doubt only ever stops a new one.
         """
         value, b = self._vt_value(p.v_run), beat.device_time_ns
-        if beat.label == "V" and beat.vt_confirmed is not None:
+        if beat.label == "V" and (beat.vt_confirmed is not None or beat.vt_pending_until_ns is not None):
             value = max(value, float(beat.vt_run))
         spec, episode = p.specs["vt"], p.tracker("vt").episode
+        hold = p.vt_hold
+        if hold is not None:  # the decision waits: count the run on, feed nothing (the alarm's trigger is earlier)
+            hold.latest_ns, hold.latest_value = b, value
+            if beat.vt_confirmed is None:
+                return
+            self._decide_vt(sink, patient, p, beat.vt_confirmed, beat.vt_reason, now)  # a later verdict decides
+            episode = p.tracker("vt").episode
+        showing = episode is not None and episode.present
+        if (beat.label == "V" and beat.vt_pending_until_ns is not None and not showing
+                and spec.beyond(value, spec.tiers[0].limit)):
+            p.vt_hold = _VtHold(b, value, beat.vt_pending_until_ns, now, beat.vt_reason, b, value)
+            return
         doubted = (beat.vt_confirmed is False and spec.beyond(value, spec.tiers[0].limit)
                    and (episode is None or not episode.present))
         if doubted:
@@ -422,6 +469,31 @@ class AlarmEngine:
         note = f"{beat.vt_reason}" if beat.vt_confirmed and beat.vt_reason else ""
         self._feed(sink, patient, p, "vt", value, b, now, note)
         self._feed(sink, patient, p, "vt_unconfirmed", 0.0, b, now)
+
+    def _decide_vt(self, sink: _Sink, patient: str, p: _Patient, confirmed: bool, reason: str, now: int) -> None:
+        """End a held run: the alarm (trigger: the beat that reached the limit) or the advisory, then catch up
+        with the beats seen while it waited."""
+        hold, p.vt_hold = p.vt_hold, None
+        assert hold is not None
+        spec, limit = p.specs["vt"], p.specs["vt"].tiers[0].limit
+        steps = [(hold.trigger_ns, hold.value)]
+        if hold.latest_ns > hold.trigger_ns:
+            steps.append((hold.latest_ns, hold.latest_value))
+        for t, value in steps:
+            episode = p.tracker("vt").episode
+            if not confirmed and spec.beyond(value, limit) and (episode is None or not episode.present):
+                self._feed(sink, patient, p, "vt", 0.0, t, now)
+                self._feed(sink, patient, p, "vt_unconfirmed", 1.0, t, now, f"VT unconfirmed: {reason}")
+            else:
+                self._feed(sink, patient, p, "vt", value, t, now, reason if confirmed else "")
+                self._feed(sink, patient, p, "vt_unconfirmed", 0.0, t, now)
+
+    def _vt_hold_due(self, sink: _Sink, patient: str, p: _Patient, device_time_ns: int, now: int) -> Outcome:
+        """Never forget a held run: once the stream has passed its wait, it is confirmed (in doubt, never reject)."""
+        hold = p.vt_hold
+        if hold is not None and device_time_ns >= hold.until_ns:
+            self._decide_vt(sink, patient, p, True, f"{hold.reason}: no decision within the wait, so confirmed", now)
+        return sink.outcome()
 
     def _vt_value(self, run: tuple[int, int, int] | None) -> float:
         """Length of the current ventricular run, or 0 when it is slower than the VT rate."""

@@ -39,7 +39,8 @@ from cardiogate.edge.dsp.ppg import (
 )
 from cardiogate.edge.dsp.pulse import PulseEvidence
 from cardiogate.edge.dsp.vt import LeadRun, VtConfig, assess_vt
-from cardiogate.edge.ecg_monitor import MonitoredBeat
+from cardiogate.edge.ecg_assembler import EcgFrame
+from cardiogate.edge.ecg_monitor import EcgMonitor, MonitoredBeat
 from cardiogate.edge.inference import RhythmResult
 from cardiogate.edge.processing import DeviceProcessor
 from cardiogate.edge.settings import AlarmSettings, AnalysisSettings
@@ -358,13 +359,75 @@ def test_run_pulses_tell_a_pulsed_run_from_a_pulseless_one_once_they_had_time_to
         assert early is None  # under 1.25 s of pulse after the run's start: nothing to say yet
 
 
-@pytest.mark.parametrize("lag_s", [0.0, 0.2])
+@pytest.mark.parametrize("lag_s", [0.0, 0.2, 0.4])
 def test_a_pulsed_vt_is_doubted_with_a_slightly_late_pulse_stream(lag_s: float) -> None:
     sink = _Sink()
     proc = _processor(sink, "C0:00:00:00:00:01")
     sim = _sim([{"kind": "vt", "at_s": 40.0, "duration_s": 12.0, "hr_bpm": 180, "pulses": "preserved"}])
     _stream(sim, 50.0, proc, proc, ppg_lag_s=lag_s)
     assert sink.raised("vt") == [] and sink.raised("vt_unconfirmed")
+
+
+def _monitor(pulses: str, ppg_lag_s: float | None, aux_ecg: bool = False,
+             seconds: float = 46.0) -> list[tuple[int, list[MonitoredBeat]]]:
+    """A 180/min VT at 40 s streamed into one ECG monitor: each chunk's end (device ns) with its beats.
+
+    ``ppg_lag_s``: the pulse wave arrives this much after the ECG of the same moment (None: no pulse channel);
+    ``aux_ecg``: the same signal again as a second lead.
+    """
+    sim = _sim([{"kind": "vt", "at_s": 40.0, "duration_s": 12.0, "hr_bpm": 180, "pulses": pulses}])
+    monitor = EcgMonitor(130.0, 1.0, vt=VtConfig(one_lead_pulse=True))
+    wave = np.round(_wave(sim, 0.0, seconds + 1.0, 55.0)).astype(np.int32)
+    chunks: list[tuple[int, list[MonitoredBeat]]] = []
+    pi = 0
+    for ei in range(0, round(seconds * 130) - 73, 73):
+        while ppg_lag_s is not None and (pi + 16) / 55 + ppg_lag_s <= (ei + 73) / 130:
+            monitor.push_aux("pulse", EcgFrame(T0 + round(pi * NS / 55), 55.0, 1.0, wave[pi:pi + 16]))
+            pi += 16
+        frame = EcgFrame(T0 + round(ei * NS / 130), 130.0, 1.0, np.round(sim.ecg_uv(ei, 73)).astype(np.int32))
+        if aux_ecg:
+            monitor.push_aux("ecg", frame)
+        chunks.append((T0 + round((ei + 73) * NS / 130), monitor.push(frame).beats))
+    return chunks
+
+
+def _run_beats(chunks: list[tuple[int, list[MonitoredBeat]]]) -> list[MonitoredBeat]:
+    return [b for _, beats in chunks for b in beats if b.label == "V" and not b.vt_decision
+            and b.device_time_ns >= T0 + 39 * NS]
+
+
+@pytest.mark.parametrize(("pulses", "confirmed", "why"), [("preserved", False, "pulses regular"),
+                                                          ("absent", True, "no pulse since the run began")])
+def test_a_one_lead_decision_waits_for_the_pulse_that_covers_the_run(pulses: str, confirmed: bool, why: str) -> None:
+    chunks = _monitor(pulses, ppg_lag_s=0.5)
+    run = _run_beats(chunks)
+    limit_t = run[VtConfig().min_run - 1].device_time_ns  # the beat that brought the run to 3 beats
+    waiting = [b for b in run if b.vt_pending_until_ns is not None]
+    assert waiting and {b.vt_pending_until_ns for b in waiting} == {limit_t + NS}  # the shipped 1 s wait
+    assert all(b.vt_confirmed is None for b in waiting)
+    [(end, decision)] = [(end, b) for end, beats in chunks for b in beats if b.vt_decision]
+    assert decision.device_time_ns == limit_t and decision.vt_confirmed is confirmed and why in decision.vt_reason
+    # here the pulse covers the run just as the wait ends: evidence that arrives with that chunk still decides
+    assert end == next(e for e, _ in chunks if e >= limit_t + NS)
+    assert all(b.vt_pending_until_ns is None for b in run if b.device_time_ns > waiting[-1].device_time_ns)
+
+
+def test_a_pulse_too_late_for_the_wait_confirms_the_run_when_the_wait_ends() -> None:
+    chunks = _monitor("preserved", ppg_lag_s=1.5)
+    limit_t = _run_beats(chunks)[VtConfig().min_run - 1].device_time_ns
+    at = next(i for i, (_, beats) in enumerate(chunks) if any(b.vt_decision for b in beats))
+    [decision] = [b for b in chunks[at][1] if b.vt_decision]
+    assert decision.vt_confirmed is True and decision.device_time_ns == limit_t
+    assert "waiting for the pulse: none covered the run within 1 s, so confirmed" in decision.vt_reason
+    assert chunks[at - 1][0] < limit_t + NS <= chunks[at][0]  # decided in the first chunk that reaches the wait's end
+
+
+@pytest.mark.parametrize(("aux_ecg", "ppg_lag_s"), [(True, 0.5), (False, None)], ids=["two-leads", "no-pulse"])
+def test_two_leads_or_no_pulse_channel_never_wait(aux_ecg: bool, ppg_lag_s: float | None) -> None:
+    chunks = _monitor("preserved", ppg_lag_s, aux_ecg=aux_ecg)
+    run = _run_beats(chunks)
+    assert len(run) > 10 and all(b.vt_confirmed is True and b.vt_pending_until_ns is None for b in run)
+    assert not any(b.vt_decision for _, beats in chunks for b in beats)
 
 
 def test_without_the_one_lead_pulse_setting_a_pulsed_vt_still_alarms() -> None:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cardiogate.edge.alarm_engine import AlarmEngine, Beat
+from cardiogate.edge.alarm_engine import AlarmEngine, Beat, Outcome
+from cardiogate.edge.alarm_engine.config import default_specs
 from cardiogate.edge.dsp.pulse import PulseConfig, PulseEvidence, pulse_evidence
 from cardiogate.edge.dsp.vt import (
     LeadRun,
     SinusTemplate,
     VtConfig,
+    VtVerdict,
     assess_vt,
     classify,
     longest_run,
     similarity,
 )
+from cardiogate.edge.dsp.vt_watch import Settled, settle
 
 FS = 250.0
 NS = 1_000_000_000
@@ -284,3 +287,152 @@ def test_a_run_another_lead_saw_in_full_counts_its_beats() -> None:
     unchecked = AlarmEngine().observe_beats("p2", 2 * NS, [Beat(b.device_time_ns, "V", None, "", False, 8)
                                                             for b in two], 2 * NS)
     assert not any(n.condition == "vt" for n in unchecked.notices)  # only a check's run counts
+
+
+# ---- the bounded wait for the pulse (one lead) -------------------------------------------------
+
+def _pending(at: int, beats: int = 3) -> VtVerdict:
+    return VtVerdict(True, f"{beats} ventricular beats at 180/min in ECG (one lead); waiting for the pulse",
+                     run_beats=beats, pending_from=at)
+
+
+def test_a_held_run_is_decided_exactly_when_its_wait_ends() -> None:
+    opened = settle(None, _pending(1000), 1100, 250, 1.0)
+    assert opened.verdict.pending_from == 1000 and opened.decisions == ()
+    assert opened.hold is not None and (opened.hold.limit_at, opened.hold.until) == (1000, 1250)
+    before = settle(opened.hold, _pending(1000, 4), 1249, 250, 1.0)
+    assert before.verdict.pending_from == 1000 and before.decisions == ()
+    at = settle(before.hold, _pending(1000, 5), 1250, 250, 1.0)
+    [(limit_at, final)] = at.decisions
+    assert limit_at == 1000 and final.confirmed and final.pending_from is None and final.run_beats == 5
+    assert "none covered the run within 1 s, so confirmed" in final.reason
+    assert at.verdict == final and at.hold is not None and at.hold.decided
+    again = settle(at.hold, _pending(1000, 6), 1300, 250, 1.0)  # its wait is over: it never waits again
+    assert again.decisions == () and again.verdict.confirmed and again.verdict.pending_from is None
+
+
+@pytest.mark.parametrize("confirmed", [True, False], ids=["pulse-lost", "pulses-followed"])
+def test_pulse_evidence_ends_the_wait_with_its_verdict(confirmed: bool) -> None:
+    opened = settle(None, _pending(1000), 1100, 250, 1.0)
+    evidence = VtVerdict(confirmed, "3 ventricular beats (one lead); pulse: ...", confirmed, 3)
+    out = settle(opened.hold, evidence, 1200, 250, 1.0)
+    assert out.decisions == ((1000, evidence),) and out.verdict == evidence
+    assert out.hold is not None and out.hold.decided
+    assert settle(out.hold, evidence, 1210, 250, 1.0).decisions == ()  # decided once
+
+
+def test_a_later_run_waits_again_and_an_open_wait_is_never_dropped() -> None:
+    opened = settle(None, _pending(1000), 1100, 250, 1.0)
+    later = settle(opened.hold, _pending(1300), 1300, 250, 1.0)
+    [(limit_at, final)] = later.decisions
+    assert limit_at == 1000 and final.confirmed
+    assert later.hold is not None and (later.hold.limit_at, later.hold.until, later.hold.decided) == (1300, 1550, False)
+    assert later.verdict.pending_from == 1300
+
+
+def test_a_verdict_that_does_not_wait_passes_through_unchanged() -> None:
+    plain = VtVerdict(True, "4 ventricular beats (one lead: nothing to cross-check)", run_beats=4)
+    out = settle(None, plain, 1000, 250, 1.0)
+    assert out == Settled(plain, (), None)
+
+
+PENDING_REASON = "4 ventricular beats at 180/min in ECG (one lead); waiting for the pulse"
+LIMIT = round(default_specs()["vt"].tiers[0].limit)  # the shipped VT limit
+RR = round(NS / 3)  # 180/min
+
+
+def _held_run(n: int, start: int = 5 * NS) -> tuple[list[Beat], int, int]:
+    """``n`` ventricular beats at 180/min whose check waits for the pulse; the limit beat and the wait's end."""
+    limit_t = start + (LIMIT - 1) * RR
+    until = limit_t + NS
+    return [Beat(start + i * RR, "V", None, PENDING_REASON, False, 0, until) for i in range(n)], limit_t, until
+
+
+def _vt_notices(out: Outcome) -> list[tuple[str, str]]:
+    return [(n.condition, n.state) for n in out.notices if n.condition in ("vt", "vt_unconfirmed")]
+
+
+def test_a_held_run_confirmed_by_the_lost_pulse_alarms_from_the_beat_that_reached_the_limit() -> None:
+    engine = AlarmEngine()
+    beats, limit_t, _until = _held_run(LIMIT + 1)
+    held = engine.observe_beats("p1", beats[-1].device_time_ns, beats, 10 * NS)
+    assert _vt_notices(held) == [] and engine.status("p1", "vt") == "pending"
+    decision = Beat(limit_t, "V", True, "4 ventricular beats (one lead); pulse: no pulse since the run began (1.3 s)",
+                    True, LIMIT, vt_decision=True)
+    out = engine.observe_beats("p1", limit_t + NS // 2, [decision], 11 * NS)
+    [alarm] = [n for n in out.notices if n.condition == "vt"]
+    assert (alarm.state, alarm.priority) == ("raised", "high")
+    assert alarm.trigger_sample_device_time_ns == alarm.onset_sample_device_time_ns == limit_t
+    assert alarm.decision_time_ns == 11 * NS and "no pulse since the run began" in alarm.reason
+    assert not any(n.condition == "vt_unconfirmed" for n in out.notices)
+    assert engine.status("p1", "vt") == "active"
+
+
+def test_a_held_run_with_continuing_pulses_gives_the_advisory_not_the_alarm() -> None:
+    engine = AlarmEngine()
+    beats, limit_t, _until = _held_run(LIMIT + 2)
+    engine.observe_beats("p1", beats[-1].device_time_ns, beats, 10 * NS)
+    why = "4 ventricular beats at 180/min in ECG (one lead), but pulses regular at 180/min, amplitude x0.95"
+    later = Beat(beats[-1].device_time_ns + RR, "V", False, why, False, LIMIT + 3)
+    out = engine.observe_beats("p1", later.device_time_ns, [Beat(limit_t, "V", False, why, False, LIMIT,
+                                                                 vt_decision=True), later], 11 * NS)
+    assert _vt_notices(out) == [("vt_unconfirmed", "raised")]
+    [advisory] = out.notices
+    assert advisory.priority == "low" and advisory.trigger_sample_device_time_ns == limit_t
+    assert advisory.reason.endswith(f"(VT unconfirmed: {why})")
+    assert engine.status("p1", "vt") == "inactive" and engine.status("p1", "vt_unconfirmed") == "active"
+
+
+def test_a_held_run_is_confirmed_when_its_wait_ends_without_a_decision() -> None:
+    engine = AlarmEngine()
+    beats, limit_t, until = _held_run(LIMIT)
+    engine.observe_beats("p1", limit_t, beats, 10 * NS)
+    assert _vt_notices(engine.observe_beats("p1", until - 1, [], 11 * NS)) == []  # one nanosecond before: held
+    out = engine.observe_beats("p1", until, [], 12 * NS)
+    [alarm] = [n for n in out.notices if n.condition == "vt"]
+    assert alarm.state == "raised" and alarm.trigger_sample_device_time_ns == limit_t
+    assert "no decision within the wait, so confirmed" in alarm.reason and alarm.decision_time_ns == 12 * NS
+
+
+@pytest.mark.parametrize("confirmed", [True, False], ids=["confirmed", "doubted"])
+def test_a_held_run_that_ended_before_its_decision_is_still_decided(confirmed: bool) -> None:
+    engine = AlarmEngine()
+    beats, limit_t, _until = _held_run(LIMIT)
+    engine.observe_beats("p1", limit_t, beats, 10 * NS)
+    sinus = [Beat(limit_t + k * RR, "N") for k in (1, 2)]  # the run ended while the decision waited
+    assert _vt_notices(engine.observe_beats("p1", sinus[-1].device_time_ns, sinus, 11 * NS)) == []
+    decision = Beat(limit_t, "V", confirmed, "the check's reason", confirmed, LIMIT, vt_decision=True)
+    out = engine.observe_beats("p1", sinus[-1].device_time_ns + 1, [decision], 12 * NS)
+    if confirmed:  # raised at the limit beat, then latched: the run is over but nobody acknowledged it
+        assert _vt_notices(out) == [("vt", "raised"), ("vt", "latched")]
+        assert out.notices[0].trigger_sample_device_time_ns == limit_t
+    else:
+        assert _vt_notices(out) == [("vt_unconfirmed", "raised")]
+        assert out.notices[0].trigger_sample_device_time_ns == limit_t
+
+
+def test_a_held_run_is_confirmed_when_the_signal_stops_or_breaks() -> None:
+    stopped = AlarmEngine()  # no more ECG at all: the gateway clock ends the wait
+    beats, limit_t, until = _held_run(LIMIT)
+    stopped.observe_beats("p1", limit_t, beats, 10 * NS)
+    assert _vt_notices(stopped.tick(10 * NS + (until - limit_t) - 1)) == []
+    [alarm] = stopped.tick(10 * NS + (until - limit_t)).notices
+    assert (alarm.condition, alarm.state, alarm.trigger_sample_device_time_ns) == ("vt", "raised", limit_t)
+    broken = AlarmEngine()  # a gap restarts the analysis, so its decision can never come: the next input decides
+    broken.observe_beats("p1", limit_t, beats, 10 * NS)
+    broken.signal_interrupted("p1")
+    out = broken.observe_beats("p1", limit_t + NS // 10, [], 10 * NS + 1)
+    assert _vt_notices(out) == [("vt", "raised")] and out.notices[0].trigger_sample_device_time_ns == limit_t
+
+
+def test_a_waiting_check_does_not_hold_an_alarm_already_showing_or_a_run_below_the_limit() -> None:
+    engine = AlarmEngine()
+    engine.observe_beats("p1", 5 * NS, _beats(LIMIT + 2, True), 5 * NS)
+    assert engine.status("p1", "vt") == "active"
+    beats, _limit_t, _until = _held_run(3, start=(LIMIT + 2) * round(0.4 * NS))  # the run goes on, pending
+    out = engine.observe_beats("p1", beats[-1].device_time_ns, beats, 6 * NS)
+    assert engine.status("p1", "vt") == "active" and _vt_notices(out) == []
+    short = AlarmEngine()
+    few, _limit_t, _until = _held_run(LIMIT - 1)
+    short.observe_beats("p1", few[-1].device_time_ns, few, 6 * NS)
+    assert short.status("p1", "vt") == "inactive"  # nothing to hold below the limit
