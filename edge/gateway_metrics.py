@@ -20,6 +20,8 @@ NOTIFICATIONS = counter("gateway_notifications", "BLE notifications and indicati
                         ("device_kind", "characteristic"))
 DECODE_ERRORS = counter("gateway_decode_errors", "Malformed packets (dropped and logged).",
                         ("device_kind", "characteristic"))
+RR_DROPPED = counter("gateway_rr_dropped", "Invalid RR intervals (0) removed from otherwise good heart-rate packets.",
+                     ("device_kind",))
 ECG_GAPS = counter("gateway_ecg_gaps", "Gaps in a device's ECG stream (each also a gap record).", ("device_kind",))
 ECG_MISSING_SAMPLES = counter("gateway_ecg_missing_samples", "ECG samples the gaps account for.", ("device_kind",))
 RECONNECTS = counter("gateway_reconnects", "Links established again after the first one.", ("device_kind",))

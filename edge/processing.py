@@ -46,7 +46,7 @@ from cardiogate.edge.dsp.ppg import PpgMonitor
 from cardiogate.edge.dsp.vt import VtConfig
 from cardiogate.edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
 from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, AuxKind, EcgMonitor, MonitoredBeat, MonitorOutput
-from cardiogate.edge.gateway_metrics import DECODE_ERRORS, ECG_GAPS, ECG_MISSING_SAMPLES
+from cardiogate.edge.gateway_metrics import DECODE_ERRORS, ECG_GAPS, ECG_MISSING_SAMPLES, RR_DROPPED
 from cardiogate.edge.inference import RhythmClassifier, RhythmResult
 from cardiogate.edge.settings import AnalysisSettings
 from cardiogate.proto.contracts import stream_id_for
@@ -180,6 +180,7 @@ class DeviceProcessor:
         self.counters.last_heart_rate = m.heart_rate_bpm
         if m.rr_dropped:
             self.counters.rr_dropped += m.rr_dropped
+            RR_DROPPED.labels(self.device_kind).inc(m.rr_dropped)
             log.debug("invalid rr dropped", device=self.device_id, dropped=m.rr_dropped, kept=len(m.rr_intervals_1024))
         device_ns = self.device_time_for(receive_ns)
         vitals = pb.VitalsRecord(device_time_ns=device_ns, receive_time_ns=receive_ns, source="hrm",

@@ -181,8 +181,11 @@ class LocalStack:
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
+        # The parts run on the configs written here: settings from the caller's shell (CARDIOGATE_*) would
+        # override them (the environment beats the file), so they are not passed on; ``env`` is.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CARDIOGATE_")}
         self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                            env={**os.environ, **(env or {})}, cwd=self.workdir)
+                                            env={**inherited, **(env or {})}, cwd=self.workdir)
 
     def write_configs(self) -> dict[str, Path]:
         self.workdir.mkdir(parents=True, exist_ok=True)
