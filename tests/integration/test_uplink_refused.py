@@ -86,6 +86,10 @@ async def test_a_revoked_gateway_raises_uplink_refused_backs_off_slowly_and_keep
     stream = f"{DEVICE}/vitals"
     gw.emit_records([vitals(i, patient, DEVICE, hr=70.0 + i) for i in range(RECORDS)])
     messages: list[dict[str, Any]] = []
+
+    def gateway_events() -> list[tuple[str, bool]]:
+        return [(m["event"], m["active"]) for m in messages if m["topic"].endswith(f"gateway/{gateway_id}/events")]
+
     subscribed = asyncio.Event()
     tasks = [asyncio.create_task(collect(f"cardiogate/{site}/#", messages, subscribed))]
     await asyncio.wait_for(subscribed.wait(), 10)
@@ -95,8 +99,10 @@ async def test_a_revoked_gateway_raises_uplink_refused_backs_off_slowly_and_keep
         (raised,) = uplink_alarms(messages, "raised")
         assert raised["topic"] == f"cardiogate/{site}/{patient}/alarms"
         assert raised["category"] == "technical" and raised["priority"] == "medium"
+        # the gateway event is published after the alarm, so it may arrive a moment later
+        await eventually(lambda: len(gateway_events()) >= 1, 15, "uplink_refused event raised on MQTT")
+        assert gateway_events() == [("uplink_refused", True)]
         events = [m for m in messages if m["topic"].endswith(f"gateway/{gateway_id}/events")]
-        assert [(e["event"], e["active"]) for e in events] == [("uplink_refused", True)]
         assert "revoked" in events[0]["reason"]
         refused = gw.uplink.refused
         assert refused is not None and refused.status == "UNAUTHENTICATED"
@@ -114,8 +120,9 @@ async def test_a_revoked_gateway_raises_uplink_refused_backs_off_slowly_and_keep
         await eventually(lambda: bool(uplink_alarms(messages, "cleared")), 15, "uplink_refused cleared on MQTT")
         assert gw.uplink.refused is None and gw.uplink.records_acked >= RECORDS
         assert gw.outbox.unsent(stream, -1, 100) == []
-        events = [m for m in messages if m["topic"].endswith(f"gateway/{gateway_id}/events")]
-        assert [(e["event"], e["active"]) for e in events] == [("uplink_refused", True), ("uplink_refused", False)]
+        # the event is published after the alarm's clearing, so it may arrive a moment later
+        await eventually(lambda: len(gateway_events()) >= 2, 15, "uplink_refused event cleared on MQTT")
+        assert gateway_events() == [("uplink_refused", True), ("uplink_refused", False)]
     finally:
         for task in tasks:
             task.cancel()
