@@ -174,12 +174,16 @@ class EcgAssembler:
                     events.append(self._jump(expected_ns, frame))
                     return True
                 return False
-            if clocks_disagree:  # the device time cannot size the gap; the gateway clock can, roughly
+            missing = round((frame.first_sample_ns - expected_ns) * frame.sample_rate_hz / _NS)
+            per_packet = max(len(frame.samples), len(last.samples))
+            if clocks_disagree and not (missing >= 0 and abs(missing - missing_packets * per_packet) <= per_packet):
+                # The device time cannot size the gap (it jumped: the counter disagrees with it too);
+                # the gateway clock can, roughly. When the counter agrees with the device time, it was
+                # the gateway's receive times that moved (a stalled host delivers late), not the watch.
                 events.append(self._jump(expected_ns, frame))
                 estimate = max(0, round(elapsed_ns * frame.sample_rate_hz / _NS) - len(frame.samples))
                 events.append(self._gap(last, frame, loss, estimate, missing_packets))
                 return True
-            missing = round((frame.first_sample_ns - expected_ns) * frame.sample_rate_hz / _NS)
             events.append(self._gap(last, frame, loss, max(0, missing), missing_packets))
             return True
         # No counter (Polar): the time base alone tells continuity.

@@ -96,6 +96,19 @@ def test_a_gap_across_a_clock_jump_is_sized_by_the_gateway_clock() -> None:
     assert out.events[1].gap.missing_samples == round(5.5 * 250) - 125
 
 
+def test_a_gap_received_late_is_sized_by_the_device_clock_when_the_counter_agrees() -> None:
+    """A stalled gateway receives the next packet seconds late; two packets were lost, and the counter
+    and the device time agree on it: an exact gap, no clock jump."""
+    a = EcgAssembler(block_samples=1000)
+    a.push(frame(G0, 113, 741, G0))
+    first_ns = G0 + round(3 * 113 * S / 250)  # packets 742 and 743 lost
+    out = a.push(frame(first_ns, 113, 744, G0 + 5_600_000_000))
+    assert [e.WhichOneof("event") for e in out.events] == ["gap"]
+    gap = out.events[0].gap
+    assert gap.missing_samples == 226 and (gap.device_sequence_first, gap.device_sequence_last) == (742, 743)
+    assert a.clock_jumps == 0
+
+
 def test_wide_samples_switch_the_block_to_int32() -> None:
     a = EcgAssembler(block_samples=4)
     a.push(EcgFrame(G0, 130.0, 1.0, np.array([1, 2], dtype=np.int32), None, G0))
