@@ -177,8 +177,10 @@ def assess_vt(runs: Sequence[LeadRun], agreement: float | None, pulse: PulseEvid
 
     ``agreement`` (None with one lead): the share of the other lead's beats during the run that look
     ventricular too (a real run distorts every lead; artefact leaves the other lead's sinus beats alone).
-    Regular pulses refute only a run long enough to have shown on them: its duration plus one pulse
-    interval (the pause a run without output would leave) must exceed ``pulse.max_gap_s``.
+    Regular pulses refute only a run long enough to have shown on them beyond doubt: the run itself must
+    last longer than ``pulse.max_gap_s``. A run without output leaves a pause of its length plus one pulse
+    interval, so that pause then exceeds the longest a regular pulse may pause by a whole pulse interval;
+    a shorter run's pause sits within beat-to-beat scatter of that limit, and doubt must not silence a VT.
     """
     if not runs:
         return VtVerdict(True, "no ECG evidence to weigh")
@@ -199,9 +201,7 @@ def assess_vt(runs: Sequence[LeadRun], agreement: float | None, pulse: PulseEvid
     if agreement >= cfg.min_agreement:
         return VtVerdict(True, f"{what}; leads agree ({agreement:.2f})", corroborated=True, run_beats=n)
     lasted = (n - 1) * 60.0 / run.rate_bpm if run.rate_bpm > 0 else 0.0
-    # a run without output would leave a pulse pause of its length plus one pulse interval
-    pause = lasted + (60.0 / pulse.rate_bpm if pulse is not None and pulse.rate_bpm > 0 else 0.0)
-    if pulse is not None and pulse.regular and pause > cfg.pulse.max_gap_s:
+    if pulse is not None and pulse.regular and lasted > cfg.pulse.max_gap_s:
         return VtVerdict(False, f"{what}, but the leads disagree ({agreement:.2f}) and {pulse.reason}", run_beats=n)
     if pulse is not None and pulse.regular:
         return VtVerdict(True, f"{what}; leads disagree ({agreement:.2f}), pulses regular, but {lasted:.1f} s "

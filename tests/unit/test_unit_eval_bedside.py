@@ -49,9 +49,10 @@ def _write(folder: Path, name: str, true_vt: bool, seed: int) -> None:
     sinus = list(np.arange(0.4, onset if true_vt else SECONDS, 0.8))  # 75/min
     vt = list(np.arange(onset, SECONDS, 60.0 / 170.0)) if true_vt else []
     lead_ii, lead_v = _ecg(t, sinus, vt, 1.0, rng), _ecg(t, sinus, vt, -0.7, rng)
-    if not true_vt:  # motion artefact in lead II only: large, wide swings at 150/min for 8 s
+    if not true_vt:  # artefact in lead II only: 8 s of large swings, a peak and a trough per cycle (132/min),
+        # slow enough that the run at the limit beat outlasts the 2 s a regular pulse may pause
         burst = (t > 287.0) & (t < 295.0)
-        lead_ii[burst] += 2.5 * np.sin(2 * np.pi * 2.5 * t[burst]) ** 9
+        lead_ii[burst] += 2.5 * np.sin(2 * np.pi * 1.1 * t[burst]) ** 9
     pleth = 1.0 + _wave(t, [b + 0.25 for b in sinus], 0.1, 1.0) + rng.normal(0.0, 0.005, t.size)
     signal = np.column_stack([lead_ii, lead_v, pleth])
     wfdb.wrsamp(name, fs=FS, units=["mV", "mV", "NU"], sig_name=["II", "V", "PLETH"], p_signal=signal,

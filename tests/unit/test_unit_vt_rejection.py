@@ -195,13 +195,20 @@ def test_unknown_quality_cannot_overrule() -> None:
 
 
 def test_regular_pulses_refute_only_a_run_long_enough_to_show_on_them() -> None:
-    # with pulses at 75/min (0.8 s apart) a run without output leaves a pause of its length + 0.8 s,
-    # which must exceed the 2 s a regular pulse may pause: 4 beats at 150/min (1.2 s) do not, 5 (1.6 s) do
-    long_run = assess_vt([_run("II", 5, sqi=0.6, rate=150.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
-    assert not long_run.confirmed and long_run.run_beats == 5
-    short = assess_vt([_run("II", 4, sqi=0.6, rate=150.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
-    assert short.confirmed and "too short for the pulse" in short.reason
-    assert not short.corroborated
+    # the run itself must outlast the 2 s a regular pulse may pause (its pause is then 2 s + one pulse
+    # interval): at 150/min 7 beats last 2.4 s and are doubted; 6 last exactly 2.0 s, which is not enough
+    long_run = assess_vt([_run("II", 7, sqi=0.6, rate=150.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
+    assert not long_run.confirmed and long_run.run_beats == 7
+    boundary = assess_vt([_run("II", 6, sqi=0.6, rate=150.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
+    assert boundary.confirmed and "too short for the pulse" in boundary.reason
+    assert not boundary.corroborated
+
+
+def test_a_short_run_whose_pause_would_only_just_exceed_the_limit_is_not_doubted() -> None:
+    # CinC 2015 v206s: 4 beats at 136/min (1.3 s) with pulses regular at 82/min. Without output the pause
+    # would be 1.3 + 0.73 = 2.05 s, within scatter of the 2 s limit: too close to call, so confirmed.
+    v = assess_vt([_run("II", 4, sqi=0.6, rate=136.0), _run("V", 0, sqi=0.6)], 0.0, REGULAR)
+    assert v.confirmed and "too short for the pulse" in v.reason
 
 
 def test_no_single_lead_run_confirms_without_corroboration() -> None:
