@@ -148,10 +148,23 @@ class EcgMonitor:
         if not ventricular or check is None:
             return MonitoredBeat(t, "V" if ventricular else "N")
         hold = self._vt.hold
+        run = self._run_through(peak, check)
         if check.pending_from is not None and hold is not None:
-            return MonitoredBeat(t, "V", None, check.reason, False, check.run_beats,
+            return MonitoredBeat(t, "V", None, check.reason, False, run,
                                  vt_pending_until_ns=self._time_of(hold.until))
-        return MonitoredBeat(t, "V", check.confirmed, check.reason, check.corroborated, check.run_beats)
+        return MonitoredBeat(t, "V", check.confirmed, check.reason, check.corroborated, run)
+
+    def _run_through(self, peak: int, check: VtVerdict) -> int:
+        """The check's run length for this beat: only a beat inside that run, or where its next beat would come,
+        carries it (the other lead's detector may confirm the run's last beat a chunk after this lead's beat); a
+        lone ventricular beat seconds after the run has ended counts as what the alarm engine sees."""
+        span = check.run_span
+        if span is None:
+            return check.run_beats
+        cfg = self._vt.cfg
+        tol = round(cfg.agree_tol_s * self.fs)
+        next_beat = round(60.0 / cfg.min_rate_bpm * self.fs)  # the slowest VT's next beat
+        return check.run_beats if span[0] - tol <= peak <= span[1] + next_beat + tol else 0
 
     def push_aux(self, kind: AuxKind, frame: EcgFrame) -> None:
         """A second ECG lead or a pulse waveform (PPG, arterial pressure) of the same patient, for the VT check.

@@ -290,4 +290,5 @@ def test_eval_alarms_as_the_readme_shows_it_alarms_on_every_critical_event(tmp_p
     assert fa["patient_hours"] == pytest.approx(2 / 60, abs=1e-3)
     assert fa["physiological_alarms"] >= 0
     assert fa["per_patient_hour"] == pytest.approx(fa["physiological_alarms"] / fa["patient_hours"], rel=1e-3)
+    assert fa["upper95_per_patient_hour"] > fa["per_patient_hour"]
     assert "critical events alarmed in time: 5/5" in result.stdout

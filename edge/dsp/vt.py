@@ -105,6 +105,9 @@ class VtVerdict:
     # Set while the pulse that covers a one-lead run is still to come: the sample index of the beat that brought
     # the run to ``min_run``. ``confirmed`` is then what holds if the wait ends without evidence (True).
     pending_from: int | None = None
+    # The first and last beat (sample indices) of the run ``run_beats`` counts: it speaks for the beats inside
+    # it only, not for a lone ventricular beat seconds after an artefact "run" ended. None: not known.
+    run_span: tuple[int, int] | None = None
 
 
 def segment(raw: FloatArray, peak: int, half: int) -> FloatArray | None:

@@ -265,9 +265,13 @@ class VtWatch:
                         lead = runs[0]
                         return VtVerdict(True, f"{lead.beats} ventricular beats at {lead.rate_bpm:.0f}/min in "
                                                f"{lead.lead} (one lead); waiting for the pulse", run_beats=lead.beats,
-                                         pending_from=at)
+                                         pending_from=at, run_span=(run.first, run.last))
                     pulse = None  # too early for the pulse to tell and no wait: no evidence, so never doubted
-        return assess_vt(runs, agreement, pulse, c)
+        verdict = assess_vt(runs, agreement, pulse, c)
+        if not verdict.run_beats:
+            return verdict
+        longest = max(found, key=lambda f: f[1].beats)[1]  # the run assess_vt weighed (the longest of any lead)
+        return replace(verdict, run_span=(longest.first, longest.last))
 
     def _agreement(self, found: list[tuple[LeadRun, Run]]) -> float:
         """The share of the other lead's beats during the longest run that look ventricular too (two at least)."""

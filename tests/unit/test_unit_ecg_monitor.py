@@ -83,3 +83,18 @@ def test_the_rhythm_model_runs_every_period_and_sees_af() -> None:
                        rhythm=model)
     assert len(labels) == 7  # first after the 5 s minimum, then every 10 s
     assert labels[-3:].count("A") >= 2
+
+
+def test_a_lone_ventricular_beat_after_a_run_does_not_carry_the_run() -> None:
+    # The VT check reports the longest run in its 16-s window; only beats inside that run may carry its length
+    # to the alarm engine. A single ventricular beat 4 s after the run ended is one beat, not a 7-beat VT (the
+    # false VT alarms on noisy simulated patients came from a lone beat inheriting an artefact run's length).
+    sc = {"hr_bpm": 70, "snr_db": 30.0, "events": [{"kind": "vt", "at_s": 30.0, "duration_s": 2.0},
+                                                   {"kind": "vt", "at_s": 36.0, "duration_s": 0.3}]}
+    beats, _, _ = run(sc, 45.0)
+    ventricular = [b for b in beats if b.label == "V"]
+    in_run = [b for b in ventricular if 30.0 <= secs(b) < 32.5]
+    lone = [b for b in ventricular if 35.5 <= secs(b) < 37.0]
+    assert len(in_run) >= 5 and max(b.vt_run for b in in_run) >= 5
+    assert len(lone) == 1, [secs(b) for b in ventricular]
+    assert lone[0].vt_run == 0 and lone[0].vt_confirmed is True

@@ -32,3 +32,12 @@ def test_each_alarms_within_its_onset_delay_plus_one_second(critical: dict[str, 
 def test_a_noisy_normal_patient_raises_no_physiological_alarm() -> None:
     run, _ = simulate("pt-noisy", PatientScenario.model_validate(noisy_normal_scenario(1)), 501, 300.0)
     assert false_alarms([run])["physiological_alarms"] == 0
+
+
+def test_the_false_alarm_bound_is_the_exact_poisson_upper_limit() -> None:
+    from cardiogate.app.evaluation.alarms import poisson_upper_rate
+
+    # no event in 30 patient-hours bounds the rate just below 0.1 per hour (-ln 0.05 / 30); one event needs ~47.4 h
+    assert poisson_upper_rate(0, 30.0) == pytest.approx(0.09986, abs=1e-4)
+    assert poisson_upper_rate(1, 47.0) > 0.1 > poisson_upper_rate(1, 48.0)
+    assert poisson_upper_rate(3, 30.0) == pytest.approx(7.754 / 30.0, rel=1e-3)

@@ -182,11 +182,23 @@ def score(runs: list[tuple[PatientRun, PatientSimulator]]) -> dict[str, Any]:
     return {"events": events, "detected": sum(e["ok"] for e in events), "expected": len(events)}
 
 
+def poisson_upper_rate(events: int, exposure: float, confidence: float = 0.95) -> float:
+    """Exact one-sided upper confidence bound of a Poisson rate (events per unit of exposure).
+
+    Why: "fewer than 0.1 false alarms per patient-hour" is only shown when the bound, not the point
+    estimate, is below it; 0 events in 30 patient-hours bounds the rate at 0.0999.
+    """
+    from scipy.stats import chi2  # type: ignore[import-untyped]
+
+    return float(chi2.ppf(confidence, 2 * (events + 1))) / 2.0 / exposure
+
+
 def false_alarms(runs: list[PatientRun]) -> dict[str, Any]:
     raised = [n for r in runs for n in r.notices if n["state"] == "raised" and n["category"] == "physiological"]
     hours = sum(r.seconds for r in runs) / 3600.0
     return {"patient_hours": round(hours, 3), "physiological_alarms": len(raised),
             "per_patient_hour": round(len(raised) / hours, 4) if hours else None,
+            "upper95_per_patient_hour": round(poisson_upper_rate(len(raised), hours), 4) if hours else None,
             "conditions": sorted({n["condition"] for n in raised})}
 
 
@@ -233,7 +245,7 @@ def run(patients: int, minutes: float, json_path: Path | None, use_model: bool) 
               f"{'ok' if e['ok'] else 'MISSED'}")
     print(f"critical events alarmed in time: {sensitivity['detected']}/{sensitivity['expected']}; false alarms on "
           f"noisy normal rhythms: {fa['physiological_alarms']} in {fa['patient_hours']} patient-hours "
-          f"({fa['per_patient_hour']} per patient-hour)")
+          f"({fa['per_patient_hour']} per patient-hour; one-sided 95 % upper bound {fa['upper95_per_patient_hour']})")
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
