@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,15 +209,21 @@ def test_each_peak_is_reported_within_the_lookahead_bound() -> None:
     assert det.lookahead_samples / fs == pytest.approx(0.37, abs=0.02)
 
 
-def test_tall_t_waves_are_rejected_and_a_small_beat_is_found_by_search_back(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    fs = 360.0
+def tall_t_waves_and_a_small_beat(fs: float) -> tuple[NDArray[np.float64], NDArray[np.int64], int]:
+    """Beats with tall T waves, beat 20 shrunk below the detection threshold: (signal, true R indices, its R)."""
     x, truth = synthetic_ecg(fs, [0.8] * 30)
     t = np.arange(x.size) / fs
     for b in truth / fs:
         x += 0.4 * gauss(t, b + 0.3, 0.05)
     k = int(truth[20])
     x[k - 20:k + 20] *= 0.3  # below the detection threshold, above the search-back one
+    return x, truth, k
+
+
+def test_tall_t_waves_are_rejected_and_a_small_beat_is_found_by_search_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = 360.0
+    x, truth, k = tall_t_waves_and_a_small_beat(fs)
     found_by_search_back: list[int] = []
     original = rpeaks._Decider._searchback
 
@@ -225,10 +233,109 @@ def test_tall_t_waves_are_rejected_and_a_small_beat_is_found_by_search_back(
         found_by_search_back.extend(self.out[n:])
 
     monkeypatch.setattr(rpeaks._Decider, "_searchback", spy)
-    peaks = detect_rpeaks(x, fs)
+    peaks = detect_rpeaks(x, fs, compiled=False)  # the spy sees the Python decider; the kernel gives the same peaks
+    assert np.array_equal(detect_rpeaks(x, fs), peaks)
     assert peaks.size == truth.size
     assert np.max(np.abs(np.delete(peaks, 20) - np.delete(truth, 20))) <= 4
     assert found_by_search_back == [peaks[20]] and abs(peaks[20] - k) <= 0.05 * fs
+
+
+def run_detector(x: NDArray[np.float64], fs: float, sizes: list[int], compiled: bool,
+                 restart_at: int | None = None) -> tuple[NDArray[np.int64], NDArray[np.float64], int]:
+    """Feed ``x`` in chunks of ``sizes``; (peaks, filtered, next_index). ``restart_at``: reset there (a gap)."""
+    det = RPeakDetector(fs, compiled=compiled)
+    assert det.compiled == compiled
+    peaks, filtered, i = [], [], 0
+    for n in sizes:
+        if restart_at is not None and i <= restart_at < i + n:
+            n = restart_at - i or n
+        if i == restart_at:
+            det.reset(i + 1000)  # a new segment, numbered after a gap
+        out = det.process(x[i:i + n])
+        peaks.append(out.peaks)
+        filtered.append(out.filtered)
+        i += n
+        if i >= x.size:
+            break
+    return np.concatenate(peaks), np.concatenate(filtered), det.next_index
+
+
+def chunkings(size: int, fs: float) -> list[list[int]]:
+    """One sample, odd sizes, 0.25 / 1 / 5 s, the whole signal, and random mixes."""
+    fixed = [1, 7, round(0.25 * fs), round(fs), round(5 * fs), size]
+    return [[n] * -(-size // n) for n in fixed] + [random_chunks(size, seed) for seed in (11, 12)]
+
+
+needs_kernel = pytest.mark.skipif(not rpeaks.KERNEL_AVAILABLE, reason="the compiled R-peak kernel is not built")
+
+
+def test_the_compiled_kernel_is_built() -> None:
+    """``make venv`` compiles it (gcc and the Python headers are part of the development setup)."""
+    assert rpeaks.KERNEL_AVAILABLE, "cardiogate.edge.dsp._rpeaks_kernel did not build: see the pip install log"
+    assert RPeakDetector(250.0).compiled
+
+
+@needs_kernel
+@pytest.mark.parametrize("fs", [130.0, 250.0, 360.0])
+def test_compiled_kernel_matches_python_bit_for_bit(fs: float) -> None:
+    """Same peaks and the same filtered samples (exact float equality) for every chunking, with a corrupt
+    stretch, a long pause (search-back, relearning), a restart after a gap, and other configurations."""
+    rr = sinus_rr(15) + irregular_rr(15, seed=7) + [0.45, 1.2] * 3 + [3.5] + [0.8] * 6  # a pause: relearn
+    x, _ = synthetic_ecg(fs, rr, noise_mv=0.05, seed=8)
+    x[500:503] = [np.nan, -np.inf, np.nan]
+    for sizes in chunkings(x.size, fs):
+        py = run_detector(x, fs, sizes, compiled=False)
+        c = run_detector(x, fs, sizes, compiled=True)
+        assert py[0].size >= len(rr) - 2
+        assert np.array_equal(c[0], py[0]) and np.array_equal(c[1], py[1]) and c[2] == py[2] == x.size
+    restart = int(12.3 * fs)
+    for sizes in chunkings(x.size, fs)[:3]:
+        py = run_detector(x, fs, sizes, compiled=False, restart_at=restart)
+        c = run_detector(x, fs, sizes, compiled=True, restart_at=restart)
+        assert np.array_equal(c[0], py[0]) and np.array_equal(c[1], py[1]) and c[2] == py[2]
+    for cfg in (rpeaks.RPeakConfig(mains_hz=None), rpeaks.RPeakConfig(history=3, relearn_s=1.0)):
+        assert np.array_equal(detect_rpeaks(x, fs, cfg, chunk=37), detect_rpeaks(x, fs, cfg, chunk=37, compiled=False))
+
+
+@needs_kernel
+def test_compiled_kernel_matches_python_on_t_waves_and_search_back() -> None:
+    x, _, _ = tall_t_waves_and_a_small_beat(360.0)
+    for sizes in chunkings(x.size, 360.0):
+        py = run_detector(x, 360.0, sizes, compiled=False)
+        c = run_detector(x, 360.0, sizes, compiled=True)
+        assert np.array_equal(c[0], py[0]) and np.array_equal(c[1], py[1])
+
+
+@needs_kernel
+def test_compiled_kernel_matches_python_on_mit_bih() -> None:
+    """Two hard MIT-BIH records (multiform PVCs and noise; ventricular flutter): whole records in 1-s chunks
+    and in one call, and a minute of each in one-sample and random chunks."""
+    mitdb = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data")) / "mitdb"
+    if not (mitdb / "203.atr").is_file() or not (mitdb / "207.atr").is_file():
+        pytest.skip(f"MIT-BIH records 203 and 207 not found in {mitdb}")
+    from cardiogate.app.evaluation.rpeaks import load_record
+
+    for name in ("203", "207"):
+        rec = load_record(mitdb, name)
+        x, fs = rec.signal, rec.sample_rate_hz
+        for sizes in ([360] * -(-x.size // 360), [x.size]):  # 1-s chunks; the record at once (~2,000 peaks)
+            py = run_detector(x, fs, sizes, compiled=False)
+            c = run_detector(x, fs, sizes, compiled=True)
+            assert py[0].size > 1500
+            assert np.array_equal(c[0], py[0]) and np.array_equal(c[1], py[1])
+        part = x[int(600 * fs):int(660 * fs)]
+        for sizes in ([1] * part.size, random_chunks(part.size, 13)):
+            py = run_detector(part, fs, sizes, compiled=False)
+            c = run_detector(part, fs, sizes, compiled=True)
+            assert np.array_equal(c[0], py[0]) and np.array_equal(c[1], py[1])
+
+
+def test_the_python_implementation_can_be_required_and_the_kernel_demanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not RPeakDetector(250.0, compiled=False).compiled
+    monkeypatch.setattr(rpeaks, "_rpeaks_kernel", None)
+    assert not RPeakDetector(250.0).compiled  # absent kernel: the Python implementation, silently
+    with pytest.raises(RuntimeError, match="not built"):
+        RPeakDetector(250.0, compiled=True)
 
 
 # -- HRV -----------------------------------------------------------------------------------------------
