@@ -1,4 +1,4 @@
-"""Streaming ECG signal processing for the gateway: numpy + scipy, and one small optional C kernel (R peaks).
+"""Streaming ECG signal processing for the gateway: numpy, scipy's compiled SOS kernel and our R-peak kernel.
 
 Never imports neurokit2, wfdb, torch, cloud or models code (the gateway installs light and
 runs on a Raspberry Pi); the evaluation against NeuroKit2 lives in ``cardiogate.app.evaluation``.

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal  # type: ignore[import-untyped]
 
-try:  # scipy's C kernel, without the ~90 us per-call argument checking of the public wrapper
-    from scipy.signal._sosfilt import _sosfilt as _c_sosfilt  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - depends on the scipy build
-    _c_sosfilt = None
+from cardiogate.edge.dsp.iir_design import ba_to_sos, butter_sos, notch_ba, sos_zi
+from cardiogate.edge.dsp.sosfilt import sosfilt_inplace
 
 FloatArray = NDArray[np.float64]
 
@@ -25,23 +22,19 @@ def bandpass_sos(sample_rate_hz: float, low_hz: float = 0.5, high_hz: float = 40
     high = min(high_hz, 0.9 * nyq)
     if not 0.0 < low_hz < high:
         raise ValueError(f"band {low_hz}-{high_hz} Hz does not fit a {sample_rate_hz} Hz sample rate")
-    sos: FloatArray = signal.butter(order, [low_hz, high], btype="bandpass", output="sos", fs=sample_rate_hz)
-    return sos
+    return butter_sos(order, (low_hz, high), "bandpass", sample_rate_hz)
 
 
 def lowpass_sos(sample_rate_hz: float, cutoff_hz: float, order: int = 2) -> FloatArray:
     """Butterworth low-pass as SOS (cutoff clamped below Nyquist)."""
-    sos: FloatArray = signal.butter(order, min(cutoff_hz, 0.45 * sample_rate_hz), output="sos", fs=sample_rate_hz)
-    return sos
+    return butter_sos(order, (min(cutoff_hz, 0.45 * sample_rate_hz),), "lowpass", sample_rate_hz)
 
 
 def notch_sos(sample_rate_hz: float, mains_hz: float = 50.0, quality: float = 30.0) -> FloatArray | None:
     """Mains notch as one SOS section, or None when the mains frequency is not below Nyquist."""
     if mains_hz >= 0.95 * sample_rate_hz / 2.0:
         return None
-    b, a = signal.iirnotch(mains_hz, quality, fs=sample_rate_hz)
-    sos: FloatArray = signal.tf2sos(b, a)
-    return sos
+    return ba_to_sos(*notch_ba(mains_hz, quality, sample_rate_hz))
 
 
 def ecg_sos(sample_rate_hz: float, mains_hz: float | None = 50.0, low_hz: float = 0.5,
@@ -54,22 +47,15 @@ def ecg_sos(sample_rate_hz: float, mains_hz: float | None = 50.0, low_hz: float 
 
 def initial_state(sos: FloatArray, first_sample: float) -> FloatArray:
     """State as if ``first_sample`` had been the input forever: no start-up transient from a DC offset."""
-    zi: FloatArray = signal.sosfilt_zi(sos) * first_sample
+    zi: FloatArray = sos_zi(sos) * first_sample
     return zi
 
 
 def filter_chunk(sos: FloatArray, chunk: FloatArray, zi: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Pure step: filter one chunk from state ``zi``; return the output and the state for the next chunk.
-
-    Per-chunk cost matters more than per-sample cost here (a 1 s chunk is only 130-500
-    samples), so the C kernel is called directly when this scipy build has it.
-    """
-    if _c_sosfilt is None:  # pragma: no cover
-        out, zf = signal.sosfilt(sos, chunk, zi=zi)
-        return np.asarray(out, dtype=np.float64), np.asarray(zf, dtype=np.float64)
+    """Pure step: filter one chunk from state ``zi``; return the output and the state for the next chunk."""
     y = np.array(chunk, dtype=np.float64, order="C", ndmin=2)
     z = np.array(zi, dtype=np.float64, order="C").reshape(1, -1, 2)
-    _c_sosfilt(sos, y, z)
+    sosfilt_inplace(np.ascontiguousarray(sos, dtype=np.float64), y, z)
     return y[0], z[0]
 
 
@@ -115,11 +101,7 @@ class StreamingSos:
             y = y.reshape(1, -1)
         if self._zi is None:
             self._zi = initial_state(self.sos, float(y[0, 0])).reshape(1, -1, 2)
-        if _c_sosfilt is None:  # pragma: no cover
-            filtered, zf = filter_chunk(self.sos, y[0], self._zi[0])
-            self._zi = zf.reshape(1, -1, 2)
-            return filtered
-        _c_sosfilt(self.sos, y, self._zi)
+        sosfilt_inplace(self.sos, y, self._zi)
         out: FloatArray = y[0]
         return out
 
@@ -132,9 +114,4 @@ class StreamingSos:
             return
         if self._zi is None:
             self._zi = initial_state(self.sos, float(y[0, 0])).reshape(1, -1, 2)
-        if _c_sosfilt is None:  # pragma: no cover
-            filtered, zf = filter_chunk(self.sos, y[0], self._zi[0])
-            self._zi = zf.reshape(1, -1, 2)
-            y[0] = filtered
-            return
-        _c_sosfilt(self.sos, y, self._zi)
+        sosfilt_inplace(self.sos, y, self._zi)

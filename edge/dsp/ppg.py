@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import find_peaks, sosfiltfilt  # type: ignore[import-untyped]
 
 from cardiogate.edge.dsp.filters import bandpass_sos
+from cardiogate.edge.dsp.peaks import find_peaks
 from cardiogate.edge.dsp.pulse import PulseConfig
+from cardiogate.edge.dsp.sosfilt import sosfiltfilt
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -76,7 +77,7 @@ def detect_pulses(wave: FloatArray, fs: float, cfg: PpgConfig = PpgConfig()) -> 
     amplitude = float(np.percentile(ac, 95) - np.percentile(ac, 5))
     if amplitude <= 0.0:
         return np.zeros(0, dtype=np.int64), 0.0
-    peaks, _ = find_peaks(ac, distance=max(1, round(cfg.min_interval_s * fs)), prominence=cfg.prominence * amplitude)
+    peaks = find_peaks(ac, distance=max(1, round(cfg.min_interval_s * fs)), prominence=cfg.prominence * amplitude)
     return peaks.astype(np.int64), amplitude
 
 
@@ -135,7 +136,7 @@ def run_pulse(window: FloatArray, baseline: FloatArray, window_start: int, run_f
     amp0 = float(np.percentile(base, 95) - np.percentile(base, 5))
     if amp0 <= 0.0:
         return None, "no pulse amplitude before the run"
-    peaks, _ = find_peaks(win, distance=max(1, round(cfg.min_interval_s * fs)), prominence=cfg.prominence * amp0)
+    peaks = find_peaks(win, distance=max(1, round(cfg.min_interval_s * fs)), prominence=cfg.prominence * amp0)
     late = int(np.count_nonzero(peaks >= after))
     if late:
         return True, f"{late} pulses followed the run's beats"

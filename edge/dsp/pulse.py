@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import find_peaks, sosfiltfilt  # type: ignore[import-untyped]
 
 from cardiogate.edge.dsp.filters import bandpass_sos
+from cardiogate.edge.dsp.peaks import find_peaks
+from cardiogate.edge.dsp.sosfilt import sosfiltfilt
 
 FloatArray = NDArray[np.float64]
 
@@ -72,7 +73,7 @@ def pulse_evidence(window: FloatArray, baseline: FloatArray, fs: float,
     if amp0 <= 0.0:
         return None
     ratio = _amplitude(win) / amp0
-    peaks, _ = find_peaks(win, distance=max(1, round(cfg.min_interval_s * fs)), prominence=cfg.prominence * amp0)
+    peaks = find_peaks(win, distance=max(1, round(cfg.min_interval_s * fs)), prominence=cfg.prominence * amp0)
     edges = np.concatenate([[0], peaks, [win.size]])
     max_gap = float(np.max(np.diff(edges))) / fs
     rate = 60.0 * (peaks.size - 1) * fs / float(peaks[-1] - peaks[0]) if peaks.size >= 2 else 0.0

@@ -3,7 +3,8 @@
 Raw ECG at the device rate -> polyphase resampling to the model rate -> zero-phase
 Butterworth band-pass -> median/percentile normalisation with clipping -> hop-spaced
 windows of fixed width (zero-padded at the end when the signal is shorter). The training
-code implements the same spec independently; a unit test proves both give identical windows.
+code implements the same spec independently; a unit test proves both give the same windows (to float32
+precision: the gateway resamples with numpy, not scipy.signal).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal  # type: ignore[import-untyped]
+
+from cardiogate.edge.dsp.iir_design import butter_sos
+from cardiogate.edge.dsp.resample import resample_poly
+from cardiogate.edge.dsp.sosfilt import sosfiltfilt
 
 Float32Array = NDArray[np.float32]
 Float64Array = NDArray[np.float64]
@@ -40,15 +44,13 @@ def resample(x: Float64Array, source_hz: float, target_hz: int) -> Float64Array:
     ratio = Fraction(target_hz, round(source_hz)).limit_denominator(1000)
     if ratio == 1:
         return x
-    out: Float64Array = signal.resample_poly(x, ratio.numerator, ratio.denominator)
-    return out
+    return resample_poly(x, ratio.numerator, ratio.denominator)
 
 
 def bandpass(x: Float64Array, rate_hz: float, low_hz: float, high_hz: float, order: int) -> Float64Array:
     """Zero-phase Butterworth band-pass; the upper edge stays below Nyquist at low model rates."""
-    sos = signal.butter(order, [low_hz, min(high_hz, 0.45 * rate_hz)], btype="bandpass", output="sos", fs=rate_hz)
-    out: Float64Array = signal.sosfiltfilt(sos, x)
-    return out
+    sos = butter_sos(order, (low_hz, min(high_hz, 0.45 * rate_hz)), "bandpass", rate_hz)
+    return sosfiltfilt(sos, x)
 
 
 def normalise(x: Float64Array, percentile: float, clip: float) -> Float64Array:
