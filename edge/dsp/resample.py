@@ -42,6 +42,12 @@ def resample_poly(x: NDArray[np.floating], up: int, down: int) -> FloatArray:
     n_out = -(-sig.size * up // down)
     h = lowpass_fir(up, down)
     half = (h.size - 1) // 2
+    if up == 1:  # plain decimation (250 -> 125 Hz): one convolution, every ``down``-th sample of it
+        full = np.convolve(sig, h)
+        out1: FloatArray = full[half:half + n_out * down:down]
+        if out1.size < n_out:  # the last outputs reach past the convolution's end: zeros there
+            out1 = np.concatenate((out1, np.zeros(n_out - out1.size)))
+        return out1
     # Output m sits at position m * down + half of the zero-stuffed, filtered signal; the taps that meet real
     # input samples there are h[p], h[p + up], ... with p = (m * down + half) % up, on inputs j0, j0 - 1, ...
     pos = np.arange(n_out, dtype=np.int64) * down + half

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from cardiogate.edge.dsp.beats import WIDE_R_S
@@ -123,22 +124,30 @@ def segment(raw: FloatArray, peak: int, half: int) -> FloatArray | None:
 
 
 def similarity(raw: FloatArray, peak: int, template: FloatArray, shift: int) -> tuple[float, float] | None:
-    """Best correlation with the template within +-``shift`` samples, and the amplitude ratio there."""
+    """Best correlation with the template within +-``shift`` samples, and the amplitude ratio there.
+
+    Every shifted segment is detrended and correlated at once (one small matrix per beat): this runs for
+    every beat of every patient, so it is written for numpy, not as a loop of :func:`segment` calls.
+    """
     half = (template.size - 1) // 2
-    best: tuple[float, float] | None = None
     t_norm = float(np.sqrt(template @ template))
     t_ptp = float(np.ptp(template))
     if t_norm == 0.0 or t_ptp == 0.0:
         return None
-    for s in range(-shift, shift + 1):
-        seg = segment(raw, peak + s, half)
-        if seg is None:
-            continue
-        n = float(np.sqrt(seg @ seg))
-        corr = float(seg @ template) / (n * t_norm) if n > 0 else 0.0
-        if best is None or corr > best[0]:
-            best = (corr, float(np.ptp(seg)) / t_ptp)
-    return best
+    first = max(-shift, half - peak)  # shifts whose segment lies inside raw
+    last = min(shift, raw.size - 1 - half - peak)
+    if last < first:
+        return None
+    span = raw[peak + first - half:peak + last + half + 1].astype(np.float64)
+    rows = sliding_window_view(span, template.size)  # row k: the segment at shift first + k
+    t = np.arange(template.size, dtype=np.float64) - half
+    slope = (rows @ t) / float(t @ t)
+    segs = rows - rows.mean(axis=1, keepdims=True) - slope[:, None] * t
+    norms = np.sqrt(np.einsum("ij,ij->i", segs, segs))
+    dots = segs @ template
+    corr = np.divide(dots, norms * t_norm, out=np.zeros_like(dots), where=norms > 0)
+    k = int(np.argmax(corr))
+    return float(corr[k]), float(np.ptp(segs[k])) / t_ptp
 
 
 def classify(width_s: float | None, sim: tuple[float, float] | None, cfg: VtConfig = VtConfig()) -> BeatShape:
