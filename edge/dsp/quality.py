@@ -16,6 +16,7 @@ the NSTDB muscle-artifact and baseline-wander noise records median 0.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,12 +106,19 @@ def _mean_corr(segs: FloatArray, tmpl: FloatArray) -> float:
     return float(np.where(ok, segs @ tmpl / np.where(ok, den, 1.0), 0.0).sum()) / int(segs.shape[0])
 
 
+@functools.lru_cache(maxsize=32)
+def _spectral_frame(n: int, sample_rate_hz: float) -> tuple[FloatArray, NDArray[np.bool_], NDArray[np.bool_]]:
+    """Window and band masks for an ``n``-sample spectrum: the same few sizes recur every second per device."""
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
+    return np.hanning(n), (f >= 5.0) & (f <= 40.0), (f >= 5.0) & (f <= 15.0)
+
+
 def qrs_power_share(filtered: FloatArray, sample_rate_hz: float) -> float:
     """Share of the 5-40 Hz power that lies in the QRS band, 5-15 Hz (pSQI)."""
-    spec = np.abs(np.fft.rfft(filtered * np.hanning(filtered.size))) ** 2
-    f = np.fft.rfftfreq(filtered.size, 1.0 / sample_rate_hz)
-    total = float(spec[(f >= 5.0) & (f <= 40.0)].sum())
-    return 0.0 if total <= 0.0 else float(spec[(f >= 5.0) & (f <= 15.0)].sum()) / total
+    window, band, qrs = _spectral_frame(filtered.size, float(sample_rate_hz))
+    spec = np.abs(np.fft.rfft(filtered * window)) ** 2
+    total = float(spec[band].sum())
+    return 0.0 if total <= 0.0 else float(spec[qrs].sum()) / total
 
 
 def _ramp(v: float, bounds: tuple[float, float]) -> float:
