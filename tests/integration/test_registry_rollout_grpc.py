@@ -128,9 +128,13 @@ async def test_updater_installs_the_champion_over_mtls_and_reports(cloud: Cloud,
         await asyncio.to_thread(updater.step)
         if updater.phase == "shadow":
             break
-    await asyncio.sleep(0.06)
-    await asyncio.to_thread(updater.step)
-    member = cloud.controller.status(rid).members[0][0]
+    # the shadow phase reaches the membership with the updater's next report: step until it has (bounded)
+    for _ in range(100):
+        await asyncio.sleep(0.06)
+        await asyncio.to_thread(updater.step)
+        member = cloud.controller.status(rid).members[0][0]
+        if member.status == "shadow":
+            break
     assert (member.gateway_id, member.status, member.active_version) == ("gw-7", "shadow", "1.0.0")
     updater.close()
     source.close()
