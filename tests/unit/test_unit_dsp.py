@@ -331,6 +331,33 @@ def test_compiled_kernel_matches_python_on_mit_bih() -> None:
             assert np.array_equal(c[0], py[0]) and np.array_equal(c[1], py[1])
 
 
+@needs_kernel
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf in the finiteness check
+def test_the_kernel_survives_hostile_chunks_exactly_like_python() -> None:
+    # BLE delivers whatever a device sends: rails, NaN/inf, huge values, empty and odd-sized chunks, restarts.
+    # The compiled kernel must neither crash nor drift from the Python implementation on any of it.
+    rng = np.random.default_rng(42)
+    for trial in range(40):
+        fs = float(rng.choice([50, 125, 130, 250, 360, 1000]))
+        fast, slow = RPeakDetector(fs, compiled=True), RPeakDetector(fs, compiled=False)
+        for step in range(int(rng.integers(5, 30))):
+            n = int(rng.choice([0, 1, 2, 7, 114, 500, 3000]))
+            kind = int(rng.integers(0, 5))
+            x: NDArray[np.float64] = (
+                rng.normal(0, 1000, n) if kind == 0
+                else np.full(n, float(rng.choice([0, 32767, -32768, 1e12]))) if kind == 1
+                else rng.choice(np.array([1e300, -1e300, 0.0, np.nan, np.inf, -np.inf]), n) if kind == 2
+                else rng.integers(-32768, 32767, n).astype(np.float64) if kind == 3
+                else np.zeros(n))
+            a, b = fast.process(x), slow.process(x)
+            assert np.array_equal(a.peaks, b.peaks), (trial, step)
+            assert np.array_equal(a.filtered, b.filtered, equal_nan=True), (trial, step)
+            if rng.random() < 0.05:
+                start = int(rng.integers(0, 10**6))
+                fast.reset(start)
+                slow.reset(start)
+
+
 def test_the_python_implementation_can_be_required_and_the_kernel_demanded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not RPeakDetector(250.0, compiled=False).compiled
     monkeypatch.setattr(rpeaks, "_rpeaks_kernel", None)
