@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cardiogate.edge.dsp.iir_design import ba_to_sos, butter_sos, notch_ba, sos_zi
-from cardiogate.edge.dsp.sosfilt import sosfilt_inplace
+from cardiogate.edge.dsp.sosfilt import sosfilt, sosfilt_inplace
 
 FloatArray = NDArray[np.float64]
 
@@ -53,10 +53,7 @@ def initial_state(sos: FloatArray, first_sample: float) -> FloatArray:
 
 def filter_chunk(sos: FloatArray, chunk: FloatArray, zi: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Pure step: filter one chunk from state ``zi``; return the output and the state for the next chunk."""
-    y = np.array(chunk, dtype=np.float64, order="C", ndmin=2)
-    z = np.array(zi, dtype=np.float64, order="C").reshape(1, -1, 2)
-    sosfilt_inplace(np.ascontiguousarray(sos, dtype=np.float64), y, z)
-    return y[0], z[0]
+    return sosfilt(sos, chunk, zi)
 
 
 def hold_finite(chunk: FloatArray, last: float) -> FloatArray:
