@@ -146,6 +146,30 @@ gaps = Table(
     Index("ix_gaps_patient", "patient", "start_device_time_ns"),
 )
 
+# Commands down to gateways (acknowledge, silence, unsilence from the API). A row is the audit record on the
+# cloud's side: who gave it, from where, when; when it was delivered; the gateway's answer and when it applied it.
+gateway_commands = Table(
+    "gateway_commands", metadata,
+    Column("command_id", String(64), primary_key=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("command", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("origin", String(128), nullable=False),
+    Column("issued_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Column("delivered_ns", BigInteger, nullable=True),
+    Column("deliveries", BigInteger, nullable=False, default=0),
+    Column("outcome", String(16), nullable=False, default="pending"),  # pending, accepted, rejected, expired
+    Column("error", Text, nullable=False, default=""),
+    Column("applied_ns", BigInteger, nullable=True),
+    Column("reported_ns", BigInteger, nullable=True),
+    Index("ix_gateway_commands_pending", "gateway_id", "outcome"),
+    Index("ix_gateway_commands_patient", "patient", "issued_ns"),
+)
+
 # Consumer positions live beside the rows they produced, committed in the same transaction.
 consumer_offsets = Table(
     "consumer_offsets", metadata,

@@ -21,6 +21,7 @@ import grpc
 import grpc.aio
 from sqlalchemy import Engine
 
+from cardiogate.cloud.commands import CommandService
 from cardiogate.cloud.db import make_engine
 from cardiogate.cloud.enrollment import EnrollmentService
 from cardiogate.cloud.identity import certificate_status
@@ -36,7 +37,7 @@ from cardiogate.cloud.wire import decode_request
 from cardiogate.core import metrics as prometheus
 from cardiogate.core.logs import get_logger
 from cardiogate.core.settings import ConfigError
-from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc, ingest_pb2
+from cardiogate.proto.v1 import commands_pb2_grpc, fleet_pb2, fleet_pb2_grpc, ingest_pb2
 
 log = get_logger(__name__)
 
@@ -128,6 +129,8 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
     registries = await asyncio.to_thread(attach_rollout, server, engine, settings.models, settings.tls)
     fleet = FleetService(engine, settings.tls, registries.fleet)
     fleet_pb2_grpc.add_FleetServicer_to_server(fleet, server)
+    commands = CommandService(engine, settings.tls, recheck_s=settings.authz.revocation_recheck_s)
+    commands_pb2_grpc.add_CommandsServicer_to_server(commands, server)
     enroll_server: grpc.aio.Server | None = None
     if settings.tls:
         server.add_secure_port(settings.listen, ingest_credentials(settings))

@@ -125,9 +125,10 @@ class AlarmBridge:
         """Silence expiry and escalation (call about once a second)."""
         self._deliver(self.engine.tick(time.time_ns()))
 
-    def handle_command(self, patient: str, payload: bytes, sender: tuple[str, Refusal] | None = None) -> None:
-        """A command from ``<prefix>/<site>/<patient>/commands[/<identity>]``; answered on the patient's audit
-        topic. ``sender``: the authenticated identity and what it may not do (None: the payload's ``by`` stands)."""
+    def handle_command(self, patient: str, payload: bytes, sender: tuple[str, Refusal] | None = None) -> str | None:
+        """A command from ``<prefix>/<site>/<patient>/commands[/<identity>]`` or from the cloud; answered on the
+        patient's audit topic. ``sender``: the authenticated identity and what it may not do (None: the payload's
+        ``by`` stands). Returns why it was rejected, or None when it was applied (or was a repeat of one that was)."""
         now = time.time_ns()
         command = parse_command(payload, self.engine.config)
         if not isinstance(command, CommandError) and command.patient != patient:
@@ -146,6 +147,7 @@ class AlarmBridge:
             self._publish(patient, "audit", {"schema": SCHEMA_VERSION, "patient": patient, "outcome": "rejected",
                                              "error": outcome.error, "time_ns": now}, 1, False, False)
         self._deliver(outcome, patient)
+        return outcome.error
 
     # -- outputs ------------------------------------------------------------
     def _deliver(self, outcome: Outcome, patient_hint: str | None = None) -> None:

@@ -25,6 +25,7 @@ from cardiogate.core.settings import ConfigError
 from cardiogate.edge import gateway_metrics
 from cardiogate.edge.alarm_bridge import AlarmBridge
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.cloud_commands import run_cloud_commands
 from cardiogate.edge.device_manager import DeviceManager, ManagedDevice
 from cardiogate.edge.ecg_assembler import EcgTail
 from cardiogate.edge.ecg_monitor import MonitoredBeat
@@ -33,7 +34,7 @@ from cardiogate.edge.heartbeat import run_heartbeats
 from cardiogate.edge.inference import ModelError, RhythmClassifier, RhythmResult
 from cardiogate.edge.loop_lag import LoopLagMonitor
 from cardiogate.edge.mqtt import MqttPublisher, Outgoing
-from cardiogate.edge.mqtt_auth import open_identity_file, sender
+from cardiogate.edge.mqtt_auth import Refusal, open_identity_file, sender
 from cardiogate.edge.outbox import Outbox
 from cardiogate.edge.pairing import PairingError, PairingRegistry, authorize_pairing
 from cardiogate.edge.settings import GatewaySettings, PairedDevice
@@ -250,6 +251,10 @@ class Gateway:
             return
         self.alarms.handle_command(patient, payload, sender(self.identities, topic))
 
+    def _on_cloud_command(self, patient: str, payload: bytes, by: tuple[str, Refusal]) -> tuple[bool, str]:
+        error = self.alarms.handle_command(patient, payload, by)
+        return error is None, error or ""
+
     def _on_gateway_command(self, topic: str, payload: bytes) -> None:
         """pair / unpair: {"schema": 1, "command": "pair", "address": ..., "patient": ..., "by": ...}."""
         result: dict[str, Any] = {"schema": 1, "time_ns": time.time_ns()}
@@ -306,6 +311,8 @@ class Gateway:
         tasks = [asyncio.create_task(run_updater(u), name=f"updater-{u.config.model}") for u in self.updaters]
         tasks.append(asyncio.create_task(run_heartbeats(self.settings.uplink, self.heartbeat,
                                                         self.settings.ble.health_interval_s), name="heartbeats"))
+        tasks.append(asyncio.create_task(run_cloud_commands(self.settings.uplink, self.settings.gateway_id,
+                                                            self._on_cloud_command), name="cloud-commands"))
         tasks += [asyncio.create_task(self.uplink.run(), name="uplink"),
                  asyncio.create_task(self.mqtt.run(), name="mqtt"),
                  asyncio.create_task(self._tick_alarms(), name="alarm-ticks")]

@@ -22,7 +22,8 @@ from cardiogate.proto.v1 import fleet_pb2, fleet_pb2_grpc
 log = get_logger(__name__)
 
 
-def _channel(settings: UplinkSettings) -> grpc.aio.Channel:
+def uplink_channel(settings: UplinkSettings) -> grpc.aio.Channel:
+    """A channel to the cloud with the gateway's mTLS identity (plaintext only when the uplink says tls = false)."""
     if not settings.tls:
         return grpc.aio.insecure_channel(settings.target)
     options = [("grpc.ssl_target_name_override", settings.server_name)] if settings.server_name else None
@@ -34,7 +35,7 @@ async def run_heartbeats(settings: UplinkSettings, build: Callable[[], fleet_pb2
     """Send ``build()`` every ``interval_s`` until cancelled; the cloud's reply carries its clock."""
     while True:
         try:
-            async with _channel(settings) as channel:
+            async with uplink_channel(settings) as channel:
                 stub = fleet_pb2_grpc.FleetStub(channel)
                 while True:
                     reply = await stub.Heartbeat(build(), timeout=10)

@@ -1,0 +1,106 @@
+"""An acknowledgement given in the cloud reaches the gateway's alarm engine over its mTLS link.
+
+The real stack (simulated watch on a bumble radio, gateway, locked Mosquitto, gRPC ingest, tansu): a
+patient becomes tachycardic, the gateway raises the alarm on MQTT; a nurse acknowledges it in the cloud
+(the queue the API writes). The gateway's retained ``alarm_state`` must show it acknowledged by that
+nurse within 2 s, with audit entries on both sides: the gateway's MQTT audit topic and the cloud's
+command row (who, from where, delivered, applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from cardiogate.app.site_mqtt import MONITOR, mosquitto_binary
+from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.cloud.commands import AlarmCommand, command_status, enqueue
+from cardiogate.cloud.db import make_engine
+
+pytestmark = [pytest.mark.e2e, pytest.mark.api, pytest.mark.timeout(240)]
+
+SITE, GATEWAY, PATIENT = "ack-site", "gw-ack-1", "pt-7070"
+TACHY_AT_S = 6.0
+Seen = list[tuple[float, str, dict[str, Any]]]
+
+
+async def _collect(client: aiomqtt.Client, seen: Seen) -> None:
+    async for msg in client.messages:
+        if isinstance(msg.payload, bytes | bytearray) and msg.payload:
+            seen.append((time.monotonic(), str(msg.topic), json.loads(msg.payload)))
+
+
+async def _wait(seen: Seen, match: Callable[[str, dict[str, Any]], bool], timeout_s: float) -> tuple[float, dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for t, topic, body in list(seen):
+            if match(topic, body):
+                return t, body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no matching MQTT message within {timeout_s} s; saw {[x[1] for x in seen][-20:]}")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if mosquitto_binary() is None:
+        pytest.fail("the mosquitto binary must be installed for the e2e tests (each stack runs its own broker)")
+    patient = Patient(PATIENT, "C0:00:00:00:70:70", [(0.0, 72.0), (TACHY_AT_S, 72.0), (TACHY_AT_S + 6.0, 165.0)],
+                      seed=70)
+    stack = LocalStack(tmp_path_factory.mktemp("cloud-ack"), [patient], gateway_id=GATEWAY, site=SITE)
+    return asyncio.run(_drive(stack))
+
+
+async def _drive(stack: LocalStack) -> dict[str, Any]:
+    await asyncio.to_thread(stack.start_mqtt)
+    seen: Seen = []
+    out: dict[str, Any] = {"seen": seen}
+    try:
+        async with stack.mqtt_client(MONITOR, f"ack-watch-{time.time_ns()}") as monitor:
+            await monitor.subscribe(f"cardiogate/{SITE}/#", qos=1)
+            reader = asyncio.create_task(_collect(monitor, seen))
+            await asyncio.to_thread(stack.start)
+            _, raised = await _wait(seen, lambda t, b: t.endswith("/alarms") and b.get("state") == "raised"
+                                    and b.get("condition") == "hr_high", 90)
+            engine = make_engine(f"sqlite:///{stack.cloud_db_path}")
+            sent = time.monotonic()
+            enqueue(engine, AlarmCommand(patient=PATIENT, command="acknowledge", actor="nurse-ward3", role="nurse",
+                                         origin="192.0.2.10", alarm_id=raised["alarm_id"], command_id="ack-e2e-1"))
+            shown, state = await _wait(seen, lambda t, b: t.endswith("/alarm_state") and any(
+                a.get("alarm_id") == raised["alarm_id"] and a.get("acknowledged") for a in b.get("alarms", [])), 20)
+            _, audit = await _wait(seen, lambda t, b: t.endswith("/audit") and b.get("action") == "command.acknowledge",
+                                   5)
+            for _ in range(100):  # the gateway's report follows its MQTT publication
+                status = command_status(engine, "ack-e2e-1")
+                if status is not None and status.outcome != "pending":
+                    break
+                await asyncio.sleep(0.05)
+            out.update(raised=raised, state=state, audit=audit, status=status, delay_s=shown - sent)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            out["alive"] = stack.check_alive()
+    finally:
+        await asyncio.to_thread(stack.stop)
+    return out
+
+
+def test_the_acknowledgement_shows_in_the_gateways_retained_alarm_state_within_2_s(run: dict[str, Any]) -> None:
+    assert run["delay_s"] < 2.0, f"took {run['delay_s']:.2f} s from the cloud queue to the gateway's alarm_state"
+    alarm = next(a for a in run["state"]["alarms"] if a["alarm_id"] == run["raised"]["alarm_id"])
+    assert alarm["acknowledged"] is True
+    assert run["alive"] == []
+
+
+def test_both_sides_audit_who_acknowledged_from_where(run: dict[str, Any]) -> None:
+    audit = run["audit"]
+    assert (audit["actor"], audit["outcome"], audit["patient"]) == ("nurse-ward3@cloud", "applied", PATIENT)
+    status = run["status"]
+    assert status is not None and status.outcome == "accepted", status
+    assert (status.actor, status.role, status.origin, status.gateway_id) == ("nurse-ward3", "nurse", "192.0.2.10",
+                                                                             GATEWAY)
+    assert status.delivered_ns is not None and status.applied_ns is not None
