@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
+from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.cloud.registry.settings import ModelsSettings
 from cardiogate.core.metrics import MetricsSettings
 from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
@@ -99,6 +101,31 @@ class ConsumerSettings(StrictModel):
         return self
 
 
+class ProcessorSettings(StrictModel):
+    """The stream processor (``run_processor``): per-patient feature windows and risk reports.
+
+    ``grace_s`` is how long after a window's end (in device time, as the partition's newest record
+    tells it) the window waits for records from slower gateways before it is final. Every report
+    is that much later, so it stays short: two minutes cover upload batching and the skew
+    between gateways; a longer outage's backlog takes the late path (``topic_late``) instead."""
+
+    consumer_group: str = Field(default="cardiogate-processor", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    grace_s: float = Field(default=120.0, ge=0, le=3600)
+    state_dir: Path = Path("processor-state")
+    redis_url: str | None = Field(default="redis://127.0.0.1:6379/0",
+                                  description="latest state and risk pub/sub; None or unreachable: off")
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    processing_guarantee: Literal["at-least-once", "exactly-once"] = Field(
+        default="exactly-once", description="at-least-once for brokers without transactions")
+    commit_interval_s: float = Field(default=5.0, gt=0, le=300)
+    topic_features_1m: str = "features.1m"
+    topic_features_5m: str = "features.5m"
+    topic_risk: str = "risk-events"
+    topic_late: str = "features.late"
+    session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000,
+                                    description="consumer-group session; short, as tansu joins after about half")
+
+
 class IngestMetricsSettings(MetricsSettings):
     """The ingest's ``/metrics``: its own default port, so it can share a host with a gateway (9464)."""
 
@@ -121,6 +148,8 @@ class CloudSettings(LayeredSettings, env_prefix="CARDIOGATE_CLOUD__"):
     consumers: ConsumerSettings = ConsumerSettings()
     models: ModelsSettings = ModelsSettings()
     metrics: IngestMetricsSettings = IngestMetricsSettings()
+    processor: ProcessorSettings = ProcessorSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def db_url(self) -> str:

@@ -8,6 +8,8 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
+from cardiogate.cloud import history as _history  # noqa: F401  (the processor's tables join registry_metadata)
+from cardiogate.cloud.api import tables as _api_tables  # noqa: F401  (the API's tables join registry_metadata)
 from cardiogate.cloud.registry.migrate import include_object
 from cardiogate.cloud.registry.schema import registry_metadata
 

@@ -21,6 +21,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from cardiogate.cloud import history as _history  # noqa: F401  (the processor's tables join registry_metadata)
+from cardiogate.cloud.api import tables as _api_tables  # noqa: F401  (the API's tables join registry_metadata)
 from cardiogate.cloud.db import make_engine
 from cardiogate.cloud.registry.schema import registry_metadata
 

@@ -1,0 +1,229 @@
+"""GraphQL types. The seed's names and shapes are kept as designed (RiskReport, NutritionReport,
+ChatMessage, ...); everything else extends them. Times are ISO date-times (UTC): nanosecond
+integers do not fit GraphQL's 32-bit Int.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import strawberry
+from strawberry.scalars import JSON
+
+from cardiogate.cloud.api.data import AlarmRow, ModelRow, VitalRow
+from cardiogate.proto.v1 import features_pb2
+
+
+def ns_time(ns: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC) if ns else None
+
+
+def time_ns(value: datetime) -> int:
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+@strawberry.type
+class RiskFactor:
+    name: str
+    value: float
+    contribution: float
+    description: str
+
+
+@strawberry.type
+class RiskReport:
+    score: float
+    confidence: float
+    factors: list[RiskFactor]
+    recommendations: list[str]
+    level: str
+    news2: int | None
+    model_name: str
+    model_version: str
+    baseline: bool
+    width_s: int
+    window_start: datetime | None
+    computed_at: datetime | None
+    revision: int
+
+    @classmethod
+    def of(cls, r: features_pb2.RiskReport) -> RiskReport:
+        return cls(score=r.score, confidence=r.confidence,
+                   factors=[RiskFactor(name=f.name, value=f.value, contribution=f.contribution,
+                                       description=f.description) for f in r.factors],
+                   recommendations=list(r.recommendations), level=r.level, news2=r.news2 if r.news2 >= 0 else None,
+                   model_name=r.model_name, model_version=r.model_version, baseline=r.baseline, width_s=r.width_s,
+                   window_start=ns_time(r.window_start_device_time_ns), computed_at=ns_time(r.computed_time_ns),
+                   revision=r.revision)
+
+
+@strawberry.type
+class RiskUpdate:
+    user_id: strawberry.ID
+    score: float
+    confidence: float
+    level: str
+    report: RiskReport
+
+
+@strawberry.type
+class Nutrient:
+    name: str
+    amount: float | None
+    unit: str
+
+
+@strawberry.type
+class FoodItem:
+    name: str
+    reason: str
+
+
+@strawberry.type
+class NutritionReport:
+    deficiencies: list[Nutrient]
+    suggested_foods: list[FoodItem]
+
+
+@strawberry.type
+class ChatMessage:
+    id: strawberry.ID
+    session_id: strawberry.ID
+    sender: str
+    text: str
+    sent_at: datetime
+
+
+@strawberry.type
+class ChatSession:
+    id: strawberry.ID
+    user_id: strawberry.ID
+    started_at: datetime
+
+
+@strawberry.input
+class SmartwatchInput:
+    device_id: strawberry.ID
+    user_id: strawberry.ID
+    sequence: int
+    time: datetime
+    heart_rate: float | None = None
+    spo2: float | None = None
+    steps: int | None = None
+
+
+@strawberry.type
+class Vital:
+    name: str
+    value: float
+    time: datetime | None
+    device_id: str
+
+    @classmethod
+    def of(cls, v: VitalRow) -> Vital:
+        return cls(name=v.name, value=v.value, time=ns_time(v.device_time_ns), device_id=v.device_id)
+
+
+@strawberry.type
+class Alarm:
+    alarm_id: strawberry.ID
+    device_id: str
+    gateway: str
+    condition: str
+    priority: str
+    state: str
+    value: float
+    limit: float
+    raised_at: datetime | None
+    cleared_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, a: AlarmRow) -> Alarm:
+        return cls(alarm_id=strawberry.ID(a.alarm_id), device_id=a.device_id, gateway=a.gateway, condition=a.condition,
+                   priority=a.priority, state=a.state, value=a.value, limit=a.limit,
+                   raised_at=ns_time(a.raised_time_ns), cleared_at=ns_time(a.cleared_time_ns),
+                   updated_at=ns_time(a.updated_time_ns))
+
+
+@strawberry.type
+class Patient:
+    pseudonym: strawberry.ID
+    site: str | None
+    vitals: list[Vital]
+    risk: RiskReport | None
+    news2: int | None
+    active_alarms: list[Alarm]
+
+
+def _opt(msg: Any, name: str) -> float | None:
+    return getattr(msg, name) if msg.HasField(name) else None
+
+
+@strawberry.type
+class FeatureWindow:
+    start: datetime | None
+    end: datetime | None
+    width_s: int
+    revision: int
+    hr_mean: float | None
+    hr_min: float | None
+    hr_max: float | None
+    sdnn_ms: float | None
+    rmssd_ms: float | None
+    spo2_min: float | None
+    spo2_mean: float | None
+    respiratory_rate_mean: float | None
+    af_burden: float | None
+    completeness: float | None
+    record_count: int
+    late_record_count: int
+
+    @classmethod
+    def of(cls, w: features_pb2.FeatureWindow) -> FeatureWindow:
+        return cls(start=ns_time(w.start_device_time_ns), end=ns_time(w.end_device_time_ns), width_s=w.width_s,
+                   revision=w.revision, hr_mean=_opt(w, "hr_mean"), hr_min=_opt(w, "hr_min"),
+                   hr_max=_opt(w, "hr_max"), sdnn_ms=_opt(w, "sdnn_ms"), rmssd_ms=_opt(w, "rmssd_ms"),
+                   spo2_min=_opt(w, "spo2_min"), spo2_mean=_opt(w, "spo2_mean"),
+                   respiratory_rate_mean=_opt(w, "respiratory_rate_mean"), af_burden=_opt(w, "af_burden"),
+                   completeness=_opt(w, "completeness"), record_count=w.record_count,
+                   late_record_count=w.late_record_count)
+
+
+@strawberry.type
+class Site:
+    site_id: strawberry.ID
+    name: str
+
+
+@strawberry.type
+class Gateway:
+    gateway_id: strawberry.ID
+    site: str | None
+    health: str
+    software_version: str
+    model_versions: JSON
+    outbox_records: int
+    outbox_bytes: int
+    oldest_unsent_age_ms: int
+    last_heartbeat: datetime | None
+    connected_devices: int
+
+
+@strawberry.type
+class Model:
+    name: str
+    version: str
+    task: str
+    sha256: str
+    metrics: JSON
+    card: str
+    created_at: datetime | None
+    aliases: list[str]
+
+    @classmethod
+    def of(cls, m: ModelRow) -> Model:
+        return cls(name=m.name, version=m.version, task=m.task, sha256=m.sha256, metrics=cast(JSON, m.metrics),
+                   card=m.model_card, created_at=ns_time(m.created_ns), aliases=list(m.aliases))

@@ -1,0 +1,236 @@
+"""The GraphQL schema: the seed operations under their designed names, plus the dashboard's reads.
+
+Every resolver that returns patient data first passes :func:`patient_access` (role, site scope,
+audit row). Operations the platform cannot serve yet (nutrition, chat, direct smartwatch
+ingest) answer a NOT_AVAILABLE error instead of empty data, so a client cannot mistake them
+for "nothing found". Queries are limited in depth and aliases; introspection is off unless
+the API runs in development mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar, cast
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.types import Info
+
+from cardiogate.cloud.api.access import FLEET_READ, INGEST_WRITE, MODELS_READ, PATIENT_READ, Caller, Denied, site_filter
+from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
+from cardiogate.cloud.api.objects import (
+    Alarm,
+    ChatMessage,
+    ChatSession,
+    FeatureWindow,
+    Gateway,
+    Model,
+    NutritionReport,
+    Patient,
+    RiskReport,
+    RiskUpdate,
+    Site,
+    SmartwatchInput,
+    Vital,
+    ns_time,
+    time_ns,
+)
+from cardiogate.cloud.api.settings import ApiSettings
+from cardiogate.proto.v1 import features_pb2
+
+DAY_NS = 86_400 * 10**9
+MAX_HISTORY_NS = 31 * DAY_NS
+WINDOW_WIDTHS = (60, 300)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def field(description: str | None = None) -> Callable[[F], F]:
+    """``strawberry.field`` as a typed decorator (names are camel-cased: get_risk_assessment -> getRiskAssessment)."""
+    return cast("Callable[[F], F]", strawberry.field(description=description))
+
+
+def mutation(description: str | None = None) -> Callable[[F], F]:
+    return cast("Callable[[F], F]", strawberry.mutation(description=description))
+
+
+def subscription(description: str | None = None) -> Callable[[F], F]:
+    return cast("Callable[[F], F]", strawberry.subscription(description=description))
+
+
+def not_available(operation: str) -> GraphQLError:
+    return GraphQLError(f"{operation} is not available yet", extensions={"code": "NOT_AVAILABLE"})
+
+
+def _newer(a: features_pb2.RiskReport | None, b: features_pb2.RiskReport | None) -> features_pb2.RiskReport | None:
+    if a is None or b is None:
+        return a or b
+    def key(r: features_pb2.RiskReport) -> tuple[int, int, int]:
+        return (r.window_start_device_time_ns, r.revision, r.computed_time_ns)
+    return a if key(a) >= key(b) else b
+
+
+async def latest_risk(info: Info[Any, Any], pseudonym: str) -> features_pb2.RiskReport | None:
+    """The newest report of the live store (Redis or this process) and the database."""
+    services = context_of(info).services
+    cached = await services.hub.latest_risk(pseudonym)
+    live = features_pb2.RiskReport.FromString(cached) if cached else None
+    stored = await asyncio.to_thread(services.data.latest_risk, pseudonym)
+    return _newer(live, stored)
+
+
+@strawberry.type
+class Query:
+    @field("The patient's latest risk report.")
+    async def get_risk_assessment(self, info: Info[Any, Any], user_id: strawberry.ID) -> RiskReport | None:
+        await patient_access(info, str(user_id), "getRiskAssessment")
+        report = await latest_risk(info, str(user_id))
+        return RiskReport.of(report) if report is not None else None
+
+    @field()
+    async def get_nutrition_analysis(self, info: Info[Any, Any], user_id: strawberry.ID) -> NutritionReport | None:
+        permitted(info, PATIENT_READ)
+        raise not_available("getNutritionAnalysis")
+
+    @field()
+    async def get_chat_history(self, info: Info[Any, Any], user_id: strawberry.ID) -> list[ChatMessage | None] | None:
+        permitted(info, PATIENT_READ)
+        raise not_available("getChatHistory")
+
+    @field("Patients the caller may see, with latest vitals, risk, NEWS2 and active alarms.")
+    async def patients(self, info: Info[Any, Any]) -> list[Patient]:
+        caller = permitted(info, PATIENT_READ)
+        services = context_of(info).services
+
+        def load() -> list[tuple[str, str | None, list[Any], list[Any], features_pb2.RiskReport | None]]:
+            visible = services.access.visible_patients(caller)
+            services.access.audit(caller, "patients", [p for p, _ in visible])
+            return [(p, site, services.data.vitals(p), services.data.alarms(p, True), services.data.latest_risk(p))
+                    for p, site in visible]
+
+        out = []
+        for pseudonym, site, vitals, alarms, stored in await asyncio.to_thread(load):
+            cached = await services.hub.latest_risk(pseudonym)
+            report = _newer(features_pb2.RiskReport.FromString(cached) if cached else None, stored)
+            out.append(Patient(pseudonym=strawberry.ID(pseudonym), site=site, vitals=[Vital.of(v) for v in vitals],
+                               risk=RiskReport.of(report) if report else None,
+                               news2=report.news2 if report is not None and report.news2 >= 0 else None,
+                               active_alarms=[Alarm.of(a) for a in alarms]))
+        return out
+
+    @field("Feature windows (60 s or 300 s) of one patient; default: "
+                                                        "the last 24 h; at most 31 days per query.")
+    async def vitals_history(self, info: Info[Any, Any], user_id: strawberry.ID, width_s: int = 300,
+                             from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+                             to: datetime | None = None) -> list[FeatureWindow]:
+        if width_s not in WINDOW_WIDTHS:
+            raise GraphQLError(f"widthS must be one of {WINDOW_WIDTHS}", extensions={"code": "BAD_USER_INPUT"})
+        end = time_ns(to) if to is not None else time.time_ns()
+        start = time_ns(from_) if from_ is not None else end - DAY_NS
+        if not 0 <= end - start <= MAX_HISTORY_NS:
+            raise GraphQLError("the range must run forwards and span at most 31 days",
+                               extensions={"code": "BAD_USER_INPUT"})
+        await patient_access(info, str(user_id), "vitalsHistory")
+        data = context_of(info).services.data
+        windows = await asyncio.to_thread(data.windows, str(user_id), width_s, start, end)
+        return [FeatureWindow.of(w) for w in windows]
+
+    @field()
+    async def alarms(self, info: Info[Any, Any], user_id: strawberry.ID, active_only: bool = True) -> list[Alarm]:
+        await patient_access(info, str(user_id), "alarms")
+        data = context_of(info).services.data
+        return [Alarm.of(a) for a in await asyncio.to_thread(data.alarms, str(user_id), active_only)]
+
+    @field()
+    async def sites(self, info: Info[Any, Any]) -> list[Site]:
+        caller = permitted(info, FLEET_READ)
+        data = context_of(info).services.data
+        rows = await asyncio.to_thread(data.sites, _scope(caller))
+        return [Site(site_id=strawberry.ID(s), name=n) for s, n in rows]
+
+    @field("Gateways with their last heartbeat (nurses and clinicians: their sites).")
+    async def gateways(self, info: Info[Any, Any]) -> list[Gateway]:
+        caller = permitted(info, FLEET_READ)
+        data = context_of(info).services.data
+        rows = await asyncio.to_thread(data.gateways, _scope(caller))
+        return [Gateway(gateway_id=strawberry.ID(r.gateway_id), site=r.site_id, health=r.health,
+                        software_version=r.software_version, model_versions=_json(r.model_versions),
+                        outbox_records=r.outbox_records, outbox_bytes=r.outbox_bytes,
+                        oldest_unsent_age_ms=r.oldest_unsent_age_ms, last_heartbeat=ns_time(r.last_seen_ns),
+                        connected_devices=r.connected_devices) for r in rows]
+
+    @field("Registered model versions with their metrics, card and aliases.")
+    async def models(self, info: Info[Any, Any], name: str | None = None) -> list[Model]:
+        permitted(info, MODELS_READ)
+        data = context_of(info).services.data
+        return [Model.of(m) for m in await asyncio.to_thread(data.models, name)]
+
+
+def _scope(caller: Caller) -> list[str] | None:
+    scope = site_filter(caller.principal)
+    return None if scope is None else sorted(scope)
+
+
+def _json(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        return {}
+
+
+@strawberry.type
+class Mutation:
+    @mutation()
+    async def ingest_smartwatch_data(self, info: Info[Any, Any], data: SmartwatchInput) -> bool | None:
+        permitted(info, INGEST_WRITE)
+        raise not_available("ingestSmartwatchData (gateways upload over gRPC)")
+
+    @mutation()
+    async def start_chat_session(self, info: Info[Any, Any], user_id: strawberry.ID) -> ChatSession | None:
+        permitted(info, PATIENT_READ)
+        raise not_available("startChatSession")
+
+    @mutation()
+    async def send_chat_message(self, info: Info[Any, Any], session_id: strawberry.ID,
+                                message: str) -> ChatMessage | None:
+        permitted(info, PATIENT_READ)
+        raise not_available("sendChatMessage")
+
+
+@strawberry.type
+class Subscription:
+    @subscription("Each new risk report of the patient, as it comes.")
+    async def real_time_risk_update(self, info: Info[Any, Any],
+                                    user_id: strawberry.ID) -> AsyncGenerator[RiskUpdate | None, None]:
+        caller_of(info)
+        await patient_access(info, str(user_id), "realTimeRiskUpdate")
+        async for payload in context_of(info).services.hub.subscribe(str(user_id)):
+            report = features_pb2.RiskReport.FromString(payload)
+            yield RiskUpdate(user_id=user_id, score=report.score, confidence=report.confidence, level=report.level,
+                             report=RiskReport.of(report))
+
+
+def build_schema(settings: ApiSettings) -> strawberry.Schema:
+    # factories: a fresh extension per request
+    extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+    ]
+    if not settings.development:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+
+
+def schema_sdl() -> str:
+    """The schema in SDL (``cardiogate api schema``)."""
+    return str(build_schema(ApiSettings()))
+
+
+__all__ = ["Denied", "build_schema", "schema_sdl"]

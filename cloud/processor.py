@@ -1,0 +1,324 @@
+"""The cloud stream processor: telemetry -> per-patient feature windows -> risk reports.
+
+A quixstreams application (consumer group ``cardiogate-processor``) reads the vitals, alarms,
+device-event and ECG topics (ECG only for its sample counts; the waveform is not decoded),
+keyed by patient. The event time is the device time (:func:`cardiogate.cloud.features.event_time_ns`).
+Tumbling windows of 60 s and 300 s, aligned to the epoch, fold each patient's records with
+:mod:`cardiogate.cloud.features` and emit one final window each: a FeatureWindow on
+``features.1m`` / ``features.5m`` and a RiskReport (:mod:`cardiogate.cloud.risk`) on
+``risk-events``, all keyed by patient; both go to the history tables
+(:mod:`cardiogate.cloud.history`) and, when Redis answers, to ``cardiogate:latest:<patient>``
+and the channel ``cardiogate:risk:<patient>``.
+
+Closing: windows close on partition time (``closing_strategy="partition"``), the newest device
+time of any record on the partition, once it passes the window's end plus ``grace_s``. A
+patient whose gateway fell silent therefore gets its final window as soon as other patients
+on the same partition move on. A partition with no traffic at all closes nothing: there is no
+wall-clock closing, so a whole partition falling silent holds its last windows until any
+record arrives there.
+
+Late records: a record whose window has already closed is never dropped silently. quixstreams
+3.28 with partition closing and a grace period accepts a record for a window it closed less
+than ``grace`` ago, recreates that window and never emits it again; so this module decides
+lateness itself, before the window, with quixstreams' own rule (a window is closed once its end
+is at or before the aligned partition time minus grace). Late records are counted
+(``processor_late_records_total{width_s}``) and routed unchanged (the Record bytes, the original
+key and headers plus ``late-window-s``) to ``features.late``, from where a revision job or an
+operator can replay them; windows are not revised here. The lateness watermark is in memory:
+right after a restart, until the partition's first records re-establish it, quixstreams' own
+late check is the backstop, and what it rejects is counted with ``route="rejected"`` and logged
+with its offset, not routed.
+
+Delivery: exactly-once by default (``processing_guarantee``). Checked against tansu (memory
+storage): the transactional producer initialises and commits, and tests/integration/test_processor.py
+passes with it, as it does with "at-least-once"; what was not checked on tansu is a transaction
+aborted by a crash. Kafka outputs are transactional with the consumed offsets; the history tables
+and Redis are written outside the transaction, so they are at-least-once in either mode and made
+idempotent instead: the upsert keeps the highest revision per (patient, width_s, start), and a
+replayed window overwrites itself with the same values. "at-least-once" is the fallback for
+brokers without transactions; topic consumers then keep one window per that key.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quixstreams import Application, State
+from quixstreams.models import Deserializer, SerializationContext, Serializer
+from quixstreams.models.topics import TopicConfig
+from sqlalchemy import Engine
+
+from cardiogate.cloud import features, history
+from cardiogate.cloud.features import Accumulator
+from cardiogate.cloud.kafka_bridge import ensure_topics
+from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.risk import News2Baseline, RiskModel
+from cardiogate.cloud.settings import CloudSettings
+from cardiogate.core import metrics as registry
+from cardiogate.core.logs import get_logger
+from cardiogate.proto.v1 import features_pb2
+from cardiogate.proto.v1 import telemetry_pb2 as pb
+
+log = get_logger(__name__)
+
+WIDTHS_S = (60, 300)
+_KAFKA_DEFAULT_RETENTION_MS = str(7 * 86_400_000)  # sizes the changelog topics
+LATE_RECORDS = registry.counter("processor_late_records", "Records that arrived after their window closed.",
+                                ("width_s", "route"))
+WINDOWS = registry.counter("processor_windows", "Feature windows emitted.", ("width_s",))
+UNDECODABLE = registry.counter("processor_undecodable_records", "Messages that are not cardiogate records.")
+
+
+@dataclass(slots=True)
+class Item:
+    """A decoded record on its way through the pipeline, with its lateness per window width."""
+
+    record: pb.Record
+    raw: bytes
+    late: dict[int, bool] = field(default_factory=dict)
+
+
+class RecordDeserializer(Deserializer):
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def __call__(self, value: bytes, ctx: SerializationContext) -> Item | None:
+        record = pb.Record()
+        try:
+            record.ParseFromString(value or b"")
+        except Exception:
+            record = pb.Record()
+        if not record.stream_id or not record.patient:
+            UNDECODABLE.inc()
+            return None
+        return Item(record, value)
+
+
+class RawRecordSerializer(Serializer):
+    def __call__(self, value: Item, ctx: SerializationContext) -> bytes:
+        return value.raw
+
+
+def device_time_ms(value: Any, headers: Any, timestamp: float, timestamp_type: int) -> int:
+    t = features.event_time_ns(value.record) if isinstance(value, Item) else None
+    return int(timestamp) if t is None else t // 1_000_000
+
+
+class LateGate:
+    """Per (width, partition): the newest event time passed to the window, and which records come too late."""
+
+    def __init__(self, grace_ms: int) -> None:
+        self._grace_ms = grace_ms
+        self._marks: dict[tuple[int, int], int] = {}
+
+    def annotate(self, item: Item | None, key: Any, timestamp_ms: int, headers: Any, partition: int) -> Item | None:
+        if item is None:
+            return None
+        for width_s in WIDTHS_S:
+            width_ms = width_s * 1000
+            mark = self._marks.get((width_s, partition))
+            closed_until = -1 if mark is None else (mark - self._grace_ms) - (mark - self._grace_ms) % width_ms
+            late = timestamp_ms - timestamp_ms % width_ms + width_ms <= closed_until
+            item.late[width_s] = late
+            if late:
+                LATE_RECORDS.labels(width_s=str(width_s), route="late_topic").inc()
+            else:
+                self._marks[(width_s, partition)] = max(mark or 0, timestamp_ms)
+        return item
+
+
+class LatestState:
+    """Redis: the latest window and report per patient, and a pub/sub channel of reports; optional."""
+
+    def __init__(self, url: str | None) -> None:
+        self._client: Any = None
+        if url is None:
+            return
+        try:
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
+            client.ping()
+            self._client = client
+        except Exception as exc:
+            log.warning("redis does not answer; latest state and risk pub/sub are off", url=url, error=repr(exc))
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    def publish(self, window: features_pb2.FeatureWindow, report: features_pb2.RiskReport) -> None:
+        if self._client is None:
+            return
+        patient = window.patient
+        try:
+            pipe = self._client.pipeline()
+            pipe.hset(f"cardiogate:latest:{patient}", mapping={
+                f"features.{window.width_s // 60}m": window.SerializeToString(), "risk": report.SerializeToString()})
+            pipe.publish(f"cardiogate:risk:{patient}", report.SerializeToString())
+            pipe.execute()
+        except Exception as exc:
+            log.warning("redis write failed; latest state and risk pub/sub are off", error=repr(exc))
+            self._client = None
+
+
+class Processor:
+    """Builds the quixstreams application; ``run`` blocks until ``stop``."""
+
+    def __init__(self, settings: CloudSettings, engine: Engine, model: RiskModel | None = None,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        p, k = settings.processor, settings.kafka
+        self._settings = settings
+        self._engine = engine
+        self._model = model or News2Baseline()
+        self._clock = clock
+        self._grace_ms = round(p.grace_s * 1000)
+        self.gate = LateGate(self._grace_ms)
+        self.latest = LatestState(p.redis_url)
+        self.app = _Application(
+            broker_address=k.bootstrap, consumer_group=p.consumer_group, auto_offset_reset=p.auto_offset_reset,
+            state_dir=str(p.state_dir), processing_guarantee=p.processing_guarantee,
+            commit_interval=p.commit_interval_s, loglevel="WARNING",
+            consumer_extra_config={"session.timeout.ms": p.session_timeout_ms,
+                                   "heartbeat.interval.ms": max(500, p.session_timeout_ms // 6)})
+        config = TopicConfig(num_partitions=k.partitions, replication_factor=1)
+        inputs = [self.app.topic(name, key_deserializer="bytes", value_deserializer=RecordDeserializer(),
+                                 timestamp_extractor=device_time_ms, config=config)
+                  for name in (k.topic_vitals, k.topic_alarms, k.topic_events, k.topic_ecg)]
+        for topic in inputs:  # tansu describes only the configs a topic was created with
+            topic.broker_config.extra_config.setdefault("retention.ms", _KAFKA_DEFAULT_RETENTION_MS)
+
+        def output(name: str, serializer: Any = "bytes") -> Any:
+            return self.app.topic(name, key_serializer="bytes", value_serializer=serializer, config=config)
+
+        late_topic = output(p.topic_late, RawRecordSerializer())
+        risk_topic = output(p.topic_risk)
+        sdf = self.app.dataframe(inputs[0])
+        for topic in inputs[1:]:
+            sdf = sdf.concat(self.app.dataframe(topic))
+        sdf = sdf.filter(_decoded)
+        sdf = sdf.apply(self._annotate, metadata=True)
+        for width_s, name in ((60, p.topic_features_1m), (300, p.topic_features_5m)):
+            late = sdf.filter(_late_for(width_s, True)).set_headers(_late_header(width_s))
+            late.to_topic(late_topic)
+            windows = (sdf.filter(_late_for(width_s, False))
+                       .tumbling_window(width_s * 1000, grace_ms=self._grace_ms, name=f"features_{width_s}s",
+                                        on_late=self._rejected)
+                       .reduce(_fold, _first)
+                       .final(closing_strategy="partition"))
+            out = windows.apply(self._emit(width_s), stateful=True, metadata=True)
+            out.apply(_first_of).to_topic(output(name))
+            out.apply(_second_of).to_topic(risk_topic)
+
+    @staticmethod
+    def _partition() -> int:
+        from quixstreams.context import message_context
+
+        return int(message_context().partition)
+
+    def _annotate(self, item: Item | None, key: Any, timestamp: int, headers: Any) -> Item | None:
+        return self.gate.annotate(item, key, timestamp, headers, self._partition())
+
+    def _rejected(self, value: Any, key: Any, timestamp_ms: int, late_by_ms: int, start: int, end: int,
+                  store_name: str, topic: str, partition: int, offset: int) -> bool:
+        width_s = (end - start) // 1000
+        LATE_RECORDS.labels(width_s=str(width_s), route="rejected").inc()
+        log.error("record for a closed window rejected by the window store (after a restart)", topic=topic,
+                  partition=partition, offset=offset, window_s=width_s, late_by_ms=late_by_ms)
+        return False
+
+    def _emit(self, width_s: int) -> Callable[..., tuple[bytes, bytes]]:
+        def emit(value: dict[str, Any], key: bytes, timestamp: int, headers: Any,
+                 state: State[Any, Any]) -> tuple[bytes, bytes]:
+            acc: Accumulator = value["value"]
+            patient = key.decode(errors="replace")
+            window = features.finalize(acc, patient, width_s, value["start"] * 1_000_000,
+                                       computed_time_ns=self._clock())
+            prev_key = f"previous_hr_mean:{width_s}"
+            previous = None
+            stored = state.get(prev_key)
+            if stored is not None:
+                previous = features_pb2.FeatureWindow(width_s=width_s, hr_mean=stored)
+            report = self._model.assess(window, previous)
+            if window.HasField("hr_mean"):
+                state.set(prev_key, window.hr_mean)
+            with self._engine.begin() as conn:
+                history.save(conn, [window], [report])
+            self.latest.publish(window, report)
+            WINDOWS.labels(width_s=str(width_s)).inc()
+            return window.SerializeToString(), report.SerializeToString()
+
+        return emit
+
+    def run(self) -> None:
+        self.app.run()
+
+    def stop(self) -> None:
+        self.app.stop()
+
+
+def _decoded(item: Item | None) -> bool:
+    return item is not None
+
+
+def _late_for(width_s: int, late: bool) -> Callable[[Item], bool]:
+    def check(item: Item) -> bool:
+        return item.late[width_s] is late
+
+    return check
+
+
+def _late_header(width_s: int) -> Callable[[Any, Any, int, Any], list[tuple[str, bytes]]]:
+    def headers(value: Any, key: Any, timestamp: int, headers: Any) -> list[tuple[str, bytes]]:
+        return [*(headers or []), ("late-window-s", str(width_s).encode())]
+
+    return headers
+
+
+def _fold(acc: Accumulator, item: Item) -> Accumulator:
+    return features.fold(acc, item.record)
+
+
+def _first(item: Item) -> Accumulator:
+    return features.fold(features.new_accumulator(), item.record)
+
+
+def _first_of(pair: tuple[bytes, bytes]) -> bytes:
+    return pair[0]
+
+
+def _second_of(pair: tuple[bytes, bytes]) -> bytes:
+    return pair[1]
+
+
+class _Application(Application):
+    """quixstreams installs signal handlers on ``run``, which only the main thread may do."""
+
+    def _setup_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super()._setup_signal_handlers()  # type: ignore[no-untyped-call]
+
+
+def run_processor(settings: CloudSettings, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (main thread) or until ``stop`` is set."""
+    ensure_topics(settings.kafka)
+    engine = open_database(settings.db_url)
+    processor = Processor(settings, engine)
+    watcher = None
+    if stop is not None:
+        def stop_when_set() -> None:
+            stop.wait()
+            processor.stop()
+
+        watcher = threading.Thread(target=stop_when_set, daemon=True, name="processor-stop")
+        watcher.start()
+    print(f"cloud: processor reading {settings.kafka.bootstrap}, history in {engine.url.render_as_string()}",
+          flush=True)
+    try:
+        processor.run()
+    finally:
+        engine.dispose()

@@ -1,0 +1,186 @@
+"""The transparent rule baseline that turns a feature window into a risk report: pure functions.
+
+It serves until a model from the registry replaces it behind :class:`RiskModel`; every report it
+makes says ``baseline=true``, names ``news2-baseline`` version ``1`` and calls itself a rule
+baseline in plain words, so nobody mistakes it for a trained model.
+
+NEWS2 (Royal College of Physicians, 2017), SpO2 scale 1, from what wearables measure: pulse
+(window mean heart rate), SpO2 (window mean), systolic BP (window mean) and respiration rate
+when a window has one. Temperature, consciousness (ACVPU) and air-or-oxygen are never measured
+by the wearables, so the subtotal is a lower bound of the charted NEWS2 and the band is read
+from that subtotal. The gateway scores NEWS2 as well (cardiogate.edge.alarm_engine.news2) but
+the cloud may not import the gateway; the table below is the same RCP chart, and
+tests/unit/test_unit_cloud_risk.py checks its boundaries.
+
+Score (0..1): the NEWS2 subtotal over 7 (where "high" starts) weighs 0.6, AF burden 0.2, a
+rising heart rate against the previous window 0.1 and raised high-priority alarms 0.1;
+confidence is the share of the expected inputs that were present.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from cardiogate.proto.v1 import features_pb2
+
+MODEL_NAME = "news2-baseline"
+MODEL_VERSION = "1"
+NOT_MEASURED = ("temperature", "consciousness", "air_or_oxygen")
+_EXPECTED = ("pulse", "spo2", "systolic", "respiration_rate", "af_burden")
+_HIGH = 7
+
+
+class RiskModel(Protocol):
+    """What the processor calls for each closed window; a registry model implements the same."""
+
+    def assess(self, window: features_pb2.FeatureWindow,
+               previous: features_pb2.FeatureWindow | None = None) -> features_pb2.RiskReport: ...
+
+
+def _charted(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+def score_pulse(pulse: float) -> int:
+    p = _charted(pulse)
+    if p <= 40:
+        return 3
+    if p <= 50:
+        return 1
+    if p <= 90:
+        return 0
+    if p <= 110:
+        return 1
+    return 2 if p <= 130 else 3
+
+
+def score_spo2_scale1(spo2: float) -> int:
+    s = _charted(spo2)
+    if s <= 91:
+        return 3
+    if s <= 93:
+        return 2
+    return 1 if s <= 95 else 0
+
+
+def score_systolic(systolic: float) -> int:
+    s = _charted(systolic)
+    if s <= 90:
+        return 3
+    if s <= 100:
+        return 2
+    if s <= 110:
+        return 1
+    return 0 if s <= 219 else 3
+
+
+def score_respiration_rate(rate: float) -> int:
+    r = _charted(rate)
+    if r <= 8:
+        return 3
+    if r <= 11:
+        return 1
+    if r <= 20:
+        return 0
+    return 2 if r <= 24 else 3
+
+
+def band_of(total: int, any_three: bool) -> str:
+    if total >= _HIGH:
+        return "high"
+    if total >= 5:
+        return "medium"
+    return "low-medium" if any_three else "low"
+
+
+def _value(w: features_pb2.FeatureWindow, field: str) -> float | None:
+    if not w.HasField(field):  # type: ignore[arg-type]
+        return None
+    value = float(getattr(w, field))
+    return value if math.isfinite(value) else None
+
+
+def news2_subscores(w: features_pb2.FeatureWindow) -> dict[str, tuple[float, int]]:
+    """Parameter -> (value, points) for the NEWS2 parameters the window has."""
+    scorers = (("pulse", "hr_mean", score_pulse), ("spo2", "spo2_mean", score_spo2_scale1),
+               ("systolic", "systolic_mean", score_systolic),
+               ("respiration_rate", "respiratory_rate_mean", score_respiration_rate))
+    out = {}
+    for name, field, scorer in scorers:
+        value = _value(w, field)
+        if value is not None and value > 0:
+            out[name] = (value, scorer(value))
+    return out
+
+
+class News2Baseline:
+    """NEWS2 subtotal, AF burden, heart-rate trend and raised alarms, each reported as a factor."""
+
+    def assess(self, window: features_pb2.FeatureWindow,
+               previous: features_pb2.FeatureWindow | None = None) -> features_pb2.RiskReport:
+        report = features_pb2.RiskReport(
+            schema_version=1, patient=window.patient, width_s=window.width_s,
+            window_start_device_time_ns=window.start_device_time_ns,
+            window_end_device_time_ns=window.end_device_time_ns, model_name=MODEL_NAME, model_version=MODEL_VERSION,
+            baseline=True, revision=window.revision, computed_time_ns=window.computed_time_ns)
+        subs = news2_subscores(window)
+        total = sum(points for _, points in subs.values())
+        report.news2 = total if subs else -1
+        report.level = band_of(total, any(points == 3 for _, points in subs.values()))
+        news2_part = 0.6 * min(1.0, total / _HIGH)
+        missing = [p for p in ("pulse", "spo2", "systolic", "respiration_rate") if p not in subs]
+        described = ", ".join(f"{name} {value:.0f} -> {points}" for name, (value, points) in subs.items())
+        report.factors.add(
+            name="news2", value=float(total), contribution=news2_part,
+            description=(f"rule baseline NEWS2 subtotal {total} from {described or 'no vitals'}; not measured by "
+                         f"wearables: {', '.join(NOT_MEASURED)}"
+                         + (f"; missing in this window: {', '.join(missing)}" if missing else "")))
+        score = news2_part
+        af = _value(window, "af_burden")
+        if af is not None:
+            part = 0.2 * min(1.0, max(0.0, af))
+            score += part
+            report.factors.add(name="af_burden", value=af, contribution=part,
+                               description=f"{af:.0%} of classified ECG segments were atrial fibrillation")
+        trend = self._trend(window, previous)
+        if trend is not None:
+            part = 0.1 * min(1.0, max(0.0, trend) / 30.0)
+            score += part
+            report.factors.add(name="hr_trend", value=trend, contribution=part,
+                               description=f"mean heart rate changed by {trend:+.0f} bpm against the previous window")
+        high_alarms = window.alarm_counts.get("high", 0)
+        raised = sum(window.alarm_counts.values())
+        if raised:
+            part = 0.1 if high_alarms else 0.0
+            score += part
+            counts = ", ".join(f"{n} {p}" for p, n in sorted(window.alarm_counts.items()))
+            report.factors.add(name="alarms", value=float(raised), contribution=part,
+                               description=f"alarms raised in the window: {counts}")
+        report.score = min(1.0, score)
+        present = len(subs) + (af is not None)
+        report.confidence = present / len(_EXPECTED)
+        report.recommendations.extend(self._recommendations(report.level, af, high_alarms))
+        return report
+
+    @staticmethod
+    def _trend(window: features_pb2.FeatureWindow, previous: features_pb2.FeatureWindow | None) -> float | None:
+        if previous is None or previous.width_s != window.width_s:
+            return None
+        now, before = _value(window, "hr_mean"), _value(previous, "hr_mean")
+        return None if now is None or before is None else now - before
+
+    @staticmethod
+    def _recommendations(level: str, af: float | None, high_alarms: int) -> list[str]:
+        advice = {"high": "urgent clinical review (NEWS2 high)",
+                  "medium": "urgent review by a clinician (NEWS2 medium)",
+                  "low-medium": "review by a clinician: one parameter scores 3",
+                  "low": "continue monitoring"}
+        out = [advice[level]]
+        if af is not None and af >= 0.3:
+            out.append("review the ECG for atrial fibrillation")
+        if high_alarms:
+            out.append("high-priority alarms were raised in this window")
+        out.append("rule baseline (news2-baseline 1): a transparent rule, not a trained model; temperature, "
+                   "consciousness and oxygen therapy are not measured, so NEWS2 may be higher")
+        return out
