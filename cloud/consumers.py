@@ -78,7 +78,7 @@ class StoreConsumer:
                     log.warning("kafka consumer error", error=str(msg.error()))
                     continue
                 topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
-                delivered = decode(msg.value(), msg.headers())  # type: ignore[arg-type]
+                delivered = decode(msg.value(), msg.headers())
                 outcome[apply(conn, delivered) if delivered is not None else "undecodable"] += 1
                 offsets[(topic, partition)] = offset + 1
             if offsets:

@@ -71,7 +71,7 @@ async def run_cloud_commands(settings: UplinkSettings, gateway_id: str, apply: A
         await asyncio.sleep(backoff.next_delay())
 
 
-async def _handle(stub: commands_pb2_grpc.CommandsStub, gateway_id: str, command: commands_pb2.GatewayCommand,
+async def _handle(stub: commands_pb2_grpc.CommandsAsyncStub, gateway_id: str, command: commands_pb2.GatewayCommand,
                   apply: Apply) -> None:
     now = time.time_ns()
     if command.expires_time_ns and now > command.expires_time_ns:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cardiogate import __version__
+from cardiogate.app.cloud_cli import add_cloud_read_parsers
 from cardiogate.app.evaluation import add_eval_parser
 from cardiogate.app.verify import add_arguments as add_verify_arguments
 from cardiogate.core.logs import setup_logging
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     cadmin = csub.add_parser("admin", help="PKI, enrollment tokens, assignments, revocation", add_help=False)
     cadmin.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate cloud admin --help`")
     cadmin.set_defaults(func=_cmd_cloud_admin, passthrough=True)
+
+    add_cloud_read_parsers(sub)  # `processor run`, `api run|schema|user add`
 
     sim = sub.add_parser("sim", help="simulated wearables on a virtual BLE radio")
     ssub = sim.add_subparsers(dest="action", required=True, metavar="ACTION")

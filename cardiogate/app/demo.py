@@ -110,6 +110,13 @@ def _print_access(mqtt: SiteMqtt, patient: str) -> None:
           f"acknowledges on {mqtt.command_topic(patient, NURSE)}", flush=True)
 
 
+def _print_api(stack: LocalStack) -> None:
+    users = ", ".join(f"{name} ({role})" for name, role in stack.api_users.items())
+    print(f"demo: API at {stack.api_url} (GraphQL /graphql, risk WebSocket /ws/risk, OpenAPI /openapi.json, "
+          f"tokens from POST /auth/token); users {users}, passwords in {stack.workdir / 'api-credentials'}",
+          flush=True)
+
+
 def _status_line(elapsed: float, status: dict[str, PatientStatus]) -> str:
     cells = []
     for patient in sorted(status):
@@ -128,7 +135,7 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cardiogate-demo-")) if workdir is None else workdir
     broker: Any = None
-    stack = LocalStack(work, demo_patients(patients, tachy_at_s=min(12.0, max(2.0, duration_s / 3))))
+    stack = LocalStack(work, demo_patients(patients, tachy_at_s=min(12.0, max(2.0, duration_s / 3))), read_side=True)
     if embedded_mqtt or mosquitto_binary() is None:
         from cardiogate.app.embedded_mqtt import start_embedded_broker
 
@@ -144,7 +151,8 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
     counter = threading.Thread(target=_kafka_counter, args=(stack.kafka_bootstrap, status, stop), daemon=True)
     watcher: asyncio.Task[None] | None = None
     starting = asyncio.ensure_future(asyncio.to_thread(stack.start))
-    print(f"demo: starting tansu, cloud, simulator and gateway (logs in {work})", flush=True)
+    print(f"demo: starting tansu, cloud ingest, stream processor, API, simulator and gateway (logs in {work})",
+          flush=True)
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager: stop cleanly either way
@@ -154,6 +162,7 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
         await asyncio.shield(starting)
         assert stack.mqtt is not None
         _print_access(stack.mqtt, stack.patients[0].pseudonym)
+        _print_api(stack)
         watcher = asyncio.create_task(_watch_mqtt(stack.mqtt, status, alarm_lines))
         counter.start()
         t0 = time.monotonic()

@@ -47,7 +47,7 @@ class RecordReader:
                 continue
             record = pb.Record()
             record.ParseFromString(msg.value() or b"")
-            raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
+            raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])
             headers = {k: v for k, v in raw_headers if isinstance(v, bytes)}
             n += 1
             yield KafkaRecord(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), record, headers)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -144,6 +146,9 @@ class LocalStack:
     sim_processes: int = 1  # >1: the fleet is dealt over processes, one radio (gateway adapter) each
     cloud_extra: dict[str, Any] = field(default_factory=dict)    # merged into the cloud config
     gateway_env: dict[str, str] = field(default_factory=dict)    # extra environment of the gateway process
+    # The cloud's read side: the stream processor and the API (off by default: most tests do not need them).
+    read_side: bool = False
+    api_port: int = field(default_factory=free_port)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -155,6 +160,10 @@ class LocalStack:
         """Where the gateway's and the ingest's ``/metrics`` answer."""
         return {"gateway": f"http://127.0.0.1:{self.gateway_metrics_port}/metrics",
                 "cloud": f"http://127.0.0.1:{self.cloud_metrics_port}/metrics"}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def outbox_path(self) -> Path:
@@ -195,7 +204,10 @@ class LocalStack:
                  "pki": {"ca_cert": str(pki / "ca.crt"), "ca_key": str(pki / "ca.key"),
                          "server_cert": str(pki / "server.crt"), "server_key": str(pki / "server.key")},
                  "enrollment": {"listen": f"127.0.0.1:{self.enroll_port}"},
-                 "metrics": {"listen": f"127.0.0.1:{self.cloud_metrics_port}"}}
+                 "metrics": {"listen": f"127.0.0.1:{self.cloud_metrics_port}"},
+                 # A short grace: a local stack's windows close a few seconds after their end, not minutes.
+                 "processor": {"state_dir": str(self.workdir / "processor-state"), "grace_s": 5.0},
+                 "api": {"listen": f"127.0.0.1:{self.api_port}"}}
         sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,
                             "heart_rate": [list(k) for k in p.heart_rate],
@@ -236,6 +248,8 @@ class LocalStack:
         # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token.
         token = provision_local(load_cloud_settings(paths["cloud"]), self.gateway_id,
                                 [p.pseudonym for p in self.patients])
+        if self.read_side:
+            self.register_site(load_cloud_settings(paths["cloud"]).db_url)
         self.procs["tansu"] = self._start_kafka()
         py = [sys.executable, "-m", "cardiogate"]
         self._spawn("cloud", [*py, "cloud", "run", "--config", str(paths["cloud"])])
@@ -252,6 +266,48 @@ class LocalStack:
             self.stop()
             raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None
         self._spawn("gateway", [*py, "gateway", "run", "--config", str(paths["gateway"])], self.gateway_env)
+        if self.read_side:
+            self._spawn("processor", [*py, "processor", "run", "--config", str(paths["cloud"])])
+            self._spawn("api", [*py, "api", "run", "--config", str(paths["cloud"])])
+            try:
+                wait_for_port("127.0.0.1", self.api_port, 60.0)
+            except TimeoutError:
+                self.stop()
+                raise RuntimeError(f"the API did not come up; see {self.workdir / 'api.log'}") from None
+
+    def register_site(self, db_url: str) -> None:
+        """The fleet registry's view of this stack: the site, its gateway and its patients (the API scopes by site),
+        and one local API user per role with a random password in a 0600 file under ``api-credentials/``."""
+        from cardiogate.cloud.api.run import add_api_user
+        from cardiogate.cloud.registry.fleet import FleetRegistry
+        from cardiogate.cloud.registry.migrate import open_database
+        from cardiogate.cloud.settings import load_cloud_settings
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # the parts log their own migrations
+        engine = open_database(db_url)
+        try:
+            fleet = FleetRegistry(engine)
+            fleet.add_site(self.site)
+            fleet.add_gateway(self.gateway_id, self.site)
+            for p in self.patients:
+                fleet.add_patient(p.pseudonym, self.site)
+        finally:
+            engine.dispose()
+        creds = self.workdir / "api-credentials"
+        creds.mkdir(mode=0o700, exist_ok=True)
+        settings = load_cloud_settings(self.workdir / "cloud.toml")
+        for username, role in self.api_users.items():
+            password = secrets.token_urlsafe(18)
+            add_api_user(settings, username, password, role, [self.site] if role in ("nurse", "clinician") else [])
+            path = creds / username
+            path.touch(mode=0o600)
+            path.write_text(password + "\n", encoding="utf-8")
+
+    @property
+    def api_users(self) -> dict[str, str]:
+        """The local API users a read-side stack creates: username -> role."""
+        return {"demo-nurse": "nurse", "demo-clinician": "clinician", "demo-operator": "operator",
+                "demo-admin": "admin"}
 
     def _start_kafka(self) -> subprocess.Popen[bytes]:
         """Start the embedded Kafka-protocol broker (tansu); subclasses may put something in front of it."""
@@ -333,7 +389,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Gateway first (so it flushes), then simulator, cloud, brokers."""
-        for name in ("gateway", "sim", "cloud", "tansu", "mosquitto"):
+        for name in ("gateway", "sim", "api", "processor", "cloud", "tansu", "mosquitto"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue

@@ -36,7 +36,8 @@ async def _collect(client: aiomqtt.Client, seen: Seen) -> None:
             seen.append((time.monotonic(), str(msg.topic), json.loads(msg.payload)))
 
 
-async def _wait(seen: Seen, match: Callable[[str, dict[str, Any]], bool], timeout_s: float) -> tuple[float, dict[str, Any]]:
+async def _wait(seen: Seen, match: Callable[[str, dict[str, Any]], bool],
+                timeout_s: float) -> tuple[float, dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for t, topic, body in list(seen):

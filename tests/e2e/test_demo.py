@@ -45,3 +45,52 @@ def test_demo_runs_its_own_locked_mosquitto_and_prints_no_secret() -> None:
     shutil.rmtree(work.group(1), ignore_errors=True)
     leftovers = subprocess.run(["pgrep", "-f", "cardiogate-demo-"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", f"processes left behind: {leftovers.stdout}"
+
+
+def test_the_demo_serves_the_api_with_its_local_users_and_site_scope() -> None:
+    """While the demo runs: the printed API answers, a nurse logs in and sees the site's patients (audited)."""
+    import json
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "cardiogate", "demo", "--duration", "40", "--embedded-mqtt"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = creds = None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            found = re.search(r"demo: API at (http://\S+) .* passwords in (\S+)$", line.strip())
+            if found:
+                url, creds = found.group(1), Path(found.group(2))
+                break
+            assert time.monotonic() < deadline, "the demo did not print its API"
+        assert url is not None and creds is not None
+
+        def post(path: str, body: dict[str, object], token: str | None = None) -> dict[str, object]:
+            req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"content-type": "application/json",
+                                                  **({"authorization": f"Bearer {token}"} if token else {})})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                result: dict[str, object] = json.loads(resp.read())
+                return result
+
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as resp:
+            assert resp.status == 200
+        password = (creds / "demo-nurse").read_text().strip()
+        token = post("/auth/token", {"username": "demo-nurse", "password": password})["access_token"]
+        assert isinstance(token, str)
+        answer = post("/graphql", {"query": "{ patients { pseudonym } }"}, token)
+        assert "errors" not in answer, answer
+        data = answer["data"]
+        assert isinstance(data, dict)
+        assert sorted(p["pseudonym"] for p in data["patients"]) == ["pt-1001", "pt-1002", "pt-1003"]
+        operator = post("/auth/token", {"username": "demo-operator",
+                                        "password": (creds / "demo-operator").read_text().strip()})["access_token"]
+        refused = post("/graphql", {"query": "{ patients { pseudonym } }"}, str(operator))
+        assert refused.get("errors"), "an operator read patient data"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    leftovers = subprocess.run(["pgrep", "-f", "cardiogate-demo-"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", f"processes left behind: {leftovers.stdout}"
