@@ -88,6 +88,15 @@ class CommandStatus:
     outcome: str          # pending, accepted, rejected, expired
     error: str
     applied_ns: int | None
+    payload: str          # the command JSON the gateway receives
+
+    @property
+    def alarm_id(self) -> str | None:
+        try:
+            value = json.loads(self.payload).get("alarm_id")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
 
 
 def validate(cmd: AlarmCommand) -> None:
@@ -131,7 +140,8 @@ def payload_for(cmd: AlarmCommand, command_id: str) -> str:
 
 def _status(row: Any) -> CommandStatus:
     return CommandStatus(row.command_id, row.gateway_id, row.patient, row.command, row.actor, row.role, row.origin,
-                         row.issued_ns, row.expires_ns, row.delivered_ns, row.outcome, row.error, row.applied_ns)
+                         row.issued_ns, row.expires_ns, row.delivered_ns, row.outcome, row.error, row.applied_ns,
+                         row.payload)
 
 
 def gateway_for(engine: Engine, patient: str) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Engine,
@@ -168,6 +169,33 @@ gateway_commands = Table(
     Column("reported_ns", BigInteger, nullable=True),
     Index("ix_gateway_commands_pending", "gateway_id", "outcome"),
     Index("ix_gateway_commands_patient", "patient", "issued_ns"),
+)
+
+# What clinicians say about alarms in the cloud: comments, and whether an alarm was true (the label the
+# training jobs learn from). One label per alarm and clinician; a later answer replaces the earlier one.
+alarm_comments = Table(
+    "alarm_comments", metadata,
+    Column("comment_id", String(32), primary_key=True),
+    Column("alarm_id", String(128), nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("client", String(80), nullable=False),
+    Column("time_ns", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_alarm_comments_alarm", "alarm_id", "time_ns"),
+)
+
+alarm_labels = Table(
+    "alarm_labels", metadata,
+    Column("alarm_id", String(128), primary_key=True),
+    Column("username", String(64), primary_key=True),
+    Column("patient", String(64), nullable=False),
+    Column("is_true", Boolean, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("client", String(80), nullable=False),
+    Column("time_ns", BigInteger, nullable=False),
+    Index("ix_alarm_labels_patient", "patient", "time_ns"),
 )
 
 # Consumer positions live beside the rows they produced, committed in the same transaction.

@@ -146,7 +146,8 @@ class LocalStack:
     sim_processes: int = 1  # >1: the fleet is dealt over processes, one radio (gateway adapter) each
     cloud_extra: dict[str, Any] = field(default_factory=dict)    # merged into the cloud config
     gateway_env: dict[str, str] = field(default_factory=dict)    # extra environment of the gateway process
-    # The cloud's read side: the stream processor and the API (off by default: most tests do not need them).
+    # The cloud's read side: the store consumers, the stream processor and the API (off by default: most tests
+    # do not need them).
     read_side: bool = False
     api_port: int = field(default_factory=free_port)
 
@@ -267,6 +268,7 @@ class LocalStack:
             raise RuntimeError(f"the stack did not come up; see the logs in {self.workdir}") from None
         self._spawn("gateway", [*py, "gateway", "run", "--config", str(paths["gateway"])], self.gateway_env)
         if self.read_side:
+            self._spawn("consumers", [*py, "cloud", "consume", "--config", str(paths["cloud"])])
             self._spawn("processor", [*py, "processor", "run", "--config", str(paths["cloud"])])
             self._spawn("api", [*py, "api", "run", "--config", str(paths["cloud"])])
             try:
@@ -389,7 +391,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Gateway first (so it flushes), then simulator, cloud, brokers."""
-        for name in ("gateway", "sim", "api", "processor", "cloud", "tansu", "mosquitto"):
+        for name in ("gateway", "sim", "api", "processor", "consumers", "cloud", "tansu", "mosquitto"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue

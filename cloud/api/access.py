@@ -29,12 +29,16 @@ PATIENT_READ = "patient.read"
 FLEET_READ = "fleet.read"
 MODELS_READ = "models.read"
 INGEST_WRITE = "ingest.write"
+ALARM_COMMAND = "alarm.command"  # acknowledge, silence, unsilence, comment (the gateway obeys clinical roles only)
+ALARM_LABEL = "alarm.label"      # true or false: the label the training jobs learn from
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     PATIENT_READ: frozenset({"nurse", "clinician", "admin"}),
     FLEET_READ: frozenset({"nurse", "clinician", "operator", "admin"}),  # nurses/clinicians: their sites only
     MODELS_READ: frozenset({"clinician", "operator", "admin"}),
     INGEST_WRITE: frozenset({"admin"}),
+    ALARM_COMMAND: frozenset({"nurse", "clinician"}),
+    ALARM_LABEL: frozenset({"clinician"}),
 }
 ALL_SITES_ROLES = frozenset({"operator", "admin"})
 

@@ -13,14 +13,16 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from cardiogate.cloud.api.access import FLEET_READ, INGEST_WRITE, MODELS_READ, PATIENT_READ, Caller, Denied, site_filter
+from cardiogate.cloud.api.alarm_actions import AlarmMutation, AlarmQuery
 from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
 from cardiogate.cloud.api.objects import (
     Alarm,
@@ -39,32 +41,13 @@ from cardiogate.cloud.api.objects import (
     ns_time,
     time_ns,
 )
+from cardiogate.cloud.api.resolvers import field, mutation, not_available, subscription
 from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.proto.v1 import features_pb2
 
 DAY_NS = 86_400 * 10**9
 MAX_HISTORY_NS = 31 * DAY_NS
 WINDOW_WIDTHS = (60, 300)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def field(description: str | None = None) -> Callable[[F], F]:
-    """``strawberry.field`` as a typed decorator (names are camel-cased: get_risk_assessment -> getRiskAssessment)."""
-    return cast("Callable[[F], F]", strawberry.field(description=description))
-
-
-def mutation(description: str | None = None) -> Callable[[F], F]:
-    return cast("Callable[[F], F]", strawberry.mutation(description=description))
-
-
-def subscription(description: str | None = None) -> Callable[[F], F]:
-    return cast("Callable[[F], F]", strawberry.subscription(description=description))
-
-
-def not_available(operation: str) -> GraphQLError:
-    return GraphQLError(f"{operation} is not available yet", extensions={"code": "NOT_AVAILABLE"})
 
 
 def _newer(a: features_pb2.RiskReport | None, b: features_pb2.RiskReport | None) -> features_pb2.RiskReport | None:
@@ -217,6 +200,11 @@ class Subscription:
                              report=RiskReport.of(report))
 
 
+# The schema is merged from one Query/Mutation class per concern; each module adds its class here.
+QUERIES: tuple[type, ...] = (Query, AlarmQuery)
+MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation)
+
+
 def build_schema(settings: ApiSettings) -> strawberry.Schema:
     # factories: a fresh extension per request
     extensions: list[Callable[[], SchemaExtension]] = [
@@ -225,7 +213,9 @@ def build_schema(settings: ApiSettings) -> strawberry.Schema:
     ]
     if not settings.development:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    query = merge_types("Query", QUERIES) if len(QUERIES) > 1 else Query
+    mutation_type = merge_types("Mutation", MUTATIONS) if len(MUTATIONS) > 1 else Mutation
+    return strawberry.Schema(query=query, mutation=mutation_type, subscription=Subscription, extensions=extensions)
 
 
 def schema_sdl() -> str:

@@ -84,6 +84,8 @@ def seed(engine: Engine) -> Seeded:
     fleet.add_patient(p4, "ward-4")
     fleet.add_gateway("gw-3", "ward-3")
     fleet.add_gateway("gw-4", "ward-4")
+    fleet.assign(p3, "gw-3")
+    fleet.assign(p4, "gw-4")
     fleet.record_heartbeat(Heartbeat("gw-3", T0, "0.3.1", {"rhythm": "1.0.0"}, "ok", outbox_records=7,
                                      received_ns=T0 + 1))
     for name, (role, sites) in USERS.items():

@@ -47,6 +47,19 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
     "ingestSmartwatchData": ("mutation { ingestSmartwatchData(data: {deviceId: \"w\", userId: \"$p3\", sequence: 1, "
                              "time: \"2026-01-01T00:00:00Z\", heartRate: 80}) }",
                              {"admin": NA, **{u: FORBIDDEN for u in USERS if u != "admin"}}),
+    # alarm actions: nurses and clinicians of the site command and comment; only clinicians label; the gateway
+    # obeys clinical roles only, so an admin may read but not command
+    "acknowledgeAlarm": ("mutation { acknowledgeAlarm(userId: \"$p3\", alarmId: \"a-$p3\") { outcome } }",
+                         {"nurse3": OK, "clin3": OK, "admin": FORBIDDEN, "nurse4": FORBIDDEN, "oper": FORBIDDEN}),
+    "silenceAlarm ward-4": ("mutation { silenceAlarm(userId: \"$p4\", durationS: 60, reason: \"turning\") "
+                            "{ outcome } }",
+                            {"nurse4": OK, "clin3": FORBIDDEN, "admin": FORBIDDEN, "nurse3": FORBIDDEN,
+                             "oper": FORBIDDEN}),
+    "commentAlarm": ("mutation { commentAlarm(userId: \"$p3\", alarmId: \"a-$p3\", text: \"lead loose\") { text } }",
+                     {"nurse3": OK, "clin3": OK, "admin": FORBIDDEN, "nurse4": FORBIDDEN, "oper": FORBIDDEN}),
+    "labelAlarm": ("mutation { labelAlarm(userId: \"$p3\", alarmId: \"a-$p3\", isTrue: false) { isTrue } }",
+                   {"clin3": OK, "nurse3": FORBIDDEN, "admin": FORBIDDEN, "nurse4": FORBIDDEN, "oper": FORBIDDEN}),
+    "alarmActivity": ("{ alarmActivity(userId: \"$p3\") { alarmId } }", PATIENT_ROLES_3),
 }
 
 RISK = """query($p: ID!) { getRiskAssessment(userId: $p) { score confidence factors { name value contribution
