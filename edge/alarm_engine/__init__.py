@@ -25,7 +25,7 @@ from cardiogate.edge.alarm_engine.model import (
     Outcome,
     Priority,
 )
-from cardiogate.edge.alarm_engine.news2 import News2Result, news2
+from cardiogate.core.news2 import News2Result, news2
 
 __all__ = [
     "CONDITIONS", "PHYSIOLOGICAL", "TECHNICAL", "Acknowledge", "AlarmEngine", "AlarmNotice", "AlarmView",

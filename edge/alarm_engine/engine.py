@@ -48,7 +48,7 @@ from cardiogate.edge.alarm_engine.model import (
     TechnicalCondition,
     rank,
 )
-from cardiogate.edge.alarm_engine.news2 import Consciousness, News2Result, Rhythm, news2
+from cardiogate.core.news2 import Consciousness, News2Result, Rhythm, news2
 
 NS = 1_000_000_000
 BeatLabel = Literal["N", "S", "V", "F", "Q"]  # AAMI EC57 beat classes

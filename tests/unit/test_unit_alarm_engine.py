@@ -28,7 +28,7 @@ from cardiogate.edge.alarm_engine import (
 from cardiogate.edge.alarm_engine.config import ConditionSpec, Tier
 from cardiogate.edge.alarm_engine.engine import BeatLabel
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
-from cardiogate.edge.alarm_engine.news2 import Rhythm
+from cardiogate.core.news2 import Rhythm
 
 S = 1_000_000_000
 PT = "pt-0001"

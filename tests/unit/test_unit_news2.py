@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cardiogate.edge.alarm_engine.news2 import (
+from cardiogate.core.news2 import (
     news2,
     score_consciousness,
     score_pulse,

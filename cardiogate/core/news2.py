@@ -1,5 +1,8 @@
 """NEWS2 (Royal College of Physicians, 2017) early-warning score, SpO2 scale 1, transparent sub-scores.
 
+In the kernel because two parts score it and must agree: the gateway's alarm engine on live vitals
+and the cloud's risk baseline on feature windows.
+
 Scoring table (value -> points), exactly as the RCP chart, applied to values rounded the way they are
 charted (integers; temperature to 0.1 °C; halves round up)::
 
