@@ -3,6 +3,7 @@
 Pure core (no I/O, no clocks): the caller passes device and gateway times in ns and publishes what comes out.
 """
 
+from cardiogate.core.news2 import News2Result, news2
 from cardiogate.edge.alarm_engine.commands import (
     Acknowledge,
     Command,
@@ -25,7 +26,6 @@ from cardiogate.edge.alarm_engine.model import (
     Outcome,
     Priority,
 )
-from cardiogate.core.news2 import News2Result, news2
 
 __all__ = [
     "CONDITIONS", "PHYSIOLOGICAL", "TECHNICAL", "Acknowledge", "AlarmEngine", "AlarmNotice", "AlarmView",

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cardiogate.core.news2 import Consciousness, News2Result, Rhythm, news2
 from cardiogate.edge.alarm_engine.commands import (
     Acknowledge,
     Command,
@@ -48,7 +49,6 @@ from cardiogate.edge.alarm_engine.model import (
     TechnicalCondition,
     rank,
 )
-from cardiogate.core.news2 import Consciousness, News2Result, Rhythm, news2
 
 NS = 1_000_000_000
 BeatLabel = Literal["N", "S", "V", "F", "Q"]  # AAMI EC57 beat classes

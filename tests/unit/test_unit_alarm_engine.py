@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cardiogate.core.news2 import Rhythm
 from cardiogate.edge.alarm_engine import (
     Acknowledge,
     AlarmEngine,
@@ -28,7 +29,6 @@ from cardiogate.edge.alarm_engine import (
 from cardiogate.edge.alarm_engine.config import ConditionSpec, Tier
 from cardiogate.edge.alarm_engine.engine import BeatLabel
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
-from cardiogate.core.news2 import Rhythm
 
 S = 1_000_000_000
 PT = "pt-0001"
