@@ -4,17 +4,28 @@ Tables live on ``registry_metadata`` (Alembic-managed, migration 0002_history). 
 written again: a replay after a restart (the processor delivers at least once) or a revision
 after late records. The row keyed by (patient, width_s, start_device_time_ns) keeps the highest
 revision: an equal revision overwrites itself with the same values, a lower one changes nothing.
+
+Provisional risk reports (an alarm's immediate report, ``provisional = true``) are rows with
+``width_s = 0``, keyed by their 1-minute window's start: they never overwrite a window's report,
+a later alarm in the same minute replaces the earlier one, and the window's own report for that
+minute (same start, computed later) reads as the newer one.
+
+Raw ECG blocks (migration 0004_ecg_blocks) are kept exactly as received, keyed by (gateway,
+stream_id, sequence) like every telemetry table, so a replayed record adds nothing; they are
+written in batches (one multi-row insert per processor checkpoint) and pruned by device time
+once older than the retention period.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Float, Index, Integer, LargeBinary, String, Table
+from sqlalchemy import BigInteger, Column, Connection, Float, Index, Integer, LargeBinary, String, Table, delete
 
 from cardiogate.cloud.db import insert_for
 from cardiogate.cloud.registry.schema import registry_metadata
 from cardiogate.proto.v1 import features_pb2
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 
 def _key() -> list[Column[object]]:
@@ -62,6 +73,25 @@ risk_reports = Table(
     Index("ix_risk_reports_time", "width_s", "start_device_time_ns"),
 )
 
+ecg_blocks = Table(
+    "ecg_blocks", registry_metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("stream_id", String(160), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("patient", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("first_sample_device_time_ns", BigInteger, nullable=False),
+    Column("sample_rate_hz", Float, nullable=False),
+    Column("scale", Float, nullable=False),
+    Column("unit", String(16), nullable=False),
+    Column("encoding", String(16), nullable=False),
+    Column("sample_count", Integer, nullable=False),
+    Column("samples", LargeBinary, nullable=False),
+    Index("ix_ecg_blocks_patient_time", "patient", "first_sample_device_time_ns"),
+)
+
+ENCODINGS = {pb.SAMPLE_ENCODING_INT16_LE: "int16_le", pb.SAMPLE_ENCODING_INT32_LE: "int32_le"}
+
 _WINDOW_FLOATS = ("hr_mean", "hr_min", "hr_max", "sdnn_ms", "rmssd_ms", "spo2_min", "spo2_mean", "systolic_mean",
                   "diastolic_mean", "af_burden", "signal_quality_mean", "completeness")
 
@@ -99,3 +129,29 @@ def save(conn: Connection, windows: list[features_pb2.FeatureWindow],
     """Upsert windows and reports inside the caller's transaction."""
     _upsert(conn, feature_windows, [window_row(w) for w in windows])
     _upsert(conn, risk_reports, [report_row(r) for r in reports])
+
+
+def ecg_row(record: pb.Record, gateway: str) -> dict[str, Any] | None:
+    """The ``ecg_blocks`` row of an ECG record, timed like its features; None without a device time."""
+    s = record.samples
+    first = s.first_sample_corrected_time_ns or s.first_sample_device_time_ns
+    if first <= 0 or s.sample_rate_hz <= 0 or s.encoding not in ENCODINGS:
+        return None
+    return {"gateway": gateway, "stream_id": record.stream_id, "sequence": record.sequence,
+            "patient": record.patient, "device_id": record.device_id, "first_sample_device_time_ns": first,
+            "sample_rate_hz": s.sample_rate_hz, "scale": s.scale, "unit": s.unit[:16],
+            "encoding": ENCODINGS[s.encoding], "sample_count": s.sample_count, "samples": s.samples}
+
+
+def save_ecg(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert blocks in one statement per call (executemany); a block already stored is left alone."""
+    if rows:
+        stmt = insert_for(conn, ecg_blocks).on_conflict_do_nothing(
+            index_elements=[ecg_blocks.c.gateway, ecg_blocks.c.stream_id, ecg_blocks.c.sequence])
+        conn.execute(stmt, rows)
+
+
+def prune_ecg(conn: Connection, before_ns: int) -> int:
+    """Delete blocks whose first sample is older than ``before_ns`` (device time); returns how many."""
+    result = conn.execute(delete(ecg_blocks).where(ecg_blocks.c.first_sample_device_time_ns < before_ns))
+    return int(result.rowcount or 0)

@@ -1,8 +1,9 @@
 """The cloud stream processor: telemetry -> per-patient feature windows -> risk reports.
 
 A quixstreams application (consumer group ``cardiogate-processor``) reads the vitals, alarms,
-device-event and ECG topics (ECG only for its sample counts; the waveform is not decoded),
-keyed by patient. The event time is the device time (:func:`cardiogate.cloud.features.event_time_ns`).
+device-event and ECG topics, keyed by patient (the waveform is not decoded: windows count ECG
+samples, and the blocks are stored as received for ECG strips). The event time is the device
+time (:func:`cardiogate.cloud.features.event_time_ns`).
 Tumbling windows of 60 s and 300 s, aligned to the epoch, fold each patient's records with
 :mod:`cardiogate.cloud.features` and emit one final window each: a FeatureWindow on
 ``features.1m`` / ``features.5m`` and a RiskReport (:mod:`cardiogate.cloud.risk`) on
@@ -37,6 +38,20 @@ and Redis are written outside the transaction, so they are at-least-once in eith
 idempotent instead: the upsert keeps the highest revision per (patient, width_s, start), and a
 replayed window overwrites itself with the same values. "at-least-once" is the fallback for
 brokers without transactions; topic consumers then keep one window per that key.
+
+Alarms do not wait for windows: a raised or escalated physiological alarm of high or medium
+priority (:func:`cardiogate.cloud.risk.triggers_provisional`) produces a provisional report at
+once, to the same places as a window's report. It is assessed on the patient's open 1-minute
+window as it stands (read from that window's state store, in the same checkpoint, so it
+already holds the alarm), else on the last closed 1-minute window, and raised to the alarm's
+floor (:func:`cardiogate.cloud.risk.provisional_assessment`). A late alarm (its minute already
+closed) is old news and gets none.
+
+ECG blocks go to ``ecg_blocks`` through a sink: rows gather in memory and are written with one
+multi-row insert per checkpoint (``commit_interval_s``), before the offsets commit, so a crash
+replays them and the key (gateway, stream_id, sequence) drops the duplicates. A thread prunes
+blocks older than ``ecg_retention_s`` (device time against the wall clock) every
+``ecg_prune_interval_s``.
 """
 
 from __future__ import annotations
@@ -50,13 +65,14 @@ from typing import Any
 from quixstreams import Application, State
 from quixstreams.models import Deserializer, SerializationContext, Serializer
 from quixstreams.models.topics import TopicConfig
+from quixstreams.sinks import BaseSink
 from sqlalchemy import Engine
 
 from cardiogate.cloud import features, history
 from cardiogate.cloud.features import Accumulator
 from cardiogate.cloud.kafka_bridge import ensure_topics
 from cardiogate.cloud.registry.migrate import open_database
-from cardiogate.cloud.risk import News2Baseline, RiskModel
+from cardiogate.cloud.risk import News2Baseline, RiskModel, provisional_assessment, triggers_provisional
 from cardiogate.cloud.settings import CloudSettings
 from cardiogate.core import metrics as registry
 from cardiogate.core.logs import get_logger
@@ -71,6 +87,10 @@ LATE_RECORDS = registry.counter("processor_late_records", "Records that arrived 
                                 ("width_s", "route"))
 WINDOWS = registry.counter("processor_windows", "Feature windows emitted.", ("width_s",))
 UNDECODABLE = registry.counter("processor_undecodable_records", "Messages that are not cardiogate records.")
+PROVISIONAL = registry.counter("processor_provisional_reports", "Provisional risk reports on raised alarms.")
+ECG_STORED = registry.counter("processor_ecg_blocks_written", "ECG blocks written to ecg_blocks (replays included).")
+ECG_PRUNED = registry.counter("processor_ecg_blocks_pruned", "ECG blocks deleted after the retention period.")
+PROVISIONAL_WIDTH_S = 60  # the open window a provisional report is assessed on
 
 
 @dataclass(slots=True)
@@ -151,19 +171,47 @@ class LatestState:
     def enabled(self) -> bool:
         return self._client is not None
 
-    def publish(self, window: features_pb2.FeatureWindow, report: features_pb2.RiskReport) -> None:
+    def publish(self, report: features_pb2.RiskReport, window: features_pb2.FeatureWindow | None = None) -> None:
         if self._client is None:
             return
-        patient = window.patient
+        patient = report.patient
+        mapping = {"risk": report.SerializeToString()}
+        if window is not None:
+            mapping[f"features.{window.width_s // 60}m"] = window.SerializeToString()
         try:
             pipe = self._client.pipeline()
-            pipe.hset(f"cardiogate:latest:{patient}", mapping={
-                f"features.{window.width_s // 60}m": window.SerializeToString(), "risk": report.SerializeToString()})
+            pipe.hset(f"cardiogate:latest:{patient}", mapping=mapping)
             pipe.publish(f"cardiogate:risk:{patient}", report.SerializeToString())
             pipe.execute()
         except Exception as exc:
             log.warning("redis write failed; latest state and risk pub/sub are off", error=repr(exc))
             self._client = None
+
+
+class EcgSink(BaseSink):
+    """ECG blocks to ``ecg_blocks``: rows gather per checkpoint and go in one multi-row insert on flush."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int,
+            offset: int) -> None:
+        gateway = next((v.decode(errors="replace") for k, v in headers or [] if k == "gateway" and v), "")
+        row = history.ecg_row(value.record, gateway)
+        if row is not None:
+            self._rows.append(row)
+
+    def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            with self._engine.begin() as conn:
+                history.save_ecg(conn, rows)
+            ECG_STORED.inc(len(rows))
+
+    def on_paused(self) -> None:
+        self._rows = []
 
 
 class Processor:
@@ -179,12 +227,19 @@ class Processor:
         self._grace_ms = round(p.grace_s * 1000)
         self.gate = LateGate(self._grace_ms)
         self.latest = LatestState(p.redis_url)
+        self._retention_ns = round(p.ecg_retention_s * 1e9)
+        self._prune_interval_s = p.ecg_prune_interval_s
+        self._stopped = threading.Event()
+        self._open_window_store = ""
         self.app = _Application(
             broker_address=k.bootstrap, consumer_group=p.consumer_group, auto_offset_reset=p.auto_offset_reset,
             state_dir=str(p.state_dir), processing_guarantee=p.processing_guarantee,
             commit_interval=p.commit_interval_s, loglevel="WARNING",
+            # fetch.wait.max.ms: a broker that holds a fetch until the limit (tansu does) would otherwise add up to
+            # half a second to every alarm's provisional report
             consumer_extra_config={"session.timeout.ms": p.session_timeout_ms,
-                                   "heartbeat.interval.ms": max(500, p.session_timeout_ms // 6)})
+                                   "heartbeat.interval.ms": max(500, p.session_timeout_ms // 6),
+                                   "fetch.wait.max.ms": 100})
         config = TopicConfig(num_partitions=k.partitions, replication_factor=1)
         inputs = [self.app.topic(name, key_deserializer="bytes", value_deserializer=RecordDeserializer(),
                                  timestamp_extractor=device_time_ms, config=config)
@@ -205,14 +260,20 @@ class Processor:
         for width_s, name in ((60, p.topic_features_1m), (300, p.topic_features_5m)):
             late = sdf.filter(_late_for(width_s, True)).set_headers(_late_header(width_s))
             late.to_topic(late_topic)
-            windows = (sdf.filter(_late_for(width_s, False))
-                       .tumbling_window(width_s * 1000, grace_ms=self._grace_ms, name=f"features_{width_s}s",
-                                        on_late=self._rejected)
-                       .reduce(_fold, _first)
-                       .final(closing_strategy="partition"))
-            out = windows.apply(self._emit(width_s), stateful=True, metadata=True)
+            window = (sdf.filter(_late_for(width_s, False))
+                      .tumbling_window(width_s * 1000, grace_ms=self._grace_ms, name=f"features_{width_s}s",
+                                       on_late=self._rejected)
+                      .reduce(_fold, _first))
+            if width_s == PROVISIONAL_WIDTH_S:
+                self._open_window_store = window.name
+            out = window.final(closing_strategy="partition").apply(self._emit(width_s), stateful=True, metadata=True)
             out.apply(_first_of).to_topic(output(name))
             out.apply(_second_of).to_topic(risk_topic)
+        # after the windows, so the open window already holds the alarm
+        self._sdf = sdf
+        sdf.filter(_provisional_trigger).apply(self._provisional, stateful=True, metadata=True).to_topic(risk_topic)
+        self.ecg_sink = EcgSink(engine)
+        sdf.filter(_is_ecg).sink(self.ecg_sink)
 
     @staticmethod
     def _partition() -> int:
@@ -246,23 +307,93 @@ class Processor:
             report = self._model.assess(window, previous)
             if window.HasField("hr_mean"):
                 state.set(prev_key, window.hr_mean)
+            if width_s == PROVISIONAL_WIDTH_S:
+                state.set(_LAST_WINDOW, window.SerializeToString().hex())
+            self.latest.publish(report, window)  # live views first: the database may wait on other writers
             with self._engine.begin() as conn:
                 history.save(conn, [window], [report])
-            self.latest.publish(window, report)
             WINDOWS.labels(width_s=str(width_s)).inc()
             return window.SerializeToString(), report.SerializeToString()
 
         return emit
 
+    def _provisional(self, item: Item, key: bytes, timestamp: int, headers: Any, state: State[Any, Any]) -> bytes:
+        alarm = item.record.alarm
+        patient = key.decode(errors="replace")
+        window = self._open_window(key, timestamp, patient)
+        if window is None and (stored := state.get(_LAST_WINDOW)) is not None:
+            window = features_pb2.FeatureWindow.FromString(bytes.fromhex(stored))
+        previous = None
+        if window is not None and (hr := state.get(f"previous_hr_mean:{PROVISIONAL_WIDTH_S}")) is not None:
+            previous = features_pb2.FeatureWindow(width_s=PROVISIONAL_WIDTH_S, hr_mean=hr)
+        assessed = self._model.assess(window, previous) if window is not None else None
+        report = provisional_assessment(alarm, timestamp * 1_000_000, assessed, self._clock())
+        report.patient = patient
+        self.latest.publish(report)  # live views first: the database may wait on other writers
+        with self._engine.begin() as conn:
+            history.save(conn, [], [report])
+        PROVISIONAL.inc()
+        return report.SerializeToString()
+
+    def _open_window(self, key: bytes, timestamp_ms: int, patient: str) -> features_pb2.FeatureWindow | None:
+        """The patient's open 1-minute window as it stands, from the window's store in this checkpoint."""
+        width_ms = PROVISIONAL_WIDTH_S * 1000
+        start = timestamp_ms - timestamp_ms % width_ms
+        try:
+            transaction: Any = self._sdf.processing_context.checkpoint.get_store_transaction(
+                stream_id=self._sdf.stream_id, partition=self._partition(), store_name=self._open_window_store)
+            stored = transaction.as_state(prefix=key).get_window(start, start + width_ms)
+        except Exception as exc:  # internal API of quixstreams: fall back to the last closed window
+            log.warning("open window not readable; provisional report from the last window", error=repr(exc))
+            return None
+        acc = stored.get("value", stored) if isinstance(stored, dict) else None  # the reducer's accumulator
+        if not isinstance(acc, dict) or "records" not in acc:
+            return None
+        return features.finalize(acc, patient, PROVISIONAL_WIDTH_S, start * 1_000_000, computed_time_ns=self._clock())
+
+    def prune_ecg(self) -> int:
+        """Delete ECG blocks past the retention period; returns how many."""
+        with self._engine.begin() as conn:
+            pruned = history.prune_ecg(conn, self._clock() - self._retention_ns)
+        ECG_PRUNED.inc(pruned)
+        return pruned
+
+    def _prune_loop(self) -> None:
+        while not self._stopped.wait(self._prune_interval_s):
+            try:
+                if pruned := self.prune_ecg():
+                    log.info("ecg blocks pruned", count=pruned)
+            except Exception as exc:  # the database may be away for a while; try again next round
+                log.warning("ecg prune failed", error=repr(exc))
+
     def run(self) -> None:
-        self.app.run()
+        pruner = threading.Thread(target=self._prune_loop, daemon=True, name="processor-ecg-prune")
+        pruner.start()
+        try:
+            self.app.run()
+        finally:
+            self._stopped.set()
 
     def stop(self) -> None:
+        self._stopped.set()
         self.app.stop()
+
+
+_LAST_WINDOW = f"last_window:{PROVISIONAL_WIDTH_S}"
 
 
 def _decoded(item: Item | None) -> bool:
     return item is not None
+
+
+def _provisional_trigger(item: Item) -> bool:
+    record = item.record
+    return (record.WhichOneof("body") == "alarm" and not item.late[PROVISIONAL_WIDTH_S]
+            and triggers_provisional(record.alarm))
+
+
+def _is_ecg(item: Item) -> bool:
+    return item.record.WhichOneof("body") == "samples"
 
 
 def _late_for(width_s: int, late: bool) -> Callable[[Item], bool]:
@@ -301,6 +432,11 @@ class _Application(Application):
     def _setup_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
             super()._setup_signal_handlers()  # type: ignore[no-untyped-call]
+
+    def _on_assign(self, consumer: Any, topic_partitions: list[Any]) -> None:
+        """Logged so that operators (and local stacks waiting for a ready processor) see when it consumes."""
+        super()._on_assign(consumer, topic_partitions)
+        log.info("processor partitions assigned", partitions=len(topic_partitions))
 
 
 def run_processor(settings: CloudSettings, stop: threading.Event | None = None) -> None:

@@ -15,6 +15,14 @@ tests/unit/test_unit_cloud_risk.py checks its boundaries.
 Score (0..1): the NEWS2 subtotal over 7 (where "high" starts) weighs 0.6, AF burden 0.2, a
 rising heart rate against the previous window 0.1 and raised high-priority alarms 0.1;
 confidence is the share of the expected inputs that were present.
+
+Provisional reports (:func:`provisional_assessment`): a window's report comes only after the
+window closes plus grace, minutes after a gateway raised an alarm. So a raised or escalated
+physiological alarm of high or medium priority gets a report at once, from whatever the
+processor knows (the open window so far, else the last closed one) with the alarm folded in,
+and a floor: high priority is at least "medium" (score 0.5), medium priority at least
+"low-medium" (score 0.3), an escalated alarm one level more. It says ``provisional = true``
+and names the alarm in ``trigger``; the window's own report supersedes it.
 """
 
 from __future__ import annotations
@@ -23,12 +31,17 @@ import math
 from typing import Protocol
 
 from cardiogate.proto.v1 import features_pb2
+from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 MODEL_NAME = "news2-baseline"
 MODEL_VERSION = "1"
 NOT_MEASURED = ("temperature", "consciousness", "air_or_oxygen")
 _EXPECTED = ("pulse", "spo2", "systolic", "respiration_rate", "af_burden")
 _HIGH = 7
+LEVELS = ("low", "low-medium", "medium", "high")
+PROVISIONAL_STATES = (pb.ALARM_STATE_RAISED, pb.ALARM_STATE_ESCALATED)
+# priority -> (level floor, score floor) of a provisional report
+ALARM_FLOORS = {pb.ALARM_PRIORITY_HIGH: ("medium", 0.5), pb.ALARM_PRIORITY_MEDIUM: ("low-medium", 0.3)}
 
 
 class RiskModel(Protocol):
@@ -184,3 +197,49 @@ class News2Baseline:
         out.append("rule baseline (news2-baseline 1): a transparent rule, not a trained model; temperature, "
                    "consciousness and oxygen therapy are not measured, so NEWS2 may be higher")
         return out
+
+
+def triggers_provisional(alarm: pb.Alarm) -> bool:
+    """A raised or escalated physiological alarm of high or medium priority."""
+    return (alarm.state in PROVISIONAL_STATES and alarm.priority in ALARM_FLOORS
+            and alarm.category != "technical")
+
+
+def provisional_assessment(alarm: pb.Alarm, alarm_time_ns: int, assessed: features_pb2.RiskReport | None,
+                           computed_time_ns: int) -> features_pb2.RiskReport:
+    """The immediate report for ``alarm``: ``assessed`` (the model's report on the open or last window,
+    if any) raised to the alarm's floor; width 0, from the alarm's 1-minute window start to its time."""
+    report = features_pb2.RiskReport()
+    if assessed is not None:
+        report.CopyFrom(assessed)
+    else:
+        report.schema_version, report.news2, report.level = 1, -1, "low"
+        report.model_name, report.model_version, report.baseline = MODEL_NAME, MODEL_VERSION, True
+    floor_level, floor_score = ALARM_FLOORS[alarm.priority]
+    if alarm.state == pb.ALARM_STATE_ESCALATED:
+        floor_level = LEVELS[min(len(LEVELS) - 1, LEVELS.index(floor_level) + 1)]
+        floor_score = min(1.0, floor_score + 0.2)
+    level = report.level if report.level in LEVELS else "low"
+    report.level = max(level, floor_level, key=LEVELS.index)
+    part = max(0.0, floor_score - report.score)
+    report.score = max(report.score, floor_score)
+    report.width_s = 0
+    report.window_start_device_time_ns = alarm_time_ns - alarm_time_ns % 60_000_000_000
+    report.window_end_device_time_ns = alarm_time_ns
+    report.revision = 0
+    report.computed_time_ns = computed_time_ns
+    report.provisional = True
+    report.trigger = f"alarm:{alarm.condition}:{alarm.alarm_id}"
+    priority = "high" if alarm.priority == pb.ALARM_PRIORITY_HIGH else "medium"
+    state = "escalated" if alarm.state == pb.ALARM_STATE_ESCALATED else "raised"
+    report.factors.add(name="alarm", value=alarm.value, contribution=part,
+                       description=f"{priority}-priority {alarm.condition} alarm {state} (value {alarm.value:g}, "
+                                   f"limit {alarm.limit:g}); provisional until the window's report")
+    if assessed is None:
+        report.confidence = 0.0
+    report.recommendations.insert(0, f"provisional: {priority}-priority {alarm.condition} alarm {state}; "
+                                     "check the patient now")
+    if not report.recommendations or all("rule baseline" not in r for r in report.recommendations):
+        report.recommendations.append("rule baseline (news2-baseline 1) floor for a raised alarm; not a trained "
+                                      "model")
+    return report

@@ -124,6 +124,9 @@ class ProcessorSettings(StrictModel):
     topic_late: str = "features.late"
     session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000,
                                     description="consumer-group session; short, as tansu joins after about half")
+    ecg_retention_s: float = Field(default=7 * 86400.0, gt=0, le=3650 * 86400.0,
+                                   description="raw ECG blocks older than this (device time) are pruned")
+    ecg_prune_interval_s: float = Field(default=600.0, gt=0, le=86400.0, description="how often the prune runs")
 
 
 class IngestMetricsSettings(MetricsSettings):

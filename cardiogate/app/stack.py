@@ -273,9 +273,11 @@ class LocalStack:
             self._spawn("api", [*py, "api", "run", "--config", str(paths["cloud"])])
             try:
                 wait_for_port("127.0.0.1", self.api_port, 60.0)
+                # consuming, not just started: tansu takes seconds to hand a consumer group its partitions
+                wait_for_text(self.workdir / "processor.log", "processor partitions assigned", 60.0)
             except TimeoutError:
                 self.stop()
-                raise RuntimeError(f"the API did not come up; see {self.workdir / 'api.log'}") from None
+                raise RuntimeError(f"the API or the processor did not come up; see {self.workdir}") from None
 
     def register_site(self, db_url: str) -> None:
         """The fleet registry's view of this stack: the site, its gateway and its patients (the API scopes by site),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, column, select, table
+from sqlalchemy import Engine, column, func, select, table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from cardiogate.cloud.db import alarms_current, latest_vitals
@@ -25,7 +25,11 @@ feature_windows = table("feature_windows", column("patient"), column("width_s"),
                         column("end_device_time_ns"), column("revision"), column("payload"))
 risk_reports = table("risk_reports", column("patient"), column("width_s"), column("start_device_time_ns"),
                      column("revision"), column("computed_time_ns"), column("payload"))
+ecg_blocks = table("ecg_blocks", column("patient"), column("device_id"), column("first_sample_device_time_ns"),
+                   column("sample_rate_hz"), column("scale"), column("unit"), column("encoding"),
+                   column("sample_count"), column("samples"))
 MAX_WINDOWS = 2000
+ECG_LOOKBACK_NS = 900 * 10**9  # the longest block served: 65536 samples (the ingest's limit) at 73 Hz or more
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,18 @@ class AlarmRow:
     raised_time_ns: int | None
     cleared_time_ns: int | None
     updated_time_ns: int
+
+
+@dataclass(frozen=True)
+class EcgBlockRow:
+    device_id: str
+    first_ns: int
+    sample_rate_hz: float
+    scale: float
+    unit: str
+    encoding: str
+    sample_count: int
+    samples: bytes
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,41 @@ class ApiData:
             rows = conn.execute(select(t.vital, t.value, t.device_time_ns, t.device_id)
                                 .where(t.patient == pseudonym).order_by(t.vital)).all()
         return [VitalRow(r.vital, r.value, r.device_time_ns, r.device_id) for r in rows]
+
+    def vitals_of(self, pseudonyms: Sequence[str]) -> dict[str, list[VitalRow]]:
+        """:meth:`vitals` of many patients in one query (the ward list)."""
+        t = latest_vitals.c
+        out: dict[str, list[VitalRow]] = {p: [] for p in pseudonyms}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(t.patient, t.vital, t.value, t.device_time_ns, t.device_id)
+                                  .where(t.patient.in_(list(pseudonyms))).order_by(t.patient, t.vital)):
+                out[r.patient].append(VitalRow(r.vital, r.value, r.device_time_ns, r.device_id))
+        return out
+
+    def active_alarms_of(self, pseudonyms: Sequence[str]) -> dict[str, list[AlarmRow]]:
+        """The active alarms of many patients in one query, newest first."""
+        t = alarms_current.c
+        out: dict[str, list[AlarmRow]] = {p: [] for p in pseudonyms}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(alarms_current).where(t.patient.in_(list(pseudonyms)), t.state == "active")
+                                  .order_by(t.updated_time_ns.desc())):
+                out[r.patient].append(AlarmRow(r.alarm_id, r.device_id, r.gateway, r.condition, r.priority, r.state,
+                                               r.value, r.limit, r.raised_time_ns, r.cleared_time_ns,
+                                               r.updated_time_ns))
+        return out
+
+    def latest_risks_of(self, pseudonyms: Sequence[str]) -> dict[str, features_pb2.RiskReport]:
+        """:meth:`latest_risk` of many patients in one query (the newest row per patient by a window function)."""
+        t = risk_reports.c
+        rank = func.row_number().over(partition_by=t.patient, order_by=(
+            t.start_device_time_ns.desc(), t.revision.desc(), t.computed_time_ns.desc())).label("rank")
+        ranked = select(t.patient, t.payload, rank).where(t.patient.in_(list(pseudonyms))).subquery()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(ranked.c.patient, ranked.c.payload).where(ranked.c.rank == 1)).all()
+        except (OperationalError, ProgrammingError):
+            return {}
+        return {r.patient: features_pb2.RiskReport.FromString(_payload(r.payload)) for r in rows}
 
     def alarms(self, pseudonym: str, active_only: bool) -> list[AlarmRow]:
         t = alarms_current.c
@@ -116,6 +167,37 @@ class ApiData:
         except (OperationalError, ProgrammingError):
             return []
         return [features_pb2.FeatureWindow.FromString(_payload(r.payload)) for r in rows]
+
+    def recent_windows(self, pseudonym: str, width_s: int, from_ns: int | None, to_ns: int | None,
+                       limit: int) -> list[features_pb2.FeatureWindow]:
+        """The newest ``limit`` windows starting in [from_ns, to_ns) (either bound open), newest first."""
+        t = feature_windows.c
+        query = select(t.payload).where(t.patient == pseudonym, t.width_s == width_s)
+        if from_ns is not None:
+            query = query.where(t.start_device_time_ns >= from_ns)
+        if to_ns is not None:
+            query = query.where(t.start_device_time_ns < to_ns)
+        query = query.order_by(t.start_device_time_ns.desc()).limit(min(limit, MAX_WINDOWS))
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except (OperationalError, ProgrammingError):
+            return []
+        return [features_pb2.FeatureWindow.FromString(_payload(r.payload)) for r in rows]
+
+    def ecg_blocks(self, pseudonym: str, from_ns: int, to_ns: int) -> list[EcgBlockRow]:
+        """Stored ECG blocks that may overlap [from_ns, to_ns), oldest first (the caller trims)."""
+        t = ecg_blocks.c
+        query = (select(ecg_blocks).where(t.patient == pseudonym, t.first_sample_device_time_ns < to_ns,
+                                          t.first_sample_device_time_ns >= from_ns - ECG_LOOKBACK_NS)
+                 .order_by(t.first_sample_device_time_ns))
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except (OperationalError, ProgrammingError):
+            return []
+        return [EcgBlockRow(r.device_id, r.first_sample_device_time_ns, r.sample_rate_hz, r.scale, r.unit,
+                            r.encoding, r.sample_count, _payload(r.samples)) for r in rows]
 
     def sites(self, only: Sequence[str] | None) -> list[tuple[str, str]]:
         query = select(sites.c.site_id, sites.c.name).order_by(sites.c.site_id)

@@ -47,6 +47,9 @@ class RiskReport:
     window_start: datetime | None
     computed_at: datetime | None
     revision: int
+    provisional: bool = strawberry.field(
+        default=False, description="an alarm's immediate report; the window's own report supersedes it")
+    trigger: str = ""
 
     @classmethod
     def of(cls, r: features_pb2.RiskReport) -> RiskReport:
@@ -56,7 +59,7 @@ class RiskReport:
                    recommendations=list(r.recommendations), level=r.level, news2=r.news2 if r.news2 >= 0 else None,
                    model_name=r.model_name, model_version=r.model_version, baseline=r.baseline, width_s=r.width_s,
                    window_start=ns_time(r.window_start_device_time_ns), computed_at=ns_time(r.computed_time_ns),
-                   revision=r.revision)
+                   revision=r.revision, provisional=r.provisional, trigger=r.trigger)
 
 
 @strawberry.type
@@ -103,7 +106,9 @@ class ChatSession:
     started_at: datetime
 
 
-@strawberry.input
+@strawberry.input(description="One phone-direct watch reading. `userId` is the patient's pseudonym, `time` the "
+                               "watch's clock, `sequence` counts up per device (a resent sequence is not written "
+                               "again). `steps` is not carried yet and must be left out.")
 class SmartwatchInput:
     device_id: strawberry.ID
     user_id: strawberry.ID
@@ -112,6 +117,9 @@ class SmartwatchInput:
     heart_rate: float | None = None
     spo2: float | None = None
     steps: int | None = None
+    systolic: float | None = None
+    diastolic: float | None = None
+    rr_intervals_ms: list[float] | None = None
 
 
 @strawberry.type

@@ -46,7 +46,11 @@ class RiskTail:
 
     def _consumer(self) -> Consumer | None:
         consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": "cardiogate-api-risk-tail",
-                             "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 100,
+                             # the processor writes in transactions committed every few seconds; a live view
+                             # shows a report at once, and a report of an aborted transaction is replaced by
+                             # its retry with the same content
+                             "isolation.level": "read_uncommitted"})
         while not self._stop.is_set():
             try:
                 meta = consumer.list_topics(self._topic, timeout=5)

@@ -256,8 +256,13 @@ def test_windows_late_records_silent_patient_and_replay(brokers: tuple[str, str]
     assert {k for k, _, h in late} == {b"pat-a"} and all(h["gateway"] == b"gw-1" for _, _, h in late)
     assert {w: late_count(w) - late_before[w] for w in (60, 300)} == {60: 5, 300: 5}
 
-    reports = [features_pb2.RiskReport.FromString(v) for _, v, _ in read_all(bootstrap, "risk-events")]
+    everything = [features_pb2.RiskReport.FromString(v) for _, v, _ in read_all(bootstrap, "risk-events")]
+    reports = [r for r in everything if not r.provisional]
     assert len(reports) == len(five) + len(one)
+    # the raised high-priority alarm got its provisional report at once: width 0, its minute's start
+    provisional = [r for r in everything if r.provisional]
+    assert [(r.patient, r.width_s, r.window_start_device_time_ns, r.trigger, r.level) for r in provisional] == [
+        ("pat-a", 0, T0 + 0, "alarm:tachycardia:pat-a-0", "medium")]
     assert all((r.model_name, r.model_version, r.baseline) == ("news2-baseline", "1", True) for r in reports)
     assert all(any("rule baseline" in s for s in r.recommendations) for r in reports)
 
@@ -268,7 +273,7 @@ def test_windows_late_records_silent_patient_and_replay(brokers: tuple[str, str]
             return (conn.execute(select(func.count()).select_from(feature_windows)).scalar_one(),
                     conn.execute(select(func.count()).select_from(risk_reports)).scalar_one())
 
-    assert counts() == (len(five) + len(one),) * 2
+    assert counts() == (len(five) + len(one), len(five) + len(one) + 1)  # + the provisional report
     with engine.connect() as conn:
         row = conn.execute(select(feature_windows).where(feature_windows.c.patient == "pat-a",
                                                          feature_windows.c.width_s == 300,
@@ -278,7 +283,7 @@ def test_windows_late_records_silent_patient_and_replay(brokers: tuple[str, str]
         assert features_pb2.FeatureWindow.FromString(row.payload).samples_missing == 500
 
     if pubsub is not None:
-        assert len(redis_messages) == len(reports)
+        assert len(redis_messages) == len(everything)
         latest = client.hgetall("cardiogate:latest:pat-b")
         assert features_pb2.FeatureWindow.FromString(latest[b"features.5m"]).start_device_time_ns == T0
         assert features_pb2.RiskReport.FromString(latest[b"risk"]).model_name == "news2-baseline"
@@ -288,7 +293,7 @@ def test_windows_late_records_silent_patient_and_replay(brokers: tuple[str, str]
     again = settings_for(bootstrap, url, tmp_path / "state-2", "cardiogate-processor-replay")
     with Running(again):
         wait_for(lambda: len(read_all(bootstrap, "features.5m", 1.0)) >= 6, 60, "the replay's 5-minute windows")
-    assert counts() == (len(five) + len(one),) * 2
+    assert counts() == (len(five) + len(one), len(five) + len(one) + 1)
     with engine.connect() as conn:
         rows = conn.execute(select(feature_windows.c.width_s, func.count()).group_by(feature_windows.c.width_s)).all()
         replayed = conn.execute(select(feature_windows.c.payload).where(

@@ -304,6 +304,8 @@ class RiskReport(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     COMPUTED_TIME_NS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    PROVISIONAL_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """1"""
     patient: _builtins.str
@@ -328,6 +330,12 @@ class RiskReport(_message.Message):
     """the processor's clock"""
     revision: _builtins.int
     """the window's revision it was computed from"""
+    provisional: _builtins.bool
+    """true for the immediate report on a raised alarm, before its window closes; such a report has
+    width_s 0, starts at its 1-minute window's start and ends at the alarm's device time
+    """
+    trigger: _builtins.str
+    """what caused a provisional report: "alarm:<condition>:<alarm_id>" """
     @_builtins.property
     def factors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RiskFactor]: ...
     @_builtins.property
@@ -351,10 +359,12 @@ class RiskReport(_message.Message):
         level: _builtins.str = ...,
         computed_time_ns: _builtins.int = ...,
         revision: _builtins.int = ...,
+        provisional: _builtins.bool = ...,
+        trigger: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "computed_time_ns", b"computed_time_ns", "confidence", b"confidence", "factors", b"factors", "level", b"level", "model_name", b"model_name", "model_version", b"model_version", "news2", b"news2", "patient", b"patient", "recommendations", b"recommendations", "revision", b"revision", "schema_version", b"schema_version", "score", b"score", "width_s", b"width_s", "window_end_device_time_ns", b"window_end_device_time_ns", "window_start_device_time_ns", b"window_start_device_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "computed_time_ns", b"computed_time_ns", "confidence", b"confidence", "factors", b"factors", "level", b"level", "model_name", b"model_name", "model_version", b"model_version", "news2", b"news2", "patient", b"patient", "provisional", b"provisional", "recommendations", b"recommendations", "revision", b"revision", "schema_version", b"schema_version", "score", b"score", "trigger", b"trigger", "width_s", b"width_s", "window_end_device_time_ns", b"window_end_device_time_ns", "window_start_device_time_ns", b"window_start_device_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,144 @@
+"""A simulated tachycardia reaches the cloud's live views within 2 s of the gateway's MQTT alarm.
+
+The real stack with its read side (simulated watch on a bumble radio, gateway, locked Mosquitto, gRPC
+ingest, tansu, store consumers, stream processor, API): a nurse subscribes to the patient's risk
+updates twice, over GraphQL (``realTimeRiskUpdate``, graphql-transport-ws) and on ``/ws/risk``, and a
+monitor listens to the site's MQTT alarms. When the gateway raises the heart-rate alarm, the
+processor's provisional risk report naming that alarm must reach both subscriptions less than 2 s after
+the alarm reached MQTT. Redis carries the fan-out when it answers; otherwise the API follows
+risk-events from Kafka (both are the demo's real configurations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from cardiogate.app.site_mqtt import MONITOR, mosquitto_binary
+from cardiogate.app.stack import LocalStack, Patient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.api, pytest.mark.timeout(240)]
+
+SITE, GATEWAY, PATIENT = "rs-site", "gw-rs-1", "pt-8080"
+TACHY_AT_S = 10.0
+SUBSCRIBE = ("subscription($p: ID!) { realTimeRiskUpdate(userId: $p) { score level report { provisional trigger "
+             "modelName baseline } } }")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if mosquitto_binary() is None:
+        pytest.fail("the mosquitto binary must be installed for the e2e tests (each stack runs its own broker)")
+    patient = Patient(PATIENT, "C0:00:00:00:80:80", [(0.0, 72.0), (TACHY_AT_S, 72.0), (TACHY_AT_S + 6.0, 165.0)],
+                      seed=80)
+    stack = LocalStack(tmp_path_factory.mktemp("read-side"), [patient], gateway_id=GATEWAY, site=SITE,
+                       read_side=True)
+    return asyncio.run(_drive(stack))
+
+
+async def _mqtt_alarms(stack: LocalStack, out: list[tuple[float, dict[str, Any]]]) -> None:
+    async with stack.mqtt_client(MONITOR, f"rs-watch-{time.time_ns()}") as client:
+        await client.subscribe(f"cardiogate/{SITE}/{PATIENT}/alarms", qos=1)
+        async for msg in client.messages:
+            if isinstance(msg.payload, bytes | bytearray) and msg.payload:
+                out.append((time.monotonic(), json.loads(msg.payload)))
+
+
+async def _ws_risk(url: str, token: str, out: list[tuple[float, dict[str, Any]]]) -> None:
+    async with websockets.connect(f"{url}/ws/risk?userId={PATIENT}&token={token}") as ws:
+        async for message in ws:
+            body = json.loads(message)
+            if body.get("type") == "risk":
+                out.append((time.monotonic(), body["report"]))
+
+
+async def _graphql(url: str, token: str, out: list[tuple[float, dict[str, Any]]]) -> None:
+    async with websockets.connect(f"{url}/graphql", subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+                                  additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+        ack = json.loads(await ws.recv())
+        assert ack["type"] == "connection_ack", ack
+        await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                  "payload": {"query": SUBSCRIBE, "variables": {"p": PATIENT}}}))
+        async for message in ws:
+            body = json.loads(message)
+            assert body["type"] != "error", body
+            if body["type"] == "next":
+                assert "errors" not in body["payload"], body
+                out.append((time.monotonic(), body["payload"]["data"]["realTimeRiskUpdate"]))
+
+
+async def _drive(stack: LocalStack) -> dict[str, Any]:
+    await asyncio.to_thread(stack.start_mqtt)
+    alarms: list[tuple[float, dict[str, Any]]] = []
+    ws_updates: list[tuple[float, dict[str, Any]]] = []
+    gql_updates: list[tuple[float, dict[str, Any]]] = []
+    tasks: list[asyncio.Task[None]] = []
+    out: dict[str, Any] = {}
+    try:
+        tasks.append(asyncio.create_task(_mqtt_alarms(stack, alarms)))
+        await asyncio.to_thread(stack.start)
+        url = stack.api_url
+        password = (stack.workdir / "api-credentials" / "demo-nurse").read_text().strip()
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            token = (await api.post("/auth/token", json={"username": "demo-nurse", "password": password})
+                     ).json()["access_token"]
+        tasks.append(asyncio.create_task(_ws_risk(url.replace("http", "ws"), token, ws_updates)))
+        tasks.append(asyncio.create_task(_graphql(url.replace("http", "ws"), token, gql_updates)))
+        deadline = time.monotonic() + 120
+        raised = None
+        while time.monotonic() < deadline:
+            raised = next(((t, a) for t, a in alarms if a.get("condition") == "hr_high"
+                           and a.get("state") == "raised"), None)
+            if raised is not None and _first(ws_updates, raised[1]) and _first(gql_updates, raised[1]):
+                break
+            for task in tasks:
+                if task.done():
+                    task.result()  # a subscription that failed: its error, not a timeout
+            await asyncio.sleep(0.05)
+        out.update(raised=raised, ws=list(ws_updates), gql=list(gql_updates), alive=stack.check_alive())
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await asyncio.to_thread(stack.stop)
+    return out
+
+
+def _trigger(update: dict[str, Any]) -> str:
+    report = update.get("report", update)
+    return str(report.get("trigger", ""))
+
+
+def _first(updates: list[tuple[float, dict[str, Any]]], alarm: dict[str, Any]) -> float | None:
+    return next((t for t, u in updates if alarm["alarm_id"] in _trigger(u)), None)
+
+
+def test_the_high_alarm_reaches_both_risk_subscriptions_within_2_s(run: dict[str, Any]) -> None:
+    assert run["raised"] is not None, "the gateway raised no heart-rate alarm"
+    t_alarm, alarm = run["raised"]
+    for name in ("ws", "gql"):
+        t = _first(run[name], alarm)
+        assert t is not None, f"no provisional risk update for {alarm['alarm_id']} on {name}: {run[name][-5:]}"
+        print(f"{name}: the provisional risk update arrived {t - t_alarm:.2f} s after the MQTT alarm")
+        assert t - t_alarm < 2.0, f"{name}: {t - t_alarm:.2f} s after the MQTT alarm"
+    assert run["alive"] == []
+
+
+def test_the_update_is_a_provisional_baseline_report_at_least_medium(run: dict[str, Any]) -> None:
+    _, alarm = run["raised"]
+    update = next(u for _, u in run["gql"] if alarm["alarm_id"] in _trigger(u))
+    assert update["report"]["provisional"] is True and update["report"]["baseline"] is True
+    assert update["report"]["modelName"] == "news2-baseline"
+    assert update["level"] != "low", update  # a medium alarm lifts the report to at least low-medium
+    ws = next(u for _, u in run["ws"] if alarm["alarm_id"] in _trigger(u))
+    assert ws["provisional"] is True and ws["patient"] == PATIENT
