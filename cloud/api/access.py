@@ -31,6 +31,7 @@ MODELS_READ = "models.read"
 INGEST_WRITE = "ingest.write"
 ALARM_COMMAND = "alarm.command"  # acknowledge, silence, unsilence, comment (the gateway obeys clinical roles only)
 ALARM_LABEL = "alarm.label"      # true or false: the label the training jobs learn from
+ROLLOUT_MANAGE = "rollout.manage"  # start, pause, resume, promote, abort
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     PATIENT_READ: frozenset({"nurse", "clinician", "admin"}),
@@ -39,6 +40,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     INGEST_WRITE: frozenset({"admin"}),
     ALARM_COMMAND: frozenset({"nurse", "clinician"}),
     ALARM_LABEL: frozenset({"clinician"}),
+    ROLLOUT_MANAGE: frozenset({"operator", "admin"}),
 }
 ALL_SITES_ROLES = frozenset({"operator", "admin"})
 

@@ -28,14 +28,17 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UNSET, UnsetType
 
+from cardiogate.cloud.api import fhir
 from cardiogate.cloud.api.access import Access, Caller, Denied
 from cardiogate.cloud.api.context import ApiContext, Services
 from cardiogate.cloud.api.data import ApiData
+from cardiogate.cloud.api.direct_ingest import DirectIngest
 from cardiogate.cloud.api.live import Hub, open_hub
 from cardiogate.cloud.api.schema import build_schema
 from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.cloud.api.tokens import Issuer, TokenVerifier, load_or_create_key, remote_jwks
 from cardiogate.cloud.api.users import authenticate
+from cardiogate.cloud.rollout.controller import RolloutController
 from cardiogate.core.logs import get_logger
 from cardiogate.core.metrics import exposition
 
@@ -85,8 +88,10 @@ class _GraphQL(GraphQLRouter[ApiContext, None]):
 
 
 def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
-               verifier: TokenVerifier | None = None) -> FastAPI:
-    """The API on ``engine`` (migrated to head). Without ``hub``, Redis is tried at start, else in-process."""
+               verifier: TokenVerifier | None = None, direct_ingest: DirectIngest | None = None,
+               rollouts: RolloutController | None = None) -> FastAPI:
+    """The API on ``engine`` (migrated to head). Without ``hub``, Redis is tried at start, else in-process.
+    Without ``direct_ingest`` (the caller owns and closes it), ``ingestSmartwatchData`` answers NOT_AVAILABLE."""
     issuer = None
     if settings.auth.jwks_url is None:
         issuer = Issuer(load_or_create_key(settings.auth.issuer_key), settings.auth)
@@ -94,7 +99,8 @@ def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
     else:
         verifier = verifier or TokenVerifier(settings.auth, remote_jwks(settings.auth.jwks_url))
     data = ApiData(engine)
-    services = Services(settings, data, Access(engine), hub if hub is not None else _PendingHub(), verifier)
+    services = Services(settings, data, Access(engine), hub if hub is not None else _PendingHub(), verifier,
+                        direct_ingest=direct_ingest, rollouts=rollouts)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +138,7 @@ def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
     app.include_router(_GraphQL(services, schema=build_schema(settings), path="/graphql",
                                 context_getter=graphql_context,
                                 graphql_ide="graphiql" if settings.development else None), tags=["graphql"])
+    app.include_router(fhir.router())
 
     @app.post("/auth/token", response_model=TokenResponse, tags=["auth"],
               responses={401: {"description": "unknown user, wrong password or disabled account"}})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from strawberry.fastapi import BaseContext
@@ -23,6 +23,10 @@ from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.cloud.api.tokens import AuthError, TokenVerifier, bearer
 from cardiogate.core.ratelimit import TokenBucket
 
+if TYPE_CHECKING:
+    from cardiogate.cloud.api.direct_ingest import DirectIngest
+    from cardiogate.cloud.rollout.controller import RolloutController
+
 
 @dataclass
 class Services:
@@ -32,6 +36,8 @@ class Services:
     hub: Hub
     verifier: TokenVerifier
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    direct_ingest: DirectIngest | None = None  # phone-direct readings to Kafka; None: NOT_AVAILABLE
+    rollouts: RolloutController | None = None   # the model registry's rollouts; None: NOT_AVAILABLE
 
     async def authenticate(self, authorization: str | None, client: str) -> Caller:
         """The caller a bearer token names, charged one request; raises :class:`Denied`."""

@@ -7,11 +7,13 @@ import asyncio
 import uvicorn
 
 from cardiogate.cloud.api.app import create_app
+from cardiogate.cloud.api.direct_ingest import DirectIngest
 from cardiogate.cloud.api.live import LocalHub, open_hub
 from cardiogate.cloud.api.risk_tail import RiskTail
 from cardiogate.cloud.api.schema import schema_sdl
 from cardiogate.cloud.api.users import User, add_user
 from cardiogate.cloud.registry.migrate import open_database
+from cardiogate.cloud.registry.wiring import build_registries
 from cardiogate.cloud.settings import CloudSettings
 from cardiogate.core.metrics import parse_listen
 from cardiogate.core.settings import ConfigError
@@ -29,14 +31,18 @@ async def run_api(settings: CloudSettings) -> None:
         tail = RiskTail(settings.kafka.bootstrap, settings.processor.topic_risk, hub.publish,
                         asyncio.get_running_loop())
         tail.start()
+    direct = DirectIngest.from_settings(settings, engine) if settings.api.direct_ingest else None
     try:
-        app = create_app(settings.api, engine, hub=hub)
+        registries = build_registries(engine, settings.models)
+        app = create_app(settings.api, engine, hub=hub, direct_ingest=direct, rollouts=registries.rollouts)
         server = uvicorn.Server(uvicorn.Config(app, host=listen[0], port=listen[1], log_config=None,
                                                proxy_headers=False, ws="websockets"))
         await server.serve()
     finally:
         if tail is not None:
             await asyncio.to_thread(tail.stop)
+        if direct is not None:
+            await asyncio.to_thread(direct.close)
         await hub.close()
         engine.dispose()
 

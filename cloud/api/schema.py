@@ -24,6 +24,7 @@ from strawberry.types import Info
 from cardiogate.cloud.api.access import FLEET_READ, INGEST_WRITE, MODELS_READ, PATIENT_READ, Caller, Denied, site_filter
 from cardiogate.cloud.api.alarm_actions import AlarmMutation, AlarmQuery
 from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
+from cardiogate.cloud.api.ecg import EcgQuery
 from cardiogate.cloud.api.objects import (
     Alarm,
     ChatMessage,
@@ -42,6 +43,7 @@ from cardiogate.cloud.api.objects import (
     time_ns,
 )
 from cardiogate.cloud.api.resolvers import field, mutation, not_available, subscription
+from cardiogate.cloud.api.rollouts import RolloutMutation, RolloutQuery
 from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.proto.v1 import features_pb2
 
@@ -92,9 +94,11 @@ class Query:
 
         def load() -> list[tuple[str, str | None, list[Any], list[Any], features_pb2.RiskReport | None]]:
             visible = services.access.visible_patients(caller)
-            services.access.audit(caller, "patients", [p for p, _ in visible])
-            return [(p, site, services.data.vitals(p), services.data.alarms(p, True), services.data.latest_risk(p))
-                    for p, site in visible]
+            names = [p for p, _ in visible]
+            services.access.audit(caller, "patients", names)
+            data = services.data
+            vitals, alarms, risks = data.vitals_of(names), data.active_alarms_of(names), data.latest_risks_of(names)
+            return [(p, site, vitals[p], alarms[p], risks.get(p)) for p, site in visible]
 
         out = []
         for pseudonym, site, vitals, alarms, stored in await asyncio.to_thread(load):
@@ -172,8 +176,17 @@ def _json(text: str) -> Any:
 class Mutation:
     @mutation()
     async def ingest_smartwatch_data(self, info: Info[Any, Any], data: SmartwatchInput) -> bool | None:
-        permitted(info, INGEST_WRITE)
-        raise not_available("ingestSmartwatchData (gateways upload over gRPC)")
+        """A phone-direct reading into Kafka as a gateway's would go (cardiogate.cloud.api.direct_ingest)."""
+        from cardiogate.cloud.api.direct_ingest import Refused, reading_of
+
+        caller = permitted(info, INGEST_WRITE)
+        direct = context_of(info).services.direct_ingest
+        if direct is None:
+            raise not_available("ingestSmartwatchData (phone-direct ingest is off: api.direct_ingest)")
+        try:
+            return await direct.ingest(caller, reading_of(data))
+        except Refused as exc:
+            raise GraphQLError(str(exc), extensions={"code": exc.code}) from exc
 
     @mutation()
     async def start_chat_session(self, info: Info[Any, Any], user_id: strawberry.ID) -> ChatSession | None:
@@ -201,8 +214,8 @@ class Subscription:
 
 
 # The schema is merged from one Query/Mutation class per concern; each module adds its class here.
-QUERIES: tuple[type, ...] = (Query, AlarmQuery)
-MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation)
+QUERIES: tuple[type, ...] = (Query, AlarmQuery, RolloutQuery, EcgQuery)
+MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation, RolloutMutation)
 
 
 def build_schema(settings: ApiSettings) -> strawberry.Schema:

@@ -47,6 +47,8 @@ class ApiSettings(StrictModel):
     rate_per_s: float = Field(default=20.0, ge=0, description="requests per second per token subject; 0 = unlimited")
     rate_burst_s: float = Field(default=5.0, gt=0, le=600, description="bucket size, in seconds of the rate")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    direct_ingest: bool = Field(default=False, description="phone-direct `ingestSmartwatchData` writes readings to "
+                                                           "Kafka (`kafka.bootstrap`); off: it answers NOT_AVAILABLE")
     auth: ApiAuthSettings = ApiAuthSettings()
 
     @property
