@@ -186,6 +186,14 @@ class FeatureWindow:
     respiratory_rate_mean: float | None
     af_burden: float | None
     completeness: float | None
+    samples_received: int
+    samples_missing: int
+    hr_count: int
+    systolic_mean: float | None
+    diastolic_mean: float | None
+    signal_quality_mean: float | None
+    alarm_counts: JSON
+    rhythm_shares: JSON
     record_count: int
     late_record_count: int
 
@@ -196,8 +204,11 @@ class FeatureWindow:
                    hr_max=_opt(w, "hr_max"), sdnn_ms=_opt(w, "sdnn_ms"), rmssd_ms=_opt(w, "rmssd_ms"),
                    spo2_min=_opt(w, "spo2_min"), spo2_mean=_opt(w, "spo2_mean"),
                    respiratory_rate_mean=_opt(w, "respiratory_rate_mean"), af_burden=_opt(w, "af_burden"),
-                   completeness=_opt(w, "completeness"), record_count=w.record_count,
-                   late_record_count=w.late_record_count)
+                   completeness=_opt(w, "completeness"), samples_received=w.samples_received,
+                   samples_missing=w.samples_missing, hr_count=w.hr_count, systolic_mean=_opt(w, "systolic_mean"),
+                   diastolic_mean=_opt(w, "diastolic_mean"), signal_quality_mean=_opt(w, "signal_quality_mean"),
+                   alarm_counts=cast(JSON, dict(w.alarm_counts)), rhythm_shares=cast(JSON, dict(w.rhythm_shares)),
+                   record_count=w.record_count, late_record_count=w.late_record_count)
 
 
 @strawberry.type

@@ -1,4 +1,5 @@
-"""A simulated tachycardia reaches the cloud's live views within 2 s of the gateway's MQTT alarm.
+"""A simulated tachycardia reaches the cloud's live views within 2 s of the gateway's MQTT alarm, and the
+processor's windows agree with what the simulated watches really sent.
 
 The real stack with its read side (simulated watch on a bumble radio, gateway, locked Mosquitto, gRPC
 ingest, tansu, store consumers, stream processor, API): a nurse subscribes to the patient's risk
@@ -7,6 +8,13 @@ monitor listens to the site's MQTT alarms. When the gateway raises the heart-rat
 processor's provisional risk report naming that alarm must reach both subscriptions less than 2 s after
 the alarm reached MQTT. Redis carries the fan-out when it answers; otherwise the API follows
 risk-events from Kafka (both are the demo's real configurations).
+
+A second patient stays at a steady heart rate until the first whole minute of their data has closed:
+its 1-minute window, read through the API's ``vitalsHistory``, must match the simulator's ground truth
+(the heart rates the watch put on the air in that minute of device time: mean within 0.5 bpm) and be
+complete (every ECG sample arrived: completeness exactly 1, no sample missing). Five-minute windows
+are computed by the same code and checked against an offline recomputation in
+tests/integration/test_processor.py; waiting for one here would add five minutes to every run.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ import websockets
 
 from cardiogate.app.site_mqtt import MONITOR, mosquitto_binary
 from cardiogate.app.stack import LocalStack, Patient
+from cardiogate.sim.truth import read_truth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.api, pytest.mark.timeout(240)]
 
-SITE, GATEWAY, PATIENT = "rs-site", "gw-rs-1", "pt-8080"
+SITE, GATEWAY, PATIENT, STEADY = "rs-site", "gw-rs-1", "pt-8080", "pt-8181"
 TACHY_AT_S = 10.0
 SUBSCRIBE = ("subscription($p: ID!) { realTimeRiskUpdate(userId: $p) { score level report { provisional trigger "
              "modelName baseline } } }")
@@ -38,7 +47,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail("the mosquitto binary must be installed for the e2e tests (each stack runs its own broker)")
     patient = Patient(PATIENT, "C0:00:00:00:80:80", [(0.0, 72.0), (TACHY_AT_S, 72.0), (TACHY_AT_S + 6.0, 165.0)],
                       seed=80)
-    stack = LocalStack(tmp_path_factory.mktemp("read-side"), [patient], gateway_id=GATEWAY, site=SITE,
+    steady = Patient(STEADY, "C0:00:00:00:81:81", [(0.0, 64.0)], seed=81)
+    stack = LocalStack(tmp_path_factory.mktemp("read-side"), [patient, steady], gateway_id=GATEWAY, site=SITE,
                        read_side=True)
     return asyncio.run(_drive(stack))
 
@@ -103,7 +113,10 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
                 if task.done():
                     task.result()  # a subscription that failed: its error, not a timeout
             await asyncio.sleep(0.05)
-        out.update(raised=raised, ws=list(ws_updates), gql=list(gql_updates), alive=stack.check_alive())
+        out.update(raised=raised, ws=list(ws_updates), gql=list(gql_updates))
+        out["window"] = await _first_whole_minute(url, token, stack)
+        out["truth"] = read_truth(stack.truth_path)
+        out["alive"] = stack.check_alive()
     finally:
         for task in tasks:
             task.cancel()
@@ -112,6 +125,36 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
                 await task
         await asyncio.to_thread(stack.stop)
     return out
+
+
+WINDOWS = """query($p: ID!) { vitalsHistory(userId: $p, widthS: 60) { start end revision hrMean hrCount completeness
+             samplesReceived samplesMissing recordCount } }"""
+
+
+async def _first_whole_minute(url: str, token: str, stack: LocalStack) -> dict[str, Any] | None:
+    """The steady patient's first 1-minute window that starts after their watch's first sample."""
+    first_us = None
+    deadline = time.monotonic() + 150
+    async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+        while time.monotonic() < deadline:
+            if first_us is None:
+                truth = [t for t in read_truth(stack.truth_path) if t.get("watch") == "C0:00:00:00:81:81"
+                         and t.get("kind") in ("hr", "ecg")]
+                first_us = min((t.get("t_us", t.get("t0_us", 0)) for t in truth), default=None)
+            answer = (await api.post("/graphql", json={"query": WINDOWS, "variables": {"p": STEADY}},
+                                     headers={"authorization": f"Bearer {token}"})).json()
+            assert "errors" not in answer, answer
+            for w in answer["data"]["vitalsHistory"]:
+                if first_us is not None and _us(w["start"]) >= first_us:
+                    return dict(w)
+            await asyncio.sleep(2.0)
+    return None
+
+
+def _us(iso: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(iso).timestamp() * 1_000_000)
 
 
 def _trigger(update: dict[str, Any]) -> str:
@@ -142,3 +185,19 @@ def test_the_update_is_a_provisional_baseline_report_at_least_medium(run: dict[s
     assert update["level"] != "low", update  # a medium alarm lifts the report to at least low-medium
     ws = next(u for _, u in run["ws"] if alarm["alarm_id"] in _trigger(u))
     assert ws["provisional"] is True and ws["patient"] == PATIENT
+
+
+def test_the_first_whole_minute_matches_the_watchs_ground_truth(run: dict[str, Any]) -> None:
+    window = run["window"]
+    assert window is not None, "no whole 1-minute window of the steady patient closed within 150 s"
+    start, end = _us(window["start"]), _us(window["end"])
+    sent = [t["hr"] for t in run["truth"] if t.get("watch") == "C0:00:00:00:81:81" and t.get("kind") == "hr"
+            and start <= t["t_us"] < end]
+    assert sent, "the watch sent no heart rate in that minute"
+    truth_mean = sum(sent) / len(sent)
+    print(f"steady patient, minute {window['start']}: HR mean {window['hrMean']:.2f} from {window['hrCount']} "
+          f"readings, ground truth {truth_mean:.2f} from {len(sent)}; completeness {window['completeness']}, "
+          f"{window['samplesReceived']} ECG samples")
+    assert abs(window["hrMean"] - truth_mean) <= 0.5, (window, truth_mean, len(sent))
+    assert window["completeness"] == 1.0 and window["samplesMissing"] == 0, window
+    assert window["samplesReceived"] > 0 and window["revision"] == 0
