@@ -9,12 +9,18 @@ same records in any order, or in pieces that are merged afterwards, gives the sa
 RMSSD uses the successive differences inside each vitals record's RR list (the device
 reports them in beat order); differences across records are not taken, because records of
 one window may be folded in any order.
+
+A closed window stays revisable: :func:`late_route` says where a record goes once its window
+has closed, and :func:`fold_late` adds it to the closed window's accumulator and numbers the
+revision; :func:`retained_starts` keeps that bookkeeping within the revision horizon.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from cardiogate.proto.v1 import features_pb2
@@ -31,6 +37,7 @@ _SUMS = ("records", "hr_sum", "hr_n", "rr_n", "rr_sum", "rr_sumsq", "rr_diff_n",
 _MINS = ("hr_min", "spo2_min")
 _MAXES = ("hr_max",)
 _COUNTS = ("rhythm", "alarms")
+ON_TIME, REVISED, LATE_TOPIC = "window", "revised", "late_topic"  # where a record goes, per window width
 
 
 def new_accumulator() -> Accumulator:
@@ -201,3 +208,37 @@ def finalize(acc: Accumulator, patient: str, width_s: int, start_ns: int, *, rev
     if total:
         w.completeness = acc["received"] / total
     return w
+
+
+def late_route(t_ms: int, width_ms: int, mark_ms: int | None, grace_ms: int, horizon_ms: int) -> str:
+    """Where a record at ``t_ms`` goes for windows of ``width_ms``, given the partition's newest event
+    time ``mark_ms``: its open window (:data:`ON_TIME`), a revision of its closed window (:data:`REVISED`,
+    while the window ends after ``mark_ms - horizon_ms``) or the late topic (:data:`LATE_TOPIC`).
+
+    A window is closed once its end is at or before the aligned ``mark_ms - grace_ms``, quixstreams'
+    own rule for partition closing, so the window store never sees a record it would reject."""
+    if mark_ms is None:
+        return ON_TIME
+    closed_until = (mark_ms - grace_ms) - (mark_ms - grace_ms) % width_ms
+    end = t_ms - t_ms % width_ms + width_ms
+    if end > closed_until:
+        return ON_TIME
+    return REVISED if end > mark_ms - horizon_ms else LATE_TOPIC
+
+
+def fold_late(closed: Mapping[str, Any] | None, record: pb.Record) -> dict[str, Any]:
+    """A closed window (``{"acc", "revision"}``) with one late record added, as a new dict: the next
+    revision, or revision 0 for a window never published (its gateway was away for all of it)."""
+    if closed is None:
+        acc, revision = new_accumulator(), 0
+    else:
+        acc, revision = copy.deepcopy(closed["acc"]), int(closed["revision"]) + 1
+    fold(acc, record)
+    acc["late"] += 1
+    return {"acc": acc, "revision": revision}
+
+
+def retained_starts(starts: list[int], width_ms: int, floor_ms: int) -> tuple[list[int], list[int]]:
+    """(kept, dropped) window starts: a window ending at or before ``floor_ms`` can no longer be revised."""
+    kept = sorted(s for s in set(starts) if s + width_ms > floor_ms)
+    return kept, sorted(set(starts) - set(kept))

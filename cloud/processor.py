@@ -22,13 +22,19 @@ Late records: a record whose window has already closed is never dropped silently
 3.28 with partition closing and a grace period accepts a record for a window it closed less
 than ``grace`` ago, recreates that window and never emits it again; so this module decides
 lateness itself, before the window, with quixstreams' own rule (a window is closed once its end
-is at or before the aligned partition time minus grace). Late records are counted
-(``processor_late_records_total{width_s}``) and routed unchanged (the Record bytes, the original
-key and headers plus ``late-window-s``) to ``features.late``, from where a revision job or an
-operator can replay them; windows are not revised here. The lateness watermark is in memory:
-right after a restart, until the partition's first records re-establish it, quixstreams' own
-late check is the backstop, and what it rejects is counted with ``route="rejected"`` and logged
-with its offset, not routed.
+is at or before the aligned partition time minus grace; :func:`cardiogate.cloud.features.late_route`).
+A late record whose window ends within ``revision_horizon_s`` of the partition time revises
+it: the emit path saves each closed window's accumulator in the state (same store and patient
+key), the late path folds the record in and publishes the window again, to the same topics and
+tables, with ``revision`` + 1, ``late_record_count`` + 1 and a report of the same revision; a
+window the gateway missed entirely is created at revision 0. One revision per late record, no
+batching. Redis gets a revision only for the patient's newest window of its width. Saved
+accumulators beyond the horizon are deleted when the next one is saved. Older records go
+unchanged (the Record bytes, the original key and headers plus ``late-window-s``) to
+``features.late``. Counted in ``processor_late_records_total{width_s,route}`` (``revised``,
+``late_topic``). The lateness watermark is in memory: right after a restart, until the
+partition's first records re-establish it, quixstreams' own late check is the backstop, and what
+it rejects is counted with ``route="rejected"`` and logged with its offset, not routed.
 
 Delivery: exactly-once by default (``processing_guarantee``). Checked against tansu (memory
 storage): the transactional producer initialises and commits, and tests/integration/test_processor.py
@@ -69,7 +75,7 @@ from quixstreams.sinks import BaseSink
 from sqlalchemy import Engine
 
 from cardiogate.cloud import features, history
-from cardiogate.cloud.features import Accumulator
+from cardiogate.cloud.features import LATE_TOPIC, ON_TIME, REVISED, Accumulator
 from cardiogate.cloud.kafka_bridge import ensure_topics
 from cardiogate.cloud.registry.migrate import open_database
 from cardiogate.cloud.risk import News2Baseline, RiskModel, provisional_assessment, triggers_provisional
@@ -95,11 +101,13 @@ PROVISIONAL_WIDTH_S = 60  # the open window a provisional report is assessed on
 
 @dataclass(slots=True)
 class Item:
-    """A decoded record on its way through the pipeline, with its lateness per window width."""
+    """A decoded record on its way through the pipeline, with its route per window width and, for a
+    revision, the oldest window end still revisable (what the saved accumulators are pruned to)."""
 
     record: pb.Record
     raw: bytes
-    late: dict[int, bool] = field(default_factory=dict)
+    route: dict[int, str] = field(default_factory=dict)
+    floor_ms: dict[int, int] = field(default_factory=dict)
 
 
 class RecordDeserializer(Deserializer):
@@ -129,25 +137,26 @@ def device_time_ms(value: Any, headers: Any, timestamp: float, timestamp_type: i
 
 
 class LateGate:
-    """Per (width, partition): the newest event time passed to the window, and which records come too late."""
+    """Per (width, partition): the newest event time passed to the window, and where each record goes."""
 
-    def __init__(self, grace_ms: int) -> None:
+    def __init__(self, grace_ms: int, horizon_ms: int) -> None:
         self._grace_ms = grace_ms
+        self._horizon_ms = horizon_ms
         self._marks: dict[tuple[int, int], int] = {}
 
     def annotate(self, item: Item | None, key: Any, timestamp_ms: int, headers: Any, partition: int) -> Item | None:
         if item is None:
             return None
         for width_s in WIDTHS_S:
-            width_ms = width_s * 1000
             mark = self._marks.get((width_s, partition))
-            closed_until = -1 if mark is None else (mark - self._grace_ms) - (mark - self._grace_ms) % width_ms
-            late = timestamp_ms - timestamp_ms % width_ms + width_ms <= closed_until
-            item.late[width_s] = late
-            if late:
-                LATE_RECORDS.labels(width_s=str(width_s), route="late_topic").inc()
-            else:
+            route = features.late_route(timestamp_ms, width_s * 1000, mark, self._grace_ms, self._horizon_ms)
+            item.route[width_s] = route
+            if route == ON_TIME:
                 self._marks[(width_s, partition)] = max(mark or 0, timestamp_ms)
+            elif route == LATE_TOPIC:
+                LATE_RECORDS.labels(width_s=str(width_s), route=LATE_TOPIC).inc()
+            elif mark is not None:
+                item.floor_ms[width_s] = mark - self._horizon_ms
         return item
 
 
@@ -188,13 +197,19 @@ class LatestState:
             self._client = None
 
 
-class EcgSink(BaseSink):
-    """ECG blocks to ``ecg_blocks``: rows gather per checkpoint and go in one multi-row insert on flush."""
+class HistorySink(BaseSink):
+    """The history tables, written once per checkpoint: ECG blocks, windows and reports gather in memory and go
+    in one transaction on flush, before the offsets commit (a crash replays them; the keys absorb duplicates).
+
+    One transaction per window would cost a database commit (an fsync on SQLite) for every window and revision:
+    a gateway's backlog makes thousands of them."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
         self._rows: list[dict[str, Any]] = []
+        self._windows: list[features_pb2.FeatureWindow] = []
+        self._reports: list[features_pb2.RiskReport] = []
 
     def add(self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int,
             offset: int) -> None:
@@ -203,15 +218,40 @@ class EcgSink(BaseSink):
         if row is not None:
             self._rows.append(row)
 
+    def save(self, windows: list[features_pb2.FeatureWindow], reports: list[features_pb2.RiskReport]) -> None:
+        """Windows and reports for the next flush (the processing thread calls this)."""
+        self._windows.extend(windows)
+        self._reports.extend(reports)
+
     def flush(self) -> None:
         rows, self._rows = self._rows, []
-        if rows:
-            with self._engine.begin() as conn:
+        windows, self._windows = self._windows, []
+        reports, self._reports = self._reports, []
+        if not (rows or windows or reports):
+            return
+        with self._engine.begin() as conn:
+            if rows:
                 history.save_ecg(conn, rows)
-            ECG_STORED.inc(len(rows))
+            if windows or reports:
+                history.save(conn, _newest(windows), _newest(reports))
+        ECG_STORED.inc(len(rows))
 
     def on_paused(self) -> None:
-        self._rows = []
+        self._rows, self._windows, self._reports = [], [], []
+
+
+def _newest(items: list[Any]) -> list[Any]:
+    """One window or report per key: the highest revision, then the newest computation (what the upsert keeps)."""
+    best: dict[tuple[str, int, int], Any] = {}
+    for item in items:
+        start = getattr(item, "start_device_time_ns", None)
+        if start is None:
+            start = item.window_start_device_time_ns
+        key = (item.patient, item.width_s, start)
+        kept = best.get(key)
+        if kept is None or (item.revision, item.computed_time_ns) >= (kept.revision, kept.computed_time_ns):
+            best[key] = item
+    return list(best.values())
 
 
 class Processor:
@@ -225,7 +265,8 @@ class Processor:
         self._model = model or News2Baseline()
         self._clock = clock
         self._grace_ms = round(p.grace_s * 1000)
-        self.gate = LateGate(self._grace_ms)
+        self._horizon_ms = round(p.revision_horizon_s * 1000)
+        self.gate = LateGate(self._grace_ms, self._horizon_ms)
         self.latest = LatestState(p.redis_url)
         self._retention_ns = round(p.ecg_retention_s * 1e9)
         self._prune_interval_s = p.ecg_prune_interval_s
@@ -258,22 +299,25 @@ class Processor:
         sdf = sdf.filter(_decoded)
         sdf = sdf.apply(self._annotate, metadata=True)
         for width_s, name in ((60, p.topic_features_1m), (300, p.topic_features_5m)):
-            late = sdf.filter(_late_for(width_s, True)).set_headers(_late_header(width_s))
+            late = sdf.filter(_routed(width_s, LATE_TOPIC)).set_headers(_late_header(width_s))
             late.to_topic(late_topic)
-            window = (sdf.filter(_late_for(width_s, False))
+            window = (sdf.filter(_routed(width_s, ON_TIME))
                       .tumbling_window(width_s * 1000, grace_ms=self._grace_ms, name=f"features_{width_s}s",
                                        on_late=self._rejected)
                       .reduce(_fold, _first))
             if width_s == PROVISIONAL_WIDTH_S:
                 self._open_window_store = window.name
             out = window.final(closing_strategy="partition").apply(self._emit(width_s), stateful=True, metadata=True)
-            out.apply(_first_of).to_topic(output(name))
-            out.apply(_second_of).to_topic(risk_topic)
+            revised = sdf.filter(_routed(width_s, REVISED)).apply(self._revise(width_s), stateful=True, metadata=True)
+            features_topic = output(name)
+            for published in (out, revised):
+                published.apply(_first_of).to_topic(features_topic)
+                published.apply(_second_of).to_topic(risk_topic)
         # after the windows, so the open window already holds the alarm
         self._sdf = sdf
         sdf.filter(_provisional_trigger).apply(self._provisional, stateful=True, metadata=True).to_topic(risk_topic)
-        self.ecg_sink = EcgSink(engine)
-        sdf.filter(_is_ecg).sink(self.ecg_sink)
+        self.history = HistorySink(engine)
+        sdf.filter(_is_ecg).sink(self.history)
 
     @staticmethod
     def _partition() -> int:
@@ -296,26 +340,62 @@ class Processor:
         def emit(value: dict[str, Any], key: bytes, timestamp: int, headers: Any,
                  state: State[Any, Any]) -> tuple[bytes, bytes]:
             acc: Accumulator = value["value"]
-            patient = key.decode(errors="replace")
-            window = features.finalize(acc, patient, width_s, value["start"] * 1_000_000,
-                                       computed_time_ns=self._clock())
-            prev_key = f"previous_hr_mean:{width_s}"
-            previous = None
-            stored = state.get(prev_key)
-            if stored is not None:
-                previous = features_pb2.FeatureWindow(width_s=width_s, hr_mean=stored)
-            report = self._model.assess(window, previous)
-            if window.HasField("hr_mean"):
-                state.set(prev_key, window.hr_mean)
-            if width_s == PROVISIONAL_WIDTH_S:
-                state.set(_LAST_WINDOW, window.SerializeToString().hex())
-            self.latest.publish(report, window)  # live views first: the database may wait on other writers
-            with self._engine.begin() as conn:
-                history.save(conn, [window], [report])
+            start_ms = value["start"]
+            if self._horizon_ms > 0:
+                self._save_closed(state, width_s, start_ms, {"acc": acc, "revision": 0},
+                                  start_ms + width_s * 1000 - self._horizon_ms)
             WINDOWS.labels(width_s=str(width_s)).inc()
-            return window.SerializeToString(), report.SerializeToString()
+            return self._publish(state, key, width_s, start_ms, acc, 0, state.get(f"previous_hr_mean:{width_s}"))
 
         return emit
+
+    def _revise(self, width_s: int) -> Callable[..., tuple[bytes, bytes]]:
+        """Late records of a closed window within the horizon: fold into its saved accumulator, publish again."""
+        width_ms = width_s * 1000
+
+        def revise(item: Item, key: bytes, timestamp: int, headers: Any,
+                   state: State[Any, Any]) -> tuple[bytes, bytes]:
+            start_ms = timestamp - timestamp % width_ms
+            closed = features.fold_late(state.get(_closed_key(width_s, start_ms)), item.record)
+            self._save_closed(state, width_s, start_ms, closed, item.floor_ms.get(width_s))
+            before = state.get(_closed_key(width_s, start_ms - width_ms))
+            acc_before = before["acc"] if before is not None else None
+            previous_hr = acc_before["hr_sum"] / acc_before["hr_n"] if acc_before and acc_before["hr_n"] else None
+            LATE_RECORDS.labels(width_s=str(width_s), route=REVISED).inc()
+            return self._publish(state, key, width_s, start_ms, closed["acc"], closed["revision"], previous_hr)
+
+        return revise
+
+    def _save_closed(self, state: State[Any, Any], width_s: int, start_ms: int, closed: dict[str, Any],
+                     floor_ms: int | None) -> None:
+        """Save a closed window's accumulator for revisions; a new one prunes those beyond the horizon."""
+        new = not state.exists(_closed_key(width_s, start_ms))
+        state.set(_closed_key(width_s, start_ms), closed)
+        if new and floor_ms is not None:
+            index = f"closed:{width_s}"
+            kept, dropped = features.retained_starts([*state.get(index, []), start_ms], width_s * 1000, floor_ms)
+            for start in dropped:
+                state.delete(_closed_key(width_s, start))
+            state.set(index, kept)
+
+    def _publish(self, state: State[Any, Any], key: bytes, width_s: int, start_ms: int, acc: Accumulator,
+                 revision: int, previous_hr: float | None) -> tuple[bytes, bytes]:
+        """A window and its report to Redis (the patient's newest window only), the history tables and Kafka."""
+        patient = key.decode(errors="replace")
+        window = features.finalize(acc, patient, width_s, start_ms * 1_000_000, revision=revision,
+                                   computed_time_ns=self._clock())
+        previous = None if previous_hr is None else features_pb2.FeatureWindow(width_s=width_s, hr_mean=previous_hr)
+        report = self._model.assess(window, previous)
+        newest = state.get(f"newest:{width_s}")
+        if newest is None or start_ms >= newest:
+            state.set(f"newest:{width_s}", start_ms)
+            if window.HasField("hr_mean"):
+                state.set(f"previous_hr_mean:{width_s}", window.hr_mean)
+            if width_s == PROVISIONAL_WIDTH_S:
+                state.set(_LAST_WINDOW, window.SerializeToString().hex())
+            self.latest.publish(report, window)
+        self.history.save([window], [report])
+        return window.SerializeToString(), report.SerializeToString()
 
     def _provisional(self, item: Item, key: bytes, timestamp: int, headers: Any, state: State[Any, Any]) -> bytes:
         alarm = item.record.alarm
@@ -329,9 +409,8 @@ class Processor:
         assessed = self._model.assess(window, previous) if window is not None else None
         report = provisional_assessment(alarm, timestamp * 1_000_000, assessed, self._clock())
         report.patient = patient
-        self.latest.publish(report)  # live views first: the database may wait on other writers
-        with self._engine.begin() as conn:
-            history.save(conn, [], [report])
+        self.latest.publish(report)
+        self.history.save([], [report])
         PROVISIONAL.inc()
         return report.SerializeToString()
 
@@ -388,7 +467,7 @@ def _decoded(item: Item | None) -> bool:
 
 def _provisional_trigger(item: Item) -> bool:
     record = item.record
-    return (record.WhichOneof("body") == "alarm" and not item.late[PROVISIONAL_WIDTH_S]
+    return (record.WhichOneof("body") == "alarm" and item.route[PROVISIONAL_WIDTH_S] == ON_TIME
             and triggers_provisional(record.alarm))
 
 
@@ -396,11 +475,15 @@ def _is_ecg(item: Item) -> bool:
     return item.record.WhichOneof("body") == "samples"
 
 
-def _late_for(width_s: int, late: bool) -> Callable[[Item], bool]:
+def _routed(width_s: int, route: str) -> Callable[[Item], bool]:
     def check(item: Item) -> bool:
-        return item.late[width_s] is late
+        return item.route[width_s] == route
 
     return check
+
+
+def _closed_key(width_s: int, start_ms: int) -> str:
+    return f"closed:{width_s}:{start_ms}"
 
 
 def _late_header(width_s: int) -> Callable[[Any, Any, int, Any], list[tuple[str, bytes]]]:

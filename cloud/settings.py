@@ -107,10 +107,14 @@ class ProcessorSettings(StrictModel):
     ``grace_s`` is how long after a window's end (in device time, as the partition's newest record
     tells it) the window waits for records from slower gateways before it is final. Every report
     is that much later, so it stays short: two minutes cover upload batching and the skew
-    between gateways; a longer outage's backlog takes the late path (``topic_late``) instead."""
+    between gateways; a longer outage's backlog revises the closed windows instead, as long as
+    they end within ``revision_horizon_s`` of the partition time, and older records go to
+    ``topic_late``."""
 
     consumer_group: str = Field(default="cardiogate-processor", pattern=r"^[A-Za-z0-9._-]{1,128}$")
     grace_s: float = Field(default=120.0, ge=0, le=3600)
+    revision_horizon_s: float = Field(default=86400.0, ge=0, le=30 * 86400.0,
+                                      description="closed windows this recent are revised by late records; 0: none")
     state_dir: Path = Path("processor-state")
     redis_url: str | None = Field(default="redis://127.0.0.1:6379/0",
                                   description="latest state and risk pub/sub; None or unreachable: off")
