@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -69,10 +69,19 @@ class LocalHub:
 
 
 class RedisHub:
-    """Redis pub/sub: every replica's subscribers get every update; the latest report comes from the hash."""
+    """Redis pub/sub: every replica's subscribers get every update; the latest report comes from the hash.
+
+    One pub/sub connection per process, whatever the number of subscribers: a patient's channel is
+    subscribed while anyone here watches it, and each message fans out to the local subscribers'
+    queues (one Redis connection per WebSocket would stop at the connection pool's limit)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
+        self._local = LocalHub()
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._watchers: dict[str, int] = {}
+        self._lock = asyncio.Lock()
 
     async def publish(self, patient: str, payload: bytes) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -80,18 +89,50 @@ class RedisHub:
             pipe.publish(RISK_CHANNEL.format(patient=patient), payload)
             await pipe.execute()
 
+    async def _watch(self, patient: str) -> None:
+        async with self._lock:
+            if self._pubsub is None:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            count = self._watchers.get(patient, 0)
+            if count == 0:
+                await self._pubsub.subscribe(RISK_CHANNEL.format(patient=patient))
+            self._watchers[patient] = count + 1
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="redis-risk-reader")
+
+    async def _unwatch(self, patient: str) -> None:
+        async with self._lock:
+            count = self._watchers.get(patient, 0) - 1
+            if count > 0:
+                self._watchers[patient] = count
+                return
+            self._watchers.pop(patient, None)
+            if self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(RISK_CHANNEL.format(patient=patient))
+
+    async def _read(self) -> None:
+        prefix = RISK_CHANNEL.format(patient="")
+        while self._watchers:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                log.warning("redis pub/sub read failed; retrying", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+            await self._local.publish(channel.removeprefix(prefix), bytes(message["data"]))
+
     async def subscribe(self, patient: str) -> AsyncIterator[bytes]:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(RISK_CHANNEL.format(patient=patient))
+        await self._watch(patient)
         try:
-            while True:
-                message = await pubsub.get_message(timeout=30.0)
-                if message is not None and message.get("type") == "message":
-                    yield bytes(message["data"])
+            async for payload in self._local.subscribe(patient):
+                yield payload
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.unsubscribe()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._unwatch(patient)
 
     async def subscribers(self, patient: str) -> int:
         counts = await self._redis.pubsub_numsub(RISK_CHANNEL.format(patient=patient))
@@ -108,6 +149,13 @@ class RedisHub:
         return value.encode() if isinstance(value, str) else bytes(value)
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
         await self._redis.aclose()
 
 

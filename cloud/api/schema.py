@@ -17,7 +17,13 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
@@ -220,7 +226,10 @@ MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation, RolloutMutation)
 
 def build_schema(settings: ApiSettings) -> strawberry.Schema:
     # factories: a fresh extension per request
+    # The parser's LRU cache lives at module level: a dashboard sends the same few documents again and
+    # again. Validation is not cached: the depth and alias rules must judge every request.
     extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: ParserCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
     ]
