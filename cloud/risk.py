@@ -8,9 +8,8 @@ NEWS2 (Royal College of Physicians, 2017), SpO2 scale 1, from what wearables mea
 (window mean heart rate), SpO2 (window mean), systolic BP (window mean) and respiration rate
 when a window has one. Temperature, consciousness (ACVPU) and air-or-oxygen are never measured
 by the wearables, so the subtotal is a lower bound of the charted NEWS2 and the band is read
-from that subtotal. The gateway scores NEWS2 as well (cardiogate.edge.alarm_engine.news2) but
-the cloud may not import the gateway; the table below is the same RCP chart, and
-tests/unit/test_unit_cloud_risk.py checks its boundaries.
+from that subtotal. The scoring table is the kernel's (cardiogate.core.news2), the one the
+gateway's alarm engine uses.
 
 Score (0..1): the NEWS2 subtotal over 7 (where "high" starts) weighs 0.6, AF burden 0.2, a
 rising heart rate against the previous window 0.1 and raised high-priority alarms 0.1;
@@ -30,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
+from cardiogate.core.news2 import band_of, score_pulse, score_respiration_rate, score_spo2_scale1, score_systolic
 from cardiogate.proto.v1 import features_pb2
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
@@ -49,62 +49,6 @@ class RiskModel(Protocol):
 
     def assess(self, window: features_pb2.FeatureWindow,
                previous: features_pb2.FeatureWindow | None = None) -> features_pb2.RiskReport: ...
-
-
-def _charted(value: float) -> int:
-    return math.floor(value + 0.5)
-
-
-def score_pulse(pulse: float) -> int:
-    p = _charted(pulse)
-    if p <= 40:
-        return 3
-    if p <= 50:
-        return 1
-    if p <= 90:
-        return 0
-    if p <= 110:
-        return 1
-    return 2 if p <= 130 else 3
-
-
-def score_spo2_scale1(spo2: float) -> int:
-    s = _charted(spo2)
-    if s <= 91:
-        return 3
-    if s <= 93:
-        return 2
-    return 1 if s <= 95 else 0
-
-
-def score_systolic(systolic: float) -> int:
-    s = _charted(systolic)
-    if s <= 90:
-        return 3
-    if s <= 100:
-        return 2
-    if s <= 110:
-        return 1
-    return 0 if s <= 219 else 3
-
-
-def score_respiration_rate(rate: float) -> int:
-    r = _charted(rate)
-    if r <= 8:
-        return 3
-    if r <= 11:
-        return 1
-    if r <= 20:
-        return 0
-    return 2 if r <= 24 else 3
-
-
-def band_of(total: int, any_three: bool) -> str:
-    if total >= _HIGH:
-        return "high"
-    if total >= 5:
-        return "medium"
-    return "low-medium" if any_three else "low"
 
 
 def _value(w: features_pb2.FeatureWindow, field: str) -> float | None:
