@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Literal, cast
+from typing import cast
 
 import grpc
 import grpc.aio
@@ -23,7 +23,7 @@ import grpc.aio
 from cardiogate.core.backoff import Backoff
 from cardiogate.core.logs import get_logger
 from cardiogate.edge.heartbeat import uplink_channel
-from cardiogate.edge.mqtt_auth import PERMITTED, ROLES, Refusal, Role
+from cardiogate.edge.mqtt_auth import PERMITTED, Refusal, Role
 from cardiogate.edge.settings import UplinkSettings
 from cardiogate.proto.v1 import commands_pb2, commands_pb2_grpc
 
@@ -31,7 +31,7 @@ log = get_logger(__name__)
 
 # What a command from the cloud may be: (accepted, error). The gateway's alarm bridge answers it.
 Apply = Callable[[str, bytes, tuple[str, Refusal]], tuple[bool, str]]
-CloudRole = Literal["nurse", "clinician", "admin", "operator"]
+CLINICAL_ROLES = ("nurse", "clinician")  # the cloud roles that may command alarms
 
 
 def cloud_sender(command: commands_pb2.GatewayCommand) -> tuple[str, Refusal]:
@@ -41,7 +41,7 @@ def cloud_sender(command: commands_pb2.GatewayCommand) -> tuple[str, Refusal]:
     on the site's broker, whatever the cloud let through."""
     identity = f"{command.actor}@cloud"
     role = command.role
-    allowed = PERMITTED[cast(Role, role)] if role in ROLES and role in ("nurse", "clinician") else frozenset()
+    allowed = PERMITTED[cast(Role, role)] if role in CLINICAL_ROLES else frozenset()
 
     def refusal(name: str) -> str | None:
         if name in allowed:
