@@ -149,7 +149,11 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
     alarm_lines: list[str] = []
     stop = threading.Event()
     counter = threading.Thread(target=_kafka_counter, args=(stack.kafka_bootstrap, status, stop), daemon=True)
-    watcher: asyncio.Task[None] | None = None
+    # The monitor subscribes before anything else starts: the tachycardia may begin while the cloud's read side
+    # is still coming up, and an alarm is an event, not retained state.
+    await asyncio.to_thread(stack.start_mqtt)
+    assert stack.mqtt is not None
+    watcher: asyncio.Task[None] | None = asyncio.create_task(_watch_mqtt(stack.mqtt, status, alarm_lines))
     starting = asyncio.ensure_future(asyncio.to_thread(stack.start))
     print(f"demo: starting tansu, cloud ingest, stream processor, API, simulator and gateway (logs in {work})",
           flush=True)
@@ -163,7 +167,6 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
         assert stack.mqtt is not None
         _print_access(stack.mqtt, stack.patients[0].pseudonym)
         _print_api(stack)
-        watcher = asyncio.create_task(_watch_mqtt(stack.mqtt, status, alarm_lines))
         counter.start()
         t0 = time.monotonic()
         while duration_s <= 0 or time.monotonic() - t0 < duration_s:

@@ -87,6 +87,7 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
         await asyncio.sleep(RUN_S)
         assert stack.check_alive() == [], f"a part died; logs in {stack.workdir}"
         sim = stack.procs["sim"]
+        stopped_us = time.time_ns() // 1000
         sim.terminate()
         await asyncio.to_thread(sim.wait, 10)
         await asyncio.sleep(2.0)
@@ -97,7 +98,7 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
         await asyncio.gather(listener, return_exceptions=True)
         await asyncio.to_thread(stack.stop)
     log = (stack.workdir / "gateway.log").read_text(encoding="utf-8", errors="replace")
-    return {"truth": truth, "records": records, "alarms": alarms, "gateway_log": log}
+    return {"truth": truth, "records": records, "alarms": alarms, "gateway_log": log, "sim_stopped_us": stopped_us}
 
 
 def _read(bootstrap: str, truth: list[dict[str, Any]], timeout_s: float) -> list[pb.Record]:
@@ -152,9 +153,14 @@ def test_polar_strap_ecg_arrives_exactly_after_its_late_start(run: dict[str, Any
 
 
 def test_pulse_oximeter_spo2_follows_the_desaturation(run: dict[str, Any]) -> None:
-    sent = [(t["spo2"], t["pr"]) for t in run["truth"] if t["kind"] == "spo2" and t["watch"] == OXI]
+    truth = [t for t in run["truth"] if t["kind"] == "spo2" and t["watch"] == OXI]
+    sent = [(t["spo2"], t["pr"]) for t in truth]
     got = [(v.spo2_percent, v.pulse_rate_bpm) for v in _vitals(run["records"], OXI, "plx")]
-    assert got == sent and len(got) > 20
+    assert len(got) > 20 and got == sent[:len(got)], "a reading lost, reordered or invented"
+    # The simulator is killed mid-stream: a notification it queued in its last moment may still sit in its
+    # controller, never on the air. Only such a reading may be missing, nothing sent well before the stop.
+    in_flight = [t for t in truth[len(got):] if t["t_us"] < run["sim_stopped_us"] - 1_000_000]
+    assert in_flight == [], f"readings sent well before the simulator stopped never reached Kafka: {in_flight}"
     assert min(s for s, _ in got) < 90.0 < max(s for s, _ in got)
 
 
