@@ -147,6 +147,21 @@ gaps = Table(
     Index("ix_gaps_patient", "patient", "start_device_time_ns"),
 )
 
+# What a ward tile shows besides vitals: each wearable's link, battery and latest rhythm class, each part
+# with its own time so a late event never overwrites a newer one.
+device_status = Table(
+    "device_status", metadata,
+    Column("patient", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("gateway", String(64), nullable=False),
+    Column("connected", Boolean, nullable=True),
+    Column("link_time_ns", BigInteger, nullable=True),
+    Column("battery_percent", Float, nullable=True),
+    Column("health_time_ns", BigInteger, nullable=True),
+    Column("rhythm", String(8), nullable=True),
+    Column("rhythm_time_ns", BigInteger, nullable=True),
+)
+
 # Commands down to gateways (acknowledge, silence, unsilence from the API). A row is the audit record on the
 # cloud's side: who gave it, from where, when; when it was delivered; the gateway's answer and when it applied it.
 gateway_commands = Table(

@@ -12,14 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func
+from sqlalchemy import ColumnElement, Connection, case, func, or_
 
-from cardiogate.cloud.db import alarm_events, alarms_current, consumer_offsets, gaps, insert_for, latest_vitals
+from cardiogate.cloud.db import (
+    alarm_events,
+    alarms_current,
+    consumer_offsets,
+    device_status,
+    gaps,
+    insert_for,
+    latest_vitals,
+)
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
 _TIER_STATES = ("raised", "escalated")
 VITAL_FIELDS = ("heart_rate_bpm", "spo2_percent", "systolic_mmhg", "diastolic_mmhg", "pulse_rate_bpm",
-                "mean_arterial_mmhg", "perfusion_index")
+                "mean_arterial_mmhg", "perfusion_index", "signal_quality")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +69,34 @@ def apply(conn: Connection, d: Delivered) -> str:
     which = r.WhichOneof("body")
     if which == "vitals":
         _vitals(conn, d)
+        if d.record.vitals.rhythm:
+            _status(conn, d, "rhythm_time_ns", d.record.vitals.device_time_ns, rhythm=d.record.vitals.rhythm[:8])
         return "vitals"
     if which == "alarm":
         return "alarm" if _alarm(conn, d) else "duplicate"
     if which == "event" and r.event.HasField("gap"):
         stmt = insert_for(conn, gaps).values(_gap_row(d)).on_conflict_do_nothing()
         return "gap" if _inserted(conn, stmt, gaps.c.sequence) else "duplicate"
+    if which == "event" and r.event.HasField("link"):
+        _status(conn, d, "link_time_ns", r.event.device_time_ns, connected=r.event.link.connected)
+        return "device"
+    if which == "event" and r.event.HasField("health") and r.event.health.HasField("battery_percent"):
+        _status(conn, d, "health_time_ns", r.event.device_time_ns,
+                battery_percent=float(r.event.health.battery_percent))
+        return "device"
     return "ignored"
+
+
+def _status(conn: Connection, d: Delivered, time_column: str, time_ns: int, **values: object) -> None:
+    """One part of a wearable's status (link, battery or rhythm), replaced only by a newer one."""
+    stmt = insert_for(conn, device_status).values(patient=d.record.patient, device_id=d.record.device_id,
+                                                  gateway=d.gateway, **{time_column: time_ns}, **values)
+    current = device_status.c[time_column]
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[device_status.c.patient, device_status.c.device_id],
+        set_={"gateway": stmt.excluded.gateway, time_column: stmt.excluded[time_column],
+              **{name: stmt.excluded[name] for name in values}},
+        where=or_(current.is_(None), current < stmt.excluded[time_column])))
 
 
 def _vitals(conn: Connection, d: Delivered) -> None:

@@ -34,6 +34,7 @@ from cardiogate.cloud.api.context import ApiContext, Services
 from cardiogate.cloud.api.data import ApiData
 from cardiogate.cloud.api.direct_ingest import DirectIngest
 from cardiogate.cloud.api.live import Hub, open_hub
+from cardiogate.cloud.api.live_stream import LiveTail
 from cardiogate.cloud.api.schema import build_schema
 from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.cloud.api.tokens import Issuer, TokenVerifier, load_or_create_key, remote_jwks
@@ -89,9 +90,10 @@ class _GraphQL(GraphQLRouter[ApiContext, None]):
 
 def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
                verifier: TokenVerifier | None = None, direct_ingest: DirectIngest | None = None,
-               rollouts: RolloutController | None = None) -> FastAPI:
+               rollouts: RolloutController | None = None, live: LiveTail | None = None) -> FastAPI:
     """The API on ``engine`` (migrated to head). Without ``hub``, Redis is tried at start, else in-process.
-    Without ``direct_ingest`` (the caller owns and closes it), ``ingestSmartwatchData`` answers NOT_AVAILABLE."""
+    Without ``direct_ingest`` (the caller owns and closes it), ``ingestSmartwatchData`` answers NOT_AVAILABLE;
+    without ``live`` (the caller owns and closes it), ``/ws/live`` does."""
     issuer = None
     if settings.auth.jwks_url is None:
         issuer = Issuer(load_or_create_key(settings.auth.issuer_key), settings.auth)
@@ -100,7 +102,7 @@ def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
         verifier = verifier or TokenVerifier(settings.auth, remote_jwks(settings.auth.jwks_url))
     data = ApiData(engine)
     services = Services(settings, data, Access(engine), hub if hub is not None else _PendingHub(), verifier,
-                        direct_ingest=direct_ingest, rollouts=rollouts)
+                        direct_ingest=direct_ingest, rollouts=rollouts, live=live)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -190,6 +192,11 @@ def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
                       token: str | None = None) -> None:
         await risk_socket(services, websocket, user_id, token)
 
+    @app.websocket("/ws/live")
+    async def ws_live(websocket: WebSocket, user_id: str = Query(alias="userId", min_length=1, max_length=64),
+                      token: str | None = None) -> None:
+        await live_socket(services, websocket, user_id, token)
+
     return app
 
 
@@ -212,8 +219,10 @@ class _PendingHub:
         return None
 
 
-async def risk_socket(services: Services, websocket: WebSocket, user_id: str, token: str | None) -> None:
-    """``/ws/risk``: authenticate, authorize and audit, then push each risk report as JSON until the token expires."""
+async def _open_socket(services: Services, websocket: WebSocket, user_id: str, token: str | None,
+                       operation: str) -> Caller | None:
+    """Accept, authenticate (header, ``token`` parameter or a first ``{"token": ...}`` message), authorize
+    and audit the read of ``user_id``'s data; None (the socket closed with the reason) when refused."""
     await websocket.accept()
     client = websocket.client.host if websocket.client else ""
     try:
@@ -222,21 +231,25 @@ async def risk_socket(services: Services, websocket: WebSocket, user_id: str, to
             first = await asyncio.wait_for(websocket.receive_json(), 10.0)
             authorization = first.get("token") if isinstance(first, dict) else None
         caller = await services.authenticate(authorization, client)
-        await asyncio.to_thread(services.access.authorize_patient, caller, user_id, "ws/risk")
+        await asyncio.to_thread(services.access.authorize_patient, caller, user_id, operation)
     except Denied as exc:
         await websocket.send_json({"type": "error", "code": exc.code, "message": str(exc)})
         await websocket.close(code=WS_CLOSE.get(exc.code, 4403))
-        return
+        return None
     except (TimeoutError, ValueError, WebSocketDisconnect):
         with contextlib.suppress(RuntimeError):
             await websocket.close(code=4401)
-        return
+        return None
     await websocket.send_json({"type": "ready", "userId": user_id})
+    return caller
+
+
+async def _serve_socket(websocket: WebSocket, caller: Caller, messages: AsyncIterator[dict[str, Any]]) -> None:
+    """Send ``messages`` until the client leaves, the stream ends or the token expires (then close 4401)."""
 
     async def push(scope: anyio.CancelScope) -> None:
-        async for payload in services.hub.subscribe(user_id):
-            report = MessageToDict(_risk_report(payload))
-            await websocket.send_json({"type": "risk", "userId": user_id, "report": report})
+        async for message in messages:
+            await websocket.send_json(message)
         scope.cancel()
 
     async def until_closed(scope: anyio.CancelScope) -> None:
@@ -252,6 +265,32 @@ async def risk_socket(services: Services, websocket: WebSocket, user_id: str, to
     if time.time() >= caller.principal.expires:
         with contextlib.suppress(RuntimeError):
             await websocket.close(code=4401, reason="token expired")
+
+
+async def risk_socket(services: Services, websocket: WebSocket, user_id: str, token: str | None) -> None:
+    """``/ws/risk``: authenticate, authorize and audit, then push each risk report as JSON until the token expires."""
+    caller = await _open_socket(services, websocket, user_id, token, "ws/risk")
+    if caller is None:
+        return
+
+    async def reports() -> AsyncIterator[dict[str, Any]]:
+        async for payload in services.hub.subscribe(user_id):
+            yield {"type": "risk", "userId": user_id, "report": MessageToDict(_risk_report(payload))}
+
+    await _serve_socket(websocket, caller, reports())
+
+
+async def live_socket(services: Services, websocket: WebSocket, user_id: str, token: str | None) -> None:
+    """``/ws/live``: one patient's vitals and full-rate ECG as they reach Kafka (see :mod:`live_stream`)."""
+    if services.live is None:
+        await websocket.accept()
+        await websocket.send_json({"type": "error", "code": "NOT_AVAILABLE",
+                                   "message": "the live stream needs Kafka (kafka.bootstrap)"})
+        await websocket.close(code=4404)
+        return
+    caller = await _open_socket(services, websocket, user_id, token, "ws/live")
+    if caller is not None:
+        await _serve_socket(websocket, caller, services.live.watch(user_id))
 
 
 def _risk_report(payload: bytes) -> Any:

@@ -25,6 +25,7 @@ from cardiogate.core.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from cardiogate.cloud.api.direct_ingest import DirectIngest
+    from cardiogate.cloud.api.live_stream import LiveTail
     from cardiogate.cloud.rollout.controller import RolloutController
 
 
@@ -38,6 +39,7 @@ class Services:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     direct_ingest: DirectIngest | None = None  # phone-direct readings to Kafka; None: NOT_AVAILABLE
     rollouts: RolloutController | None = None   # the model registry's rollouts; None: NOT_AVAILABLE
+    live: LiveTail | None = None  # the per-patient live stream (Kafka); None: /ws/live answers NOT_AVAILABLE
 
     async def authenticate(self, authorization: str | None, client: str) -> Caller:
         """The caller a bearer token names, charged one request; raises :class:`Denied`."""

@@ -17,18 +17,20 @@ from typing import Any
 from sqlalchemy import Engine, column, func, select, table
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from cardiogate.cloud.db import alarms_current, latest_vitals
+from cardiogate.cloud.db import alarms_current, device_status, latest_vitals
 from cardiogate.cloud.registry.schema import gateways, model_aliases, model_versions, sites
 from cardiogate.proto.v1 import features_pb2
 
 feature_windows = table("feature_windows", column("patient"), column("width_s"), column("start_device_time_ns"),
                         column("end_device_time_ns"), column("revision"), column("payload"))
 risk_reports = table("risk_reports", column("patient"), column("width_s"), column("start_device_time_ns"),
-                     column("revision"), column("computed_time_ns"), column("payload"))
+                     column("revision"), column("computed_time_ns"), column("score"), column("payload"))
 ecg_blocks = table("ecg_blocks", column("patient"), column("device_id"), column("first_sample_device_time_ns"),
                    column("sample_rate_hz"), column("scale"), column("unit"), column("encoding"),
                    column("sample_count"), column("samples"))
 MAX_WINDOWS = 2000
+CLEARED = "cleared"  # every other state (raised, escalated, acknowledged, silenced, unsilenced, latched) is active
+RISK_TREND_POINTS = 12
 ECG_LOOKBACK_NS = 900 * 10**9  # the longest block served: 65536 samples (the ingest's limit) at 73 Hz or more
 
 
@@ -53,6 +55,29 @@ class AlarmRow:
     raised_time_ns: int | None
     cleared_time_ns: int | None
     updated_time_ns: int
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """A patient's wearables at a glance: any link up, the lowest battery, the newest rhythm class."""
+
+    connected: bool | None = None
+    battery_percent: float | None = None
+    rhythm: str | None = None
+
+
+@dataclass(frozen=True)
+class PatientRows:
+    """Everything a ward tile shows of one patient, read in one pass over many patients."""
+
+    pseudonym: str
+    site: str | None
+    vitals: list[VitalRow]
+    alarms: list[AlarmRow]
+    risk: features_pb2.RiskReport | None
+    status: StatusRow
+    window: features_pb2.FeatureWindow | None
+    risk_trend: list[float]
 
 
 @dataclass(frozen=True)
@@ -113,7 +138,7 @@ class ApiData:
         t = alarms_current.c
         out: dict[str, list[AlarmRow]] = {p: [] for p in pseudonyms}
         with self.engine.connect() as conn:
-            for r in conn.execute(select(alarms_current).where(t.patient.in_(list(pseudonyms)), t.state == "active")
+            for r in conn.execute(select(alarms_current).where(t.patient.in_(list(pseudonyms)), t.state != CLEARED)
                                   .order_by(t.updated_time_ns.desc())):
                 out[r.patient].append(AlarmRow(r.alarm_id, r.device_id, r.gateway, r.condition, r.priority, r.state,
                                                r.value, r.limit, r.raised_time_ns, r.cleared_time_ns,
@@ -133,11 +158,64 @@ class ApiData:
             return {}
         return {r.patient: features_pb2.RiskReport.FromString(_payload(r.payload)) for r in rows}
 
+    def status_of(self, pseudonyms: Sequence[str]) -> dict[str, StatusRow]:
+        """Per patient over its wearables: connected if any link is up (None: no link event yet), the lowest
+        battery (the one that needs changing first), the rhythm class reported last."""
+        t = device_status.c
+        rows: dict[str, list[Any]] = {p: [] for p in pseudonyms}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(device_status).where(t.patient.in_(list(pseudonyms)))):
+                rows[r.patient].append(r)
+        out = {}
+        for patient, devices in rows.items():
+            links = [r.connected for r in devices if r.connected is not None]
+            batteries = [r.battery_percent for r in devices if r.battery_percent is not None]
+            rhythms = sorted((r.rhythm_time_ns, r.rhythm) for r in devices if r.rhythm is not None)
+            out[patient] = StatusRow(connected=any(links) if links else None,
+                                     battery_percent=min(batteries) if batteries else None,
+                                     rhythm=rhythms[-1][1] if rhythms else None)
+        return out
+
+    def latest_windows_of(self, pseudonyms: Sequence[str], width_s: int) -> dict[str, features_pb2.FeatureWindow]:
+        """Each patient's newest closed window of ``width_s`` (its highest revision)."""
+        t = feature_windows.c
+        rank = func.row_number().over(partition_by=t.patient, order_by=(
+            t.start_device_time_ns.desc(), t.revision.desc())).label("rank")
+        ranked = (select(t.patient, t.payload, rank)
+                  .where(t.patient.in_(list(pseudonyms)), t.width_s == width_s).subquery())
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(ranked.c.patient, ranked.c.payload).where(ranked.c.rank == 1)).all()
+        except (OperationalError, ProgrammingError):
+            return {}
+        return {r.patient: features_pb2.FeatureWindow.FromString(_payload(r.payload)) for r in rows}
+
+    def risk_trends_of(self, pseudonyms: Sequence[str], points: int = RISK_TREND_POINTS,
+                       width_s: int = 60) -> dict[str, list[float]]:
+        """The scores of each patient's last ``points`` windows of ``width_s`` (highest revision), oldest first."""
+        t = risk_reports.c
+        rank = func.row_number().over(partition_by=t.patient, order_by=(
+            t.start_device_time_ns.desc(), t.revision.desc())).label("rank")
+        ranked = (select(t.patient, t.start_device_time_ns, t.revision, t.score, rank)
+                  .where(t.patient.in_(list(pseudonyms)), t.width_s == width_s).subquery())
+        # Revisions of a window share its start: taking ``points`` starts may need a few more rows than that.
+        query = (select(ranked).where(ranked.c.rank <= points * 3)
+                 .order_by(ranked.c.patient, ranked.c.start_device_time_ns, ranked.c.revision))
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except (OperationalError, ProgrammingError):
+            return {p: [] for p in pseudonyms}
+        latest: dict[str, dict[int, float]] = {p: {} for p in pseudonyms}
+        for r in rows:  # ascending revision: the highest one of a window is written last
+            latest[r.patient][r.start_device_time_ns] = float(r.score)
+        return {p: [score for _, score in sorted(by_start.items())][-points:] for p, by_start in latest.items()}
+
     def alarms(self, pseudonym: str, active_only: bool) -> list[AlarmRow]:
         t = alarms_current.c
         query = select(alarms_current).where(t.patient == pseudonym).order_by(t.updated_time_ns.desc())
         if active_only:
-            query = query.where(t.state == "active")
+            query = query.where(t.state != CLEARED)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [AlarmRow(r.alarm_id, r.device_id, r.gateway, r.condition, r.priority, r.state, r.value, r.limit,

@@ -11,7 +11,7 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from cardiogate.cloud.api.data import AlarmRow, ModelRow, VitalRow
+from cardiogate.cloud.api.data import AlarmRow, ModelRow, PatientRows, VitalRow
 from cardiogate.proto.v1 import features_pb2
 
 
@@ -164,6 +164,29 @@ class Patient:
     risk: RiskReport | None
     news2: int | None
     active_alarms: list[Alarm]
+    connected: bool | None = strawberry.field(description="any of the patient's wearables linked; null: not known yet")
+    battery_percent: float | None = strawberry.field(description="the lowest battery among the patient's wearables")
+    signal_quality: float | None = strawberry.field(description="the ECG's latest signal quality, 0..1")
+    af_burden: float | None = strawberry.field(description="the AF share of the newest closed 1-minute window")
+    rhythm: str | None = strawberry.field(description="the latest rhythm class: N normal, A AF, O other, ~ noisy")
+    risk_trend: list[float] = strawberry.field(description="risk scores of the last 1-minute windows, oldest first")
+    audio_paused: bool = strawberry.field(description="an active alarm's audio is silenced")
+
+    @classmethod
+    def of(cls, rows: PatientRows, risk: features_pb2.RiskReport | None) -> Patient:
+        quality = next((v.value for v in rows.vitals if v.name == "signal_quality"), None)
+        window = rows.window
+        return cls(pseudonym=strawberry.ID(rows.pseudonym), site=rows.site, vitals=[Vital.of(v) for v in rows.vitals],
+                   risk=RiskReport.of(risk) if risk else None,
+                   news2=risk.news2 if risk is not None and risk.news2 >= 0 else None,
+                   active_alarms=[Alarm.of(a) for a in rows.alarms], connected=rows.status.connected,
+                   battery_percent=rows.status.battery_percent,
+                   signal_quality=quality if quality is not None else (
+                       window.signal_quality_mean if window is not None and window.HasField("signal_quality_mean")
+                       else None),
+                   af_burden=window.af_burden if window is not None and window.HasField("af_burden") else None,
+                   rhythm=rows.status.rhythm, risk_trend=rows.risk_trend,
+                   audio_paused=any(a.state == "silenced" for a in rows.alarms))
 
 
 def _opt(msg: Any, name: str) -> float | None:

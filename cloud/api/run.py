@@ -9,6 +9,7 @@ import uvicorn
 from cardiogate.cloud.api.app import create_app
 from cardiogate.cloud.api.direct_ingest import DirectIngest
 from cardiogate.cloud.api.live import LocalHub, open_hub
+from cardiogate.cloud.api.live_stream import LiveTail
 from cardiogate.cloud.api.risk_tail import RiskTail
 from cardiogate.cloud.api.schema import schema_sdl
 from cardiogate.cloud.api.users import User, add_user
@@ -32,15 +33,18 @@ async def run_api(settings: CloudSettings) -> None:
                         asyncio.get_running_loop())
         tail.start()
     direct = DirectIngest.from_settings(settings, engine) if settings.api.direct_ingest else None
+    live = LiveTail(settings.kafka.bootstrap, (settings.kafka.topic_ecg, settings.kafka.topic_vitals))
     try:
         registries = build_registries(engine, settings.models)
-        app = create_app(settings.api, engine, hub=hub, direct_ingest=direct, rollouts=registries.rollouts)
+        app = create_app(settings.api, engine, hub=hub, direct_ingest=direct, rollouts=registries.rollouts,
+                         live=live)
         server = uvicorn.Server(uvicorn.Config(app, host=listen[0], port=listen[1], log_config=None,
                                                proxy_headers=False, ws="websockets"))
         await server.serve()
     finally:
         if tail is not None:
             await asyncio.to_thread(tail.stop)
+        await asyncio.to_thread(live.close)
         if direct is not None:
             await asyncio.to_thread(direct.close)
         await hub.close()

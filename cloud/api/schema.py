@@ -30,6 +30,7 @@ from strawberry.types import Info
 from cardiogate.cloud.api.access import FLEET_READ, INGEST_WRITE, MODELS_READ, PATIENT_READ, Caller, Denied, site_filter
 from cardiogate.cloud.api.alarm_actions import AlarmMutation, AlarmQuery
 from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
+from cardiogate.cloud.api.data import PatientRows
 from cardiogate.cloud.api.ecg import EcgQuery
 from cardiogate.cloud.api.objects import (
     Alarm,
@@ -44,7 +45,6 @@ from cardiogate.cloud.api.objects import (
     RiskUpdate,
     Site,
     SmartwatchInput,
-    Vital,
     ns_time,
     time_ns,
 )
@@ -98,22 +98,22 @@ class Query:
         caller = permitted(info, PATIENT_READ)
         services = context_of(info).services
 
-        def load() -> list[tuple[str, str | None, list[Any], list[Any], features_pb2.RiskReport | None]]:
+        def load() -> list[PatientRows]:
             visible = services.access.visible_patients(caller)
             names = [p for p, _ in visible]
             services.access.audit(caller, "patients", names)
             data = services.data
             vitals, alarms, risks = data.vitals_of(names), data.active_alarms_of(names), data.latest_risks_of(names)
-            return [(p, site, vitals[p], alarms[p], risks.get(p)) for p, site in visible]
+            status, windows = data.status_of(names), data.latest_windows_of(names, 60)
+            trends = data.risk_trends_of(names)
+            return [PatientRows(p, site, vitals[p], alarms[p], risks.get(p), status[p], windows.get(p), trends[p])
+                    for p, site in visible]
 
         out = []
-        for pseudonym, site, vitals, alarms, stored in await asyncio.to_thread(load):
-            cached = await services.hub.latest_risk(pseudonym)
-            report = _newer(features_pb2.RiskReport.FromString(cached) if cached else None, stored)
-            out.append(Patient(pseudonym=strawberry.ID(pseudonym), site=site, vitals=[Vital.of(v) for v in vitals],
-                               risk=RiskReport.of(report) if report else None,
-                               news2=report.news2 if report is not None and report.news2 >= 0 else None,
-                               active_alarms=[Alarm.of(a) for a in alarms]))
+        for rows in await asyncio.to_thread(load):
+            cached = await services.hub.latest_risk(rows.pseudonym)
+            report = _newer(features_pb2.RiskReport.FromString(cached) if cached else None, rows.risk)
+            out.append(Patient.of(rows, report))
         return out
 
     @field("Feature windows (60 s or 300 s) of one patient; default: "

@@ -92,7 +92,8 @@ def test_comments_and_labels_show_in_the_alarm_activity(client: TestClient, seed
     assert activity == [{"alarmId": alarm,
                          "commands": [{"actor": "nurse3", "command": "acknowledge", "outcome": "pending"}],
                          "comments": [{"author": "nurse3", "text": "electrode off during wash"}],
-                         "labels": [{"author": "clin3", "isTrue": False, "note": "artefact"}]}]
+                         "labels": [{"author": "clin3", "isTrue": False, "note": "artefact"}]},
+                        {"alarmId": f"old-{seeded.p3}", "commands": [], "comments": [], "labels": []}]  # older
     with seeded.engine.connect() as conn:
         assert conn.execute(select(alarm_labels)).all().__len__() == 1
     # the ward-4 nurse sees none of it

@@ -141,9 +141,15 @@ def test_patients_vitals_history_alarms_fleet_and_models(client: TestClient, see
     s = seeded_sqlite
     clin = login(client, "clin3")
     patients = gql(client, clin, "{ patients { pseudonym site news2 vitals { name value } risk { score } "
-                                 "activeAlarms { condition priority } } }").json()["data"]["patients"]
-    assert patients == [{"pseudonym": s.p3, "site": "ward-3", "news2": 5, "vitals": [{"name": "hr", "value": 88.0}],
-                         "risk": {"score": 0.55}, "activeAlarms": [{"condition": "tachycardia", "priority": "high"}]}]
+                                 "activeAlarms { condition priority state } connected batteryPercent signalQuality "
+                                 "afBurden rhythm riskTrend audioPaused } }").json()["data"]["patients"]
+    assert patients == [{"pseudonym": s.p3, "site": "ward-3", "news2": 5,
+                         "vitals": [{"name": "hr", "value": 88.0}, {"name": "signal_quality", "value": 0.82}],
+                         "risk": {"score": 0.55},
+                         "activeAlarms": [{"condition": "tachycardia", "priority": "high", "state": "raised"}],
+                         # one wearable linked (a stale drop did not win); the lower battery; the ECG's rhythm
+                         "connected": True, "batteryPercent": 15.0, "signalQuality": 0.82,
+                         "afBurden": 0.2, "rhythm": "A", "riskTrend": [0.3, 0.45, 0.5], "audioPaused": False}]
     history = gql(client, clin, f'{{ vitalsHistory(userId: "{s.p3}", widthS: 300, from: "2026-01-01T00:00:00Z", '
                                  f'to: "2026-01-01T01:00:00Z") {{ start hrMean spo2Min afBurden }} }}').json()
     assert history["data"]["vitalsHistory"] == [
