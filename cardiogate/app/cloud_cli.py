@@ -81,6 +81,18 @@ def _cmd_api_user_add(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api_build_dashboard(ns: argparse.Namespace) -> int:
+    from cardiogate.app.dashboard_build import DashboardBuildError, ensure_built
+
+    try:
+        dist = ensure_built()
+    except DashboardBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"dashboard built in {dist}")
+    return 0
+
+
 def add_cloud_read_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``processor`` and ``api`` on the main parser."""
     processor = sub.add_parser("processor", help="the stream processor: per-patient feature windows and risk reports")
@@ -118,3 +130,8 @@ def add_cloud_read_parsers(sub: argparse._SubParsersAction) -> None:  # type: ig
                       help="a site the user may see, repeatable (nurses and clinicians need at least one)")
     uadd.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     uadd.set_defaults(func=_cmd_api_user_add)
+    abuild = asub.add_parser("build-dashboard", help="build the web dashboard the API serves at / (npm ci, build)",
+                             description="Installs the dashboard's packages from its lockfile and bundles it into "
+                                         "dashboard/dist; does nothing while the sources are unchanged since the "
+                                         "last build. Needs Node.js 20 and npm.")
+    abuild.set_defaults(func=_cmd_api_build_dashboard)

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -110,11 +111,27 @@ def _print_access(mqtt: SiteMqtt, patient: str) -> None:
           f"acknowledges on {mqtt.command_topic(patient, NURSE)}", flush=True)
 
 
-def _print_api(stack: LocalStack) -> None:
+def _print_api(stack: LocalStack, dashboard: bool) -> None:
     users = ", ".join(f"{name} ({role})" for name, role in stack.api_users.items())
     print(f"demo: API at {stack.api_url} (GraphQL /graphql, risk WebSocket /ws/risk, OpenAPI /openapi.json, "
           f"tokens from POST /auth/token); users {users}, passwords in {stack.workdir / 'api-credentials'}",
           flush=True)
+    if dashboard:
+        print(f"demo: dashboard at {stack.api_url}/ : sign in as demo-nurse (ward), demo-clinician (ward, labels) "
+              f"or demo-operator (fleet, models); each password is the file of that name in "
+              f"{stack.workdir / 'api-credentials'}", flush=True)
+
+
+def _build_dashboard() -> bool:
+    """Build the web dashboard if its sources changed; the demo goes on without it when that fails."""
+    from cardiogate.app.dashboard_build import DashboardBuildError, ensure_built
+
+    try:
+        ensure_built(say=lambda line: print(f"demo: {line}", flush=True))
+    except (DashboardBuildError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"demo: the web dashboard is not available: {exc}", flush=True)
+        return False
+    return True
 
 
 def _status_line(elapsed: float, status: dict[str, PatientStatus]) -> str:
@@ -132,6 +149,7 @@ def _status_line(elapsed: float, status: dict[str, PatientStatus]) -> str:
 async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep: bool,
                    embedded_mqtt: bool = False) -> int:
     """Run the demo; returns a process exit code."""
+    dashboard = await asyncio.to_thread(_build_dashboard)
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cardiogate-demo-")) if workdir is None else workdir
     broker: Any = None
@@ -166,7 +184,7 @@ async def run_demo(duration_s: float, patients: int, workdir: Path | None, keep:
         await asyncio.shield(starting)
         assert stack.mqtt is not None
         _print_access(stack.mqtt, stack.patients[0].pseudonym)
-        _print_api(stack)
+        _print_api(stack, dashboard)
         counter.start()
         t0 = time.monotonic()
         while duration_s <= 0 or time.monotonic() - t0 < duration_s:

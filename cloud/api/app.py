@@ -31,6 +31,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from cardiogate.cloud.api import fhir
 from cardiogate.cloud.api.access import Access, Caller, Denied
 from cardiogate.cloud.api.context import ApiContext, Services
+from cardiogate.cloud.api.dashboard import mount_dashboard
 from cardiogate.cloud.api.data import ApiData
 from cardiogate.cloud.api.direct_ingest import DirectIngest
 from cardiogate.cloud.api.live import Hub, open_hub
@@ -197,6 +198,7 @@ def create_app(settings: ApiSettings, engine: Engine, *, hub: Hub | None = None,
                       token: str | None = None) -> None:
         await live_socket(services, websocket, user_id, token)
 
+    mount_dashboard(app, settings.dashboard_dir)
     return app
 
 

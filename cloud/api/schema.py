@@ -20,6 +20,7 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
+    MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
@@ -228,7 +229,10 @@ def build_schema(settings: ApiSettings) -> strawberry.Schema:
     # factories: a fresh extension per request
     # The parser's LRU cache lives at module level: a dashboard sends the same few documents again and
     # again. Validation is not cached: the depth and alias rules must judge every request.
+    # The cost limit is the document's size in tokens (a huge selection set costs parsing and execution alike);
+    # depth and aliases bound what one small document can fan out to.
     extensions: list[Callable[[], SchemaExtension]] = [
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),

@@ -44,6 +44,10 @@ class ApiSettings(StrictModel):
     development: bool = Field(default=False, description="GraphQL introspection and the GraphiQL page")
     max_query_depth: int = Field(default=10, ge=2, le=50)
     max_aliases: int = Field(default=30, ge=1, le=1000)
+    max_tokens: int = Field(default=2000, ge=100, le=100_000, description="the largest GraphQL document, in tokens")
+    dashboard_dir: Path | None = Field(default=None, description="the built web dashboard served at `/` (its "
+                                                                  "`dist` folder); unset: the repository's own "
+                                                                  "dashboard/dist when it is there")
     rate_per_s: float = Field(default=20.0, ge=0, description="requests per second per token subject; 0 = unlimited")
     rate_burst_s: float = Field(default=5.0, gt=0, le=600, description="bucket size, in seconds of the rate")
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -175,6 +175,9 @@ def test_deep_queries_many_aliases_and_introspection_are_refused(seeded_sqlite: 
         assert deep["data"] is None and "exceeds maximum operation depth" in deep["errors"][0]["message"]
         aliases = gql(client, token, "{ " + " ".join(f"a{i}: sites {{ siteId }}" for i in range(4)) + " }").json()
         assert "aliases" in aliases["errors"][0]["message"]
+        # the cost limit: a document of more tokens than allowed is refused before it runs, however shallow
+        wide = gql(client, token, "{ sites { " + " ".join(["siteId name"] * 1000) + " } }").json()
+        assert wide["data"] is None and "token" in wide["errors"][0]["message"].lower()
         intro = gql(client, token, "{ __schema { types { name } } }").json()
         assert "introspection" in intro["errors"][0]["message"].lower()
     with client_for(seeded_sqlite.engine, api_settings(tmp_path, development=True)) as client:
