@@ -13,12 +13,13 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-import cardiogate
 from cardiogate.core.logs import get_logger
 
 log = get_logger(__name__)
 
-REPO_DASHBOARD = Path(cardiogate.__file__).resolve().parents[1] / "dashboard"
+# In a source checkout (the demo, the tests) this module lies in <repo>/cloud/api; an installed wheel has no
+# dashboard beside it, and api.dashboard_dir names the build.
+REPO_DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 NOT_BUILT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>cardiogate</title></head>
