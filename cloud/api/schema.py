@@ -33,6 +33,7 @@ from cardiogate.cloud.api.alarm_actions import AlarmMutation, AlarmQuery
 from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
 from cardiogate.cloud.api.data import PatientRows
 from cardiogate.cloud.api.ecg import EcgQuery
+from cardiogate.cloud.api.fleet_timeline import FleetQuery
 from cardiogate.cloud.api.objects import (
     Alarm,
     ChatMessage,
@@ -221,7 +222,7 @@ class Subscription:
 
 
 # The schema is merged from one Query/Mutation class per concern; each module adds its class here.
-QUERIES: tuple[type, ...] = (Query, AlarmQuery, RolloutQuery, EcgQuery)
+QUERIES: tuple[type, ...] = (Query, AlarmQuery, RolloutQuery, EcgQuery, FleetQuery)
 MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation, RolloutMutation)
 
 

@@ -4,7 +4,8 @@ Ten gateway updaters (in-process ``Updater`` objects, each in its own thread wit
 gRPC channel) talk to a real Rollout gRPC server backed by the registries on SQLite.
 Full BLE gateways are NOT needed for this test and are not started: the updaters are fed
 4-second windows of ECG from firmware_sim's PatientSimulator (three patients per gateway,
-one of them tachycardic), which is what a gateway's ECG pipeline would hand them.
+one of them tachycardic), which is what a gateway's ECG pipeline would hand them
+(tests/harness/rollout_fleet.py runs both sides).
 
 The models are the tiny deterministic rule runner (a heart-rate threshold in a JSON
 artifact): v1 and v2 agree on these patients; v3 calls every window tachycardia, so it
@@ -18,137 +19,36 @@ disagrees with the champion on two windows in three and would flood the ward wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc.aio
 import numpy as np
 import pytest
 
-from cardiogate.app.stack import free_port
-from cardiogate.cloud.registry.migrate import open_database
 from cardiogate.cloud.registry.models import CHAMPION
-from cardiogate.cloud.registry.settings import ModelsSettings
-from cardiogate.cloud.registry.signing import Signer
-from cardiogate.cloud.registry.wiring import attach_rollout
 from cardiogate.cloud.rollout.plan import Gates, RolloutPlan
-from cardiogate.cloud.rollout.service import run_ticker
-from cardiogate.edge.updater import EcgWindow, GrpcUpdateSource, ModelStore, TrustedKeys, Updater, UpdaterConfig
-from cardiogate.sim.patient import PatientScenario, PatientSimulator
+from tests.harness.rollout_fleet import eventually, patient_windows, rollout_backend, running_fleet
 
 pytestmark = [pytest.mark.rollout, pytest.mark.timeout(180)]
 
 GATEWAYS = [f"gw-{i:02d}" for i in range(10)]
-RATE = 250
-WINDOW = 4 * RATE
-
-
-@dataclass
-class Fleet:
-    updaters: dict[str, Updater]
-    alarms: dict[str, bool]
-    switches: dict[str, list[str]] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def active(self) -> dict[str, str | None]:
-        return {g: u.active for g, u in self.updaters.items()}
-
-
-def patient_windows(seed: int) -> list[EcgWindow]:
-    """Windows from two normal patients and one tachycardic one, interleaved."""
-    sims = [PatientSimulator(PatientScenario(hr_bpm=hr, snr_db=20), seed=seed * 10 + k, ecg_rate_hz=RATE)
-            for k, hr in enumerate((62 + seed, 78 + seed, 122 + seed))]
-    out = []
-    for w in range(12):
-        for k, sim in enumerate(sims):
-            out.append(EcgWindow(sim.ecg_uv(w * WINDOW, WINDOW), RATE, patient=f"p-{seed}-{k}"))
-    return out
-
-
-def rule_artifact(tmp: Path, name: str, threshold: float) -> Path:
-    path = tmp / name
-    path.write_text(json.dumps({"kind": "rule", "threshold_bpm": threshold}))
-    return path
-
-
-async def eventually(check: Callable[[], bool], what: str, why: Callable[[], str] | None = None,
-                     timeout_s: float = 60.0) -> float:
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout_s:
-            raise AssertionError(f"timed out waiting for {what}" + (f" ({why()})" if why else ""))
-        await asyncio.sleep(0.05)
-    return time.monotonic() - began
-
-
-@contextlib.asynccontextmanager
-async def running_fleet(target: str, keys: TrustedKeys, root: Path) -> AsyncIterator[Fleet]:
-    alarms = dict.fromkeys(GATEWAYS, False)
-    fleet = Fleet({}, alarms)
-    for gw in GATEWAYS:
-        fleet.switches[gw] = []
-        fleet.updaters[gw] = Updater(
-            UpdaterConfig("rhythm", gw, "0.1.0", poll_s=0.1), ModelStore(root / gw / "rhythm", keys),
-            GrpcUpdateSource(target, timeout_s=5), alarm_active=lambda gw=gw: alarms[gw],  # type: ignore[misc]
-            on_switch=lambda version, _path, _runner, gw=gw: fleet.switches[gw].append(version))  # type: ignore[misc]
-        fleet.threads.append(threading.Thread(target=fleet.updaters[gw].run, args=(fleet.stop,), name=gw))
-    windows = {gw: patient_windows(i) for i, gw in enumerate(GATEWAYS)}
-
-    def feed() -> None:  # live ECG: 10 windows/s per gateway
-        i = 0
-        while not fleet.stop.is_set():
-            for gw, u in fleet.updaters.items():
-                u.observe(windows[gw][i % len(windows[gw])])
-            i += 1
-            fleet.stop.wait(0.1)
-
-    fleet.threads.append(threading.Thread(target=feed, name="ecg-feed"))
-    for t in fleet.threads:
-        t.start()
-    try:
-        yield fleet
-    finally:
-        fleet.stop.set()
-        for t in fleet.threads:
-            await asyncio.to_thread(t.join, 10)
 
 
 async def test_canary_stages_all_then_bad_model_aborted_and_rolled_back(tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 'cloud.sqlite3'}")
-    signer = Signer.generate(tmp_path / "keys" / "model-signing.key")
-    server = grpc.aio.server()
-    target = f"127.0.0.1:{free_port()}"
-    server.add_insecure_port(target)
-    # the same wiring the cloud process uses
-    registries = attach_rollout(server, engine, ModelsSettings(
-        artifact_root=tmp_path / "artifacts", signing_key=tmp_path / "keys" / "model-signing.key", poll_s=0.1,
-        chunk_bytes=64 * 1024), tls=False)
-    fleet_registry, models, controller = registries.fleet, registries.models, registries.rollouts
-    assert controller.signer is not None and controller.signer.key_id == signer.key_id
-    fleet_registry.add_site("ward-a", "Cardiology ward A")
-    for i, gw in enumerate(GATEWAYS):
-        fleet_registry.add_gateway(gw, "ward-a", tags=["pi5" if i % 2 else "jetson"])
-    publish = {"signer": signer, "name": "rhythm", "task": "rhythm", "input_spec": {"sample_rate_hz": RATE,
-                                                                                    "window_samples": WINDOW},
-               "min_gateway_version": "0.1.0", "extra": {"format": "rule"}}
-    models.publish(rule_artifact(tmp_path, "v1.json", 100), version="1.0.0", **publish)  # type: ignore[arg-type]
-    models.set_alias("rhythm", CHAMPION, "1.0.0", actor="test")
-    await server.start()
-    ticker = asyncio.create_task(run_ticker(controller, 0.2))
-    began = time.monotonic()
-    try:
-        async with running_fleet(target, TrustedKeys.of([signer.public_key]), tmp_path / "gateways") as fleet:
+    async with rollout_backend(tmp_path) as backend:
+        fleet_registry, models, controller = (backend.registries.fleet, backend.registries.models,
+                                              backend.registries.rollouts)
+        assert controller.signer is not None and controller.signer.key_id == backend.signer.key_id
+        backend.register_gateways("ward-a", GATEWAYS, "Cardiology ward A")
+        assert fleet_registry.cohort(("ward-a",)) == GATEWAYS
+        backend.publish_rule("1.0.0", 100)
+        models.set_alias("rhythm", CHAMPION, "1.0.0", actor="test")
+        began = time.monotonic()
+        async with running_fleet(backend.target, backend.trusted_keys(), tmp_path / "gateways", GATEWAYS) as fleet:
             install_s = await eventually(lambda: set(fleet.active().values()) == {"1.0.0"}, "v1 everywhere")
 
             # -- v2: canary, stages, all ---------------------------------------------------------
-            models.publish(rule_artifact(tmp_path, "v2.json", 98), version="2.0.0", metrics={"f1": 0.84},
-                           **publish)  # type: ignore[arg-type]
+            backend.publish_rule("2.0.0", 98, metrics={"f1": 0.84})
             plan = RolloutPlan(sites=("ward-a",), canary_share=0.2, growth=2.0, min_devices_per_stage=2, bake_s=1.0,
                                stale_after_s=30.0,
                                # latency is judged loosely here: ten updaters share a couple of busy cores
@@ -187,8 +87,7 @@ async def test_canary_stages_all_then_bad_model_aborted_and_rolled_back(tmp_path
             assert passed[0].detail["switching"] == canary
 
             # -- v3: bad model, aborted at the canary --------------------------------------------
-            models.publish(rule_artifact(tmp_path, "v3.json", 40), version="3.0.0", metrics={"f1": 0.9},
-                           **publish)  # type: ignore[arg-type]
+            backend.publish_rule("3.0.0", 40, metrics={"f1": 0.9})
             t1 = time.monotonic()
             rid3 = controller.start("rhythm", "3.0.0", plan, actor="test")
             canary3 = [m.gateway_id for m, _ in controller.status(rid3).members if m.stage == 0]
@@ -208,12 +107,6 @@ async def test_canary_stages_all_then_bad_model_aborted_and_rolled_back(tmp_path
             print(f"\nrollout e2e: install v1 {install_s:.1f} s, v2 to all 10 {v2_s:.1f} s (4 stages, 1 s bake, "
                   f"one alarm wait), v3 aborted after {abort_s:.1f} s: {final.decision}; "
                   f"total {time.monotonic() - began:.1f} s")
-    finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
-        await server.stop(0)
-        engine.dispose()
 
 
 def test_patient_windows_label_as_expected() -> None:

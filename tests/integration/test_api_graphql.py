@@ -38,6 +38,8 @@ MATRIX: dict[str, tuple[str, dict[str, str]]] = {
                                                "oper": FORBIDDEN}),
     "sites": ("{ sites { siteId } }", dict.fromkeys(USERS, OK)),
     "gateways": ("{ gateways { gatewayId } }", dict.fromkeys(USERS, OK)),
+    "gatewayTimeline ward-3": ("{ gatewayTimeline(gatewayId: \"gw-3\", since: \"2025-12-31T00:00:00Z\") { kind } }",
+                               {"nurse3": OK, "clin3": OK, "admin": OK, "oper": OK, "nurse4": "BAD_USER_INPUT"}),
     "models": ("{ models { name } }", {"clin3": OK, "oper": OK, "admin": OK, "nurse3": FORBIDDEN,
                                        "nurse4": FORBIDDEN}),
     "getNutritionAnalysis": ("{ getNutritionAnalysis(userId: \"$p3\") { deficiencies { name } } }", PLANNED),
