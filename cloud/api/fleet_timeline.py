@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from sqlalchemy import Engine, select
@@ -142,6 +142,6 @@ class FleetQuery:
                                           None if scope is None else sorted(scope))
         if entries is None:
             raise bad_input(f"no gateway {str(gateway_id)!r} you may see")
-        return [TimelineEntry(time=ns_time(e.time_ns), kind=e.kind, summary=e.summary, detail=e.detail)
+        return [TimelineEntry(time=ns_time(e.time_ns), kind=e.kind, summary=e.summary, detail=cast(JSON, e.detail))
                 for e in entries]
 
