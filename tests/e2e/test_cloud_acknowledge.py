@@ -11,12 +11,9 @@ delivered, applied) and the API's audit of the patient action.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
 import httpx
 import pytest
 from sqlalchemy import select
@@ -26,29 +23,12 @@ from cardiogate.app.stack import LocalStack, Patient
 from cardiogate.cloud.api.tables import api_audit
 from cardiogate.cloud.commands import command_status
 from cardiogate.cloud.db import make_engine
+from tests.harness.mqtt_seen import Seen, collect, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.api, pytest.mark.timeout(240)]
 
 SITE, GATEWAY, PATIENT = "ack-site", "gw-ack-1", "pt-7070"
 TACHY_AT_S = 6.0
-Seen = list[tuple[float, str, dict[str, Any]]]
-
-
-async def _collect(client: aiomqtt.Client, seen: Seen) -> None:
-    async for msg in client.messages:
-        if isinstance(msg.payload, bytes | bytearray) and msg.payload:
-            seen.append((time.monotonic(), str(msg.topic), json.loads(msg.payload)))
-
-
-async def _wait(seen: Seen, match: Callable[[str, dict[str, Any]], bool],
-                timeout_s: float) -> tuple[float, dict[str, Any]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for t, topic, body in list(seen):
-            if match(topic, body):
-                return t, body
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no matching MQTT message within {timeout_s} s; saw {[x[1] for x in seen][-20:]}")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +48,9 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
     try:
         async with stack.mqtt_client(MONITOR, f"ack-watch-{time.time_ns()}") as monitor:
             await monitor.subscribe(f"cardiogate/{SITE}/#", qos=1)
-            reader = asyncio.create_task(_collect(monitor, seen))
+            reader = asyncio.create_task(collect(monitor, seen))
             await asyncio.to_thread(stack.start)
-            _, raised = await _wait(seen, lambda t, b: t.endswith("/alarms") and b.get("state") == "raised"
+            _, raised = await wait_for(seen, lambda t, b: t.endswith("/alarms") and b.get("state") == "raised"
                                     and b.get("condition") == "hr_high", 90)
             engine = make_engine(f"sqlite:///{stack.cloud_db_path}")
             password = (stack.workdir / "api-credentials" / "demo-nurse").read_text().strip()
@@ -90,10 +70,10 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
                     assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", answer
                     await asyncio.sleep(0.1)
             out["answer"] = answer
-            shown, state = await _wait(seen, lambda t, b: t.endswith("/alarm_state") and any(
+            shown, state = await wait_for(seen, lambda t, b: t.endswith("/alarm_state") and any(
                 a.get("alarm_id") == raised["alarm_id"] and a.get("acknowledged") for a in b.get("alarms", [])), 20)
-            _, audit = await _wait(seen, lambda t, b: t.endswith("/audit") and b.get("action") == "command.acknowledge",
-                                   5)
+            _, audit = await wait_for(seen, lambda t, b: t.endswith("/audit")
+                                      and b.get("action") == "command.acknowledge", 5)
             for _ in range(100):  # the gateway's report follows its MQTT publication
                 status = command_status(engine, "ack-e2e-1")
                 if status is not None and status.outcome != "pending":

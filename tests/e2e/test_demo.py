@@ -57,15 +57,21 @@ def test_the_demo_serves_the_api_with_its_local_users_and_site_scope() -> None:
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
-        url = creds = None
+        url = creds = dashboard = None
         deadline = time.monotonic() + 120
         for line in proc.stdout:
             found = re.search(r"demo: API at (http://\S+) .* passwords in (\S+)$", line.strip())
             if found:
                 url, creds = found.group(1), Path(found.group(2))
+            shown = re.search(r"demo: dashboard at (http://\S+) : sign in as demo-nurse", line)
+            if shown:
+                dashboard = shown.group(1)
                 break
-            assert time.monotonic() < deadline, "the demo did not print its API"
-        assert url is not None and creds is not None
+            assert time.monotonic() < deadline, "the demo did not print its API and dashboard"
+        assert url is not None and creds is not None and dashboard == url + "/"
+        with urllib.request.urlopen(dashboard, timeout=10) as resp:  # the built web app, served by the API
+            page = resp.read().decode()
+            assert '<div id="root">' in page and "default-src 'self'" in resp.headers["content-security-policy"]
 
         def post(path: str, body: dict[str, object], token: str | None = None) -> dict[str, object]:
             req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
