@@ -9,7 +9,8 @@ stream processor and the API serving the built dashboard; Debian's Chromium unde
 - She acknowledges it in the browser; the gateway's retained alarm_state shows it acknowledged, and
   the alarm notice names her; the tile shows the command's round trip.
 - The patient page draws the live ECG (frames on the canvas from /ws/live).
-- An operator cannot open a patient page, by URL or through the API.
+- An operator cannot open a patient page, by URL or through the API; the fleet console shows the
+  gateway's timeline.
 - No serious axe-core violations on the ward view; screenshots of each step.
 """
 
@@ -105,6 +106,11 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
             out["operator_tiles"] = await operator.locator("[data-testid^=tile-]").count()
             out["operator_body"] = await operator.text_content("body")
             await screenshot(operator, "operator-patient-forbidden")
+            await operator.goto(f"{stack.api_url}/fleet")
+            await operator.click(f"[data-testid=timeline-{GATEWAY}]")
+            await operator.wait_for_selector("[data-testid=gateway-timeline] >> text=First heartbeat", timeout=15_000)
+            out["timeline"] = await operator.text_content("[data-testid=gateway-timeline]")
+            await screenshot(operator, "fleet-gateway-timeline")
             async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as api:
                 token = (await api.post("/auth/token", json={
                     "username": "demo-operator", "password": (creds / "demo-operator").read_text().strip()})
@@ -143,6 +149,10 @@ def test_an_operator_cannot_open_a_patient_page_by_url_or_api(run: dict[str, Any
     assert run["operator_tiles"] == 0
     assert "not permitted" in run["operator_body"].lower()
     assert run["operator_api"] == "FORBIDDEN"
+
+
+def test_the_operator_follows_the_gateways_timeline(run: dict[str, Any]) -> None:
+    assert f"Timeline of {GATEWAY}" in run["timeline"] and "first heartbeat" in run["timeline"].lower()
 
 
 def test_the_ward_view_has_no_serious_accessibility_violations(run: dict[str, Any]) -> None:

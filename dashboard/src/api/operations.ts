@@ -251,6 +251,17 @@ export const FLEET = gql`
   }
 `;
 
+export const GATEWAY_TIMELINE = gql`
+  query GatewayTimeline($gatewayId: ID!, $since: DateTime) {
+    gatewayTimeline(gatewayId: $gatewayId, since: $since) {
+      time
+      kind
+      summary
+      detail
+    }
+  }
+`;
+
 export const MODELS = gql`
   query Models {
     models {

@@ -141,6 +141,14 @@ export interface Gateway {
   connectedDevices: number;
 }
 
+export interface TimelineEntry {
+  time: string | null;
+  /** first_heartbeat, health, software, model, silent, back or rollout. */
+  kind: string;
+  summary: string;
+  detail: unknown;
+}
+
 export interface Model {
   name: string;
   version: string;

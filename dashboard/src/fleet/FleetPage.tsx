@@ -14,11 +14,19 @@ import {
   STALE_HEARTBEAT_MS,
   type FleetFilter,
 } from './fleetFilter';
+import { GatewayTimeline } from './GatewayTimeline';
 import { deleteView, loadViews, saveView, type SavedView } from './savedViews';
 
 const POLL_MS = 5000;
 
-function GatewayRow({ gateway, nowMs }: { gateway: Gateway; nowMs: number }) {
+interface RowProps {
+  gateway: Gateway;
+  nowMs: number;
+  timelineOpen: boolean;
+  onTimeline: (gatewayId: string) => void;
+}
+
+function GatewayRow({ gateway, nowMs, timelineOpen, onTimeline }: RowProps) {
   const health = healthLabel(gateway.health);
   const heartbeat = toMs(gateway.lastHeartbeat);
   const silent = heartbeat === null || nowMs - heartbeat > STALE_HEARTBEAT_MS;
@@ -43,6 +51,12 @@ function GatewayRow({ gateway, nowMs }: { gateway: Gateway; nowMs: number }) {
         {silent && <span className="tag tag-warn">silent</span>}
       </td>
       <td className="num">{gateway.connectedDevices}</td>
+      <td>
+        <button type="button" data-testid={`timeline-${gateway.gatewayId}`} aria-expanded={timelineOpen}
+          aria-controls={timelineOpen ? 'gateway-timeline' : undefined} onClick={() => onTimeline(gateway.gatewayId)}>
+          Timeline<span className="visually-hidden"> of {gateway.gatewayId}</span>
+        </button>
+      </td>
     </tr>
   );
 }
@@ -90,6 +104,7 @@ export function FleetPage() {
     fetchPolicy: 'cache-and-network',
   });
   const [filter, setFilter] = useState<FleetFilter>(EMPTY_FILTER);
+  const [timelineOf, setTimelineOf] = useState<string | null>(null);
   const nowMs = useNow(1000);
   const gateways = data?.gateways ?? [];
   const sites = data?.sites ?? [];
@@ -99,6 +114,14 @@ export function FleetPage() {
   );
   const shown = groups.reduce((n, g) => n + g.gateways.length, 0);
   const set = (patch: Partial<FleetFilter>) => setFilter((f) => ({ ...f, ...patch }));
+  const closeTimeline = () => {
+    const gatewayId = timelineOf;
+    setTimelineOf(null);
+    // Back to the button that opened it, when that gateway is still shown.
+    if (gatewayId !== null) {
+      document.querySelector<HTMLButtonElement>(`[data-testid="timeline-${CSS.escape(gatewayId)}"]`)?.focus();
+    }
+  };
 
   return (
     <div className="fleet">
@@ -134,6 +157,10 @@ export function FleetPage() {
         <SavedViews filter={filter} onApply={setFilter} />
       </div>
 
+      {timelineOf !== null && (
+        <GatewayTimeline key={timelineOf} gatewayId={timelineOf} nowMs={nowMs} onClose={closeTimeline} />
+      )}
+
       {loading && !data && <p>Loading the fleet…</p>}
       {data && shown === 0 && <p>No gateways match.</p>}
       {groups.map((group) => (
@@ -155,10 +182,14 @@ export function FleetPage() {
                   <th scope="col" className="num">Oldest unsent</th>
                   <th scope="col">Last heartbeat</th>
                   <th scope="col" className="num">Devices</th>
+                  <th scope="col"><span className="visually-hidden">Timeline</span></th>
                 </tr>
               </thead>
               <tbody>
-                {group.gateways.map((g) => <GatewayRow key={g.gatewayId} gateway={g} nowMs={nowMs} />)}
+                {group.gateways.map((g) => (
+                  <GatewayRow key={g.gatewayId} gateway={g} nowMs={nowMs} timelineOpen={g.gatewayId === timelineOf}
+                    onTimeline={(id) => setTimelineOf((open) => (open === id ? null : id))} />
+                ))}
               </tbody>
             </table>
           </div>
