@@ -213,12 +213,31 @@ class Subscription:
     @subscription("Each new risk report of the patient, as it comes.")
     async def real_time_risk_update(self, info: Info[Any, Any],
                                     user_id: strawberry.ID) -> AsyncGenerator[RiskUpdate | None, None]:
-        caller_of(info)
+        caller = caller_of(info)
         await patient_access(info, str(user_id), "realTimeRiskUpdate")
-        async for payload in context_of(info).services.hub.subscribe(str(user_id)):
-            report = features_pb2.RiskReport.FromString(payload)
-            yield RiskUpdate(user_id=user_id, score=report.score, confidence=report.confidence, level=report.level,
-                             report=RiskReport.of(report))
+        # A subscription lives no longer than the token that opened it: at expiry it ends with UNAUTHENTICATED
+        # and the client subscribes again with a fresh token (a revoked user's stream stops within one TTL).
+        updates = context_of(info).services.hub.subscribe(str(user_id))
+        try:
+            while True:
+                remaining = caller.principal.expires - time.time()
+                if remaining <= 0:
+                    raise GraphQLError("the token has expired; subscribe again with a new one",
+                                       extensions={"code": "UNAUTHENTICATED"})
+                try:
+                    payload = await asyncio.wait_for(anext(updates), remaining)
+                except TimeoutError:
+                    raise GraphQLError("the token has expired; subscribe again with a new one",
+                                       extensions={"code": "UNAUTHENTICATED"}) from None
+                except StopAsyncIteration:
+                    return
+                report = features_pb2.RiskReport.FromString(payload)
+                yield RiskUpdate(user_id=user_id, score=report.score, confidence=report.confidence,
+                                 level=report.level, report=RiskReport.of(report))
+        finally:
+            close = getattr(updates, "aclose", None)  # the hub's generator: unsubscribe now, not at collection
+            if close is not None:
+                await close()
 
 
 # The schema is merged from one Query/Mutation class per concern; each module adds its class here.

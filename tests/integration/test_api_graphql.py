@@ -231,6 +231,25 @@ def test_real_time_risk_update_over_graphql_transport_ws(live_client: TestClient
         ws.send_json({"id": "1", "type": "complete"})
 
 
+def test_a_subscription_ends_when_its_token_expires(client: TestClient, seeded_sqlite: Seeded, tmp_path: Path) -> None:
+    from cardiogate.cloud.api.tokens import Issuer, load_or_create_key
+    from cardiogate.cloud.api.users import User
+
+    settings = api_settings(tmp_path)
+    ttl = settings.auth.token_ttl_s  # a token issued ttl - 2 s ago: valid for 2 more seconds
+    issuer = Issuer(load_or_create_key(settings.auth.issuer_key), settings.auth, clock=lambda: time.time() - ttl + 2)
+    token, _ = issuer.issue(User("nurse3", "nurse", ("ward-3",), False))
+    started = time.monotonic()
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {
+            "query": f'subscription {{ realTimeRiskUpdate(userId: "{seeded_sqlite.p3}") {{ score }} }}'}})
+        message = ws.receive_json()
+    assert message["type"] == "next" and message["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert 0.5 < time.monotonic() - started < 10
+
+
 def test_graphql_ws_refuses_without_token_and_other_site(client: TestClient, seeded_sqlite: Seeded) -> None:
     with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init", "payload": {}})
