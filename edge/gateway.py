@@ -33,6 +33,7 @@ from cardiogate.edge.enrollment import load_certificate
 from cardiogate.edge.heartbeat import run_heartbeats
 from cardiogate.edge.inference import ModelError, RhythmClassifier, RhythmResult
 from cardiogate.edge.loop_lag import LoopLagMonitor
+from cardiogate.edge.service_notify import ServiceNotifier
 from cardiogate.edge.mqtt import MqttPublisher, Outgoing
 from cardiogate.edge.mqtt_auth import Refusal, open_identity_file, sender
 from cardiogate.edge.outbox import Outbox
@@ -91,6 +92,7 @@ class Gateway:
         self.outbox = Outbox.from_settings(settings.outbox, on_evicted=lambda *a: self._on_loop(self._on_evicted, *a),
                                            on_full=lambda full: self._on_loop(self._on_outbox_full, full))
         self.loop_lag = LoopLagMonitor()
+        self.service = ServiceNotifier()
         self._evicting: set[tuple[str, str]] = set()
         self.uplink = Uplink(settings.gateway_id, self.outbox, settings.uplink, on_refused=self._on_uplink_refused)
         self.mqtt = MqttPublisher(settings.mqtt, client_id=f"cardiogate-{settings.gateway_id}")
@@ -320,13 +322,17 @@ class Gateway:
         metrics_server = self._start_metrics()
         tasks.append(asyncio.create_task(self._refresh_metrics(), name="metrics"))
         tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
+        tasks.append(asyncio.create_task(self.service.keep_alive(), name="service-watchdog"))
         log.info("gateway started", gateway=self.settings.gateway_id, devices=len(self.devices.devices),
                  outbox_depth=self.outbox.depth())
+        self.service.ready(self._service_status())
         try:
             while True:
                 await asyncio.sleep(status_interval_s)
                 self._log_status()
+                self.service.status(self._service_status())
         finally:
+            self.service.stopping()
             for task in tasks:
                 task.cancel()
             # A dead radio can make each cleanup command wait for its timeout: shutdown is bounded anyway
@@ -342,6 +348,12 @@ class Gateway:
             if bumble_backend is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(bumble_backend.BumbleRadio.close_all(), SHUTDOWN_GRACE_S)
+
+    def _service_status(self) -> str:
+        """One line for ``systemctl status``: devices connected, outbox depth, uplink."""
+        connected = sum(m.session.connected for m in self.devices.devices.values())
+        return (f"{connected}/{len(self.devices.devices)} devices connected, outbox {self.outbox.depth()} records, "
+                f"uplink {'up' if self.uplink.connected else 'down'}")
 
     def heartbeat(self) -> fleet_pb2.GatewayHeartbeat:
         """This gateway as the fleet registry sees it."""

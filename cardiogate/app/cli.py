@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from cardiogate import __version__
 from cardiogate.app.cloud_cli import add_cloud_read_parsers
 from cardiogate.app.evaluation import add_eval_parser
+from cardiogate.app.gateway_service import add_arguments as add_service_arguments
 from cardiogate.app.verify import add_arguments as add_verify_arguments
 from cardiogate.core.logs import setup_logging
 from cardiogate.core.settings import ConfigError
@@ -46,6 +47,12 @@ def _cmd_gateway_run(ns: argparse.Namespace) -> int:
     setup_logging(ns.log_level, ns.log_format, "gateway")
     asyncio.run(run_gateway(settings))
     return 0
+
+
+def _cmd_gateway_install_service(ns: argparse.Namespace) -> int:
+    from cardiogate.app.gateway_service import run
+
+    return run(ns)
 
 
 def _cmd_gateway_enroll(ns: argparse.Namespace) -> int:
@@ -196,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     genroll.add_argument("--token", required=True, help="one-time token from `cardiogate cloud admin token`")
     genroll.add_argument("--ca", type=Path, required=True, help="the cloud CA certificate (PEM), obtained out of band")
     genroll.set_defaults(func=_cmd_gateway_enroll)
+    gservice = gsub.add_parser("install-service", help="write the hardened systemd unit (Raspberry Pi OS, Debian)",
+                               description="Write cardiogate-gateway.service: Type=notify with a watchdog, a "
+                                           "dedicated user in the bluetooth group, a read-only system but for "
+                                           "/var/lib/STATE, no capabilities (BlueZ over D-Bus) unless --hci-raw, "
+                                           "logs to journald. It refuses a config whose absolute paths the service "
+                                           "could not write.")
+    add_service_arguments(gservice)
+    gservice.set_defaults(func=_cmd_gateway_install_service)
     gmqtt = gsub.add_parser("mqtt-setup", help="write a locked Mosquitto config: TLS, one identity per client, ACL",
                             description="Write mosquitto.conf (TLS only, no anonymous clients), the password file "
                                         "(PBKDF2-SHA512, Mosquitto's format), the ACL (each identity publishes only "
