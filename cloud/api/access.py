@@ -32,6 +32,9 @@ INGEST_WRITE = "ingest.write"
 ALARM_COMMAND = "alarm.command"  # acknowledge, silence, unsilence, comment (the gateway obeys clinical roles only)
 ALARM_LABEL = "alarm.label"      # true or false: the label the training jobs learn from
 ROLLOUT_MANAGE = "rollout.manage"  # start, pause, resume, promote, abort
+CHAT_WRITE = "chat.write"        # start care-team chat sessions, post messages, ask the automated assistant
+CARE_RECORD = "care.record"      # lab results, known conditions and medications for the nutrition analysis
+MEAL_LOG = "care.meal"           # meal logs
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     PATIENT_READ: frozenset({"nurse", "clinician", "admin"}),
@@ -41,6 +44,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     ALARM_COMMAND: frozenset({"nurse", "clinician"}),
     ALARM_LABEL: frozenset({"clinician"}),
     ROLLOUT_MANAGE: frozenset({"operator", "admin"}),
+    CHAT_WRITE: frozenset({"nurse", "clinician"}),
+    CARE_RECORD: frozenset({"clinician"}),
+    MEAL_LOG: frozenset({"nurse", "clinician"}),
 }
 ALL_SITES_ROLES = frozenset({"operator", "admin"})
 

@@ -38,6 +38,17 @@ class ApiAuthSettings(StrictModel):
         return self
 
 
+class CareSettings(StrictModel):
+    """Care-team chat and the nutrition analysis (``[api.care]``)."""
+
+    assistant: bool = Field(default=True, description="the automated chat assistant, answering from the patient's "
+                                                      "own data with fixed rules (no outside model is called)")
+    max_message_chars: int = Field(default=4000, ge=1, le=20_000, description="the longest chat message accepted")
+    food_table: Path | None = Field(default=None, description="a food table built by `cardiogate care "
+                                                              "build-food-table`; unset: the one shipped with "
+                                                              "cardiogate")
+
+
 class ApiSettings(StrictModel):
     listen: str = "127.0.0.1:8080"
     cors_origin: str | None = Field(default=None, description="the one browser origin allowed; default: the API's own")
@@ -54,6 +65,7 @@ class ApiSettings(StrictModel):
     direct_ingest: bool = Field(default=False, description="phone-direct `ingestSmartwatchData` writes readings to "
                                                            "Kafka (`kafka.bootstrap`); off: it answers NOT_AVAILABLE")
     auth: ApiAuthSettings = ApiAuthSettings()
+    care: CareSettings = CareSettings()
 
     @property
     def origin(self) -> str:
