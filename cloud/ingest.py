@@ -39,6 +39,7 @@ from cardiogate.core.backoff import jittered
 from cardiogate.core.errors import CardiogateError
 from cardiogate.core.logs import get_logger
 from cardiogate.core.ratelimit import GatewayLimiter, TokenBucket
+from cardiogate.core.tracing import TRACEPARENT, child_span, tracing_enabled, valid_traceparent
 from cardiogate.proto.v1 import ingest_pb2, ingest_pb2_grpc
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
@@ -406,7 +407,22 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         if self._settings.authz.enforce:
             await self._authorize(stream.gateway, batch, checked.senders)
         await self._throttle(stream.gateway, len(batch.records), checked.size)
-        return prepare_records(batch, stream.gateway, self._topics, received.record_bytes)
+        prepared = prepare_records(batch, stream.gateway, self._topics, received.record_bytes)
+        if tracing_enabled():
+            self._continue_traces(stream.gateway, prepared)
+        return prepared
+
+    def _continue_traces(self, gateway: str, prepared: PreparedBatch) -> None:
+        """A traced alarm gets the ingest's span, passed on to the processor in a ``traceparent`` header."""
+        for record, out in zip(prepared.batch.records, prepared.outgoing, strict=True):
+            if record.kind != pb.STREAM_KIND_ALARMS or not record.trace_parent:
+                continue
+            if not valid_traceparent(record.trace_parent):
+                self.metrics.inc("ingest_invalid_trace_context")  # the alarm goes on; only its trace ends here
+                continue
+            with child_span("ingest.alarm", record.trace_parent, kind="consumer",
+                            attributes={"gateway": gateway, "alarm.id": record.alarm.alarm_id}) as traceparent:
+                out.headers.append((TRACEPARENT, traceparent.encode()))
 
     def _write_after(self, previous: asyncio.Task[_Outcome | None] | None, gateway: str,
                      prepared: PreparedBatch) -> asyncio.Task[_Outcome | None]:

@@ -22,6 +22,7 @@ INGEST_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ingest_refused_streams": ("Streams ended with a refusal, by reason.", ("reason",)),
     "ingest_rejected_batches": ("Batches rejected as invalid (BatchRejected or malformed), by reason.", ("reason",)),
     "ingest_batches": ("Batches written (claimed, sent to Kafka, committed).", ()),
+    "ingest_invalid_trace_context": ("Alarms whose trace context was malformed (the alarm went on untraced).", ()),
     "ingest_records_written": ("Records Kafka confirmed, by stream kind.", ("kind",)),
     "ingest_records_duplicate": ("Records acked as already written (a gateway resending).", ()),
     "ingest_throttled_batches": ("Batches held back by the gateway's rate limit.", ()),

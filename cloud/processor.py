@@ -82,6 +82,7 @@ from cardiogate.cloud.risk import News2Baseline, RiskModel, provisional_assessme
 from cardiogate.cloud.settings import CloudSettings
 from cardiogate.core import metrics as registry
 from cardiogate.core.logs import get_logger
+from cardiogate.core.tracing import child_span, setup_tracing, traceparent_of
 from cardiogate.proto.v1 import features_pb2
 from cardiogate.proto.v1 import telemetry_pb2 as pb
 
@@ -407,10 +408,13 @@ class Processor:
         if window is not None and (hr := state.get(f"previous_hr_mean:{PROVISIONAL_WIDTH_S}")) is not None:
             previous = features_pb2.FeatureWindow(width_s=PROVISIONAL_WIDTH_S, hr_mean=hr)
         assessed = self._model.assess(window, previous) if window is not None else None
-        report = provisional_assessment(alarm, timestamp * 1_000_000, assessed, self._clock())
-        report.patient = patient
-        self.latest.publish(report)
-        self.history.save([], [report])
+        with child_span("processor.provisional_risk", traceparent_of(headers), kind="consumer",
+                        attributes={"alarm.id": alarm.alarm_id, "alarm.condition": alarm.condition}) as traceparent:
+            report = provisional_assessment(alarm, timestamp * 1_000_000, assessed, self._clock())
+            report.patient = patient
+            report.trace_parent = traceparent
+            self.latest.publish(report)
+            self.history.save([], [report])
         PROVISIONAL.inc()
         return report.SerializeToString()
 
@@ -524,6 +528,7 @@ class _Application(Application):
 
 def run_processor(settings: CloudSettings, stop: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (main thread) or until ``stop`` is set."""
+    setup_tracing(settings.tracing, "cardiogate-processor")
     ensure_topics(settings.kafka)
     engine = open_database(settings.db_url)
     processor = Processor(settings, engine)

@@ -37,6 +37,7 @@ from cardiogate.cloud.wire import decode_request
 from cardiogate.core import metrics as prometheus
 from cardiogate.core.logs import get_logger
 from cardiogate.core.settings import ConfigError
+from cardiogate.core.tracing import setup_tracing
 from cardiogate.proto.v1 import commands_pb2_grpc, fleet_pb2, fleet_pb2_grpc, ingest_pb2
 
 log = get_logger(__name__)
@@ -195,6 +196,7 @@ def settle_heap() -> None:
 
 async def run_cloud(settings: CloudSettings) -> None:
     """Run until SIGTERM/SIGINT."""
+    setup_tracing(settings.tracing, "cardiogate-ingest")
     started = asyncio.Event()
     task = asyncio.create_task(serve(settings, started))
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from cardiogate.cloud.api.settings import ApiSettings
 from cardiogate.cloud.registry.settings import ModelsSettings
 from cardiogate.core.metrics import MetricsSettings
 from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
+from cardiogate.core.tracing import TracingSettings
 
 
 class KafkaSettings(StrictModel):
@@ -157,6 +158,7 @@ class CloudSettings(LayeredSettings, env_prefix="CARDIOGATE_CLOUD__"):
     metrics: IngestMetricsSettings = IngestMetricsSettings()
     processor: ProcessorSettings = ProcessorSettings()
     api: ApiSettings = ApiSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @property
     def db_url(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cardiogate.core.logs import get_logger
 from cardiogate.core.settings import ConfigError
+from cardiogate.core.tracing import child_span
 from cardiogate.edge.alarm_engine import AlarmEngine, Beat, EngineConfig, parse_command
 from cardiogate.edge.alarm_engine.commands import CommandError, Refusal, authorize
 from cardiogate.edge.alarm_engine.config import ConditionSpec, default_specs
@@ -165,6 +166,18 @@ class AlarmBridge:
                 "alarms": [v.to_dict() for v in self.engine.active(patient)]}, 1, True, False)
 
     def _notice(self, n: AlarmNotice) -> None:
+        if n.state not in ("raised", "escalated"):
+            self._send_notice(n, "")
+            return
+        # The root of the alarm's trace, from the engine's decision to the record in the outbox; the
+        # record carries it on to the cloud (nothing happens when tracing is off).
+        decided = n.decision_time_ns if abs(time.time_ns() - n.decision_time_ns) < 60 * 10**9 else None
+        with child_span("gateway.alarm", kind="producer", start_time_ns=decided, attributes={
+                "alarm.condition": n.condition, "alarm.priority": n.priority, "alarm.state": n.state,
+                "alarm.id": n.alarm_id}) as traceparent:
+            self._send_notice(n, traceparent)
+
+    def _send_notice(self, n: AlarmNotice, traceparent: str) -> None:
         if n.state == "raised":
             self.raised += 1
             ALARMS_RAISED.labels(n.priority, n.category).inc()
@@ -183,9 +196,9 @@ class AlarmBridge:
                          decision_time_ns=n.decision_time_ns, category=n.category, actor=n.by, reason=n.reason,
                          acknowledged=n.acknowledged, silenced_until_ns=n.silenced_until_ns or 0)
         if device:
-            self._emit_record(pb.Record(stream_id=str(stream_id_for(device, pb.STREAM_KIND_ALARMS)), device_id=device,
-                                        patient=n.patient,
-                                        kind=pb.STREAM_KIND_ALARMS, alarm=alarm))
+            record = pb.Record(stream_id=str(stream_id_for(device, pb.STREAM_KIND_ALARMS)), device_id=device,
+                               patient=n.patient, kind=pb.STREAM_KIND_ALARMS, alarm=alarm, trace_parent=traceparent)
+            self._emit_record(record)
 
     def _audit(self, entry: AuditEntry) -> None:
         if entry.patient is None:

@@ -22,6 +22,7 @@ from cardiogate import __version__
 from cardiogate.core import metrics as prometheus
 from cardiogate.core.logs import get_logger
 from cardiogate.core.settings import ConfigError
+from cardiogate.core.tracing import setup_tracing
 from cardiogate.edge import gateway_metrics
 from cardiogate.edge.alarm_bridge import AlarmBridge
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
@@ -33,11 +34,11 @@ from cardiogate.edge.enrollment import load_certificate
 from cardiogate.edge.heartbeat import run_heartbeats
 from cardiogate.edge.inference import ModelError, RhythmClassifier, RhythmResult
 from cardiogate.edge.loop_lag import LoopLagMonitor
-from cardiogate.edge.service_notify import ServiceNotifier
 from cardiogate.edge.mqtt import MqttPublisher, Outgoing
 from cardiogate.edge.mqtt_auth import Refusal, open_identity_file, sender
 from cardiogate.edge.outbox import Outbox
 from cardiogate.edge.pairing import PairingError, PairingRegistry, authorize_pairing
+from cardiogate.edge.service_notify import ServiceNotifier
 from cardiogate.edge.settings import GatewaySettings, PairedDevice
 from cardiogate.edge.updater import build_updaters
 from cardiogate.edge.updater.runners import EcgWindow, Runner
@@ -435,6 +436,7 @@ def _log_append_failure(future: Future[list[int]]) -> None:
 
 async def run_gateway(settings: GatewaySettings) -> None:
     """Run until SIGTERM/SIGINT, then flush and close cleanly."""
+    setup_tracing(settings.tracing, "cardiogate-gateway")
     gateway = Gateway(settings)
     task = asyncio.create_task(gateway.run())
     loop = asyncio.get_running_loop()

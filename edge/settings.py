@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, StringConstraints, field_validator, model
 
 from cardiogate.core.metrics import MetricsSettings
 from cardiogate.core.settings import LayeredSettings, StrictModel, load_settings
+from cardiogate.core.tracing import TracingSettings
 from cardiogate.edge.alarm_engine.model import Condition
 from cardiogate.edge.codecs.address import BleAddress
 from cardiogate.edge.updater.config import UpdaterSettings
@@ -223,6 +224,7 @@ class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):
     updater: UpdaterSettings = UpdaterSettings()
     alarms: AlarmSettings = AlarmSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     ecg_block_samples: int = Field(default=250, ge=16, le=4096)
 
 

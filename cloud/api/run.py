@@ -18,10 +18,12 @@ from cardiogate.cloud.registry.wiring import build_registries
 from cardiogate.cloud.settings import CloudSettings
 from cardiogate.core.metrics import parse_listen
 from cardiogate.core.settings import ConfigError
+from cardiogate.core.tracing import setup_tracing
 
 
 async def run_api(settings: CloudSettings) -> None:
     """Serve until cancelled; the database is migrated to head first."""
+    setup_tracing(settings.tracing, "cardiogate-api")
     listen = parse_listen(settings.api.listen)
     if listen is None:
         raise ConfigError(f"api.listen {settings.api.listen!r} is not HOST:PORT")

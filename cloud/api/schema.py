@@ -53,6 +53,7 @@ from cardiogate.cloud.api.objects import (
 from cardiogate.cloud.api.resolvers import field, mutation, not_available, subscription
 from cardiogate.cloud.api.rollouts import RolloutMutation, RolloutQuery
 from cardiogate.cloud.api.settings import ApiSettings
+from cardiogate.core.tracing import child_span
 from cardiogate.proto.v1 import features_pb2
 
 DAY_NS = 86_400 * 10**9
@@ -232,8 +233,12 @@ class Subscription:
                 except StopAsyncIteration:
                     return
                 report = features_pb2.RiskReport.FromString(payload)
-                yield RiskUpdate(user_id=user_id, score=report.score, confidence=report.confidence,
-                                 level=report.level, report=RiskReport.of(report))
+                # a report raised by a traced alarm: its delivery is the last span of the alarm's trace
+                with child_span("api.risk_update.deliver", report.trace_parent, kind="server",
+                                attributes={"subscription": "realTimeRiskUpdate", "provisional": report.provisional}):
+                    update = RiskUpdate(user_id=user_id, score=report.score, confidence=report.confidence,
+                                        level=report.level, report=RiskReport.of(report))
+                yield update
         finally:
             close = getattr(updates, "aclose", None)  # the hub's generator: unsubscribe now, not at collection
             if close is not None:

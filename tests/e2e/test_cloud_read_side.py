@@ -1,5 +1,6 @@
 """A simulated tachycardia reaches the cloud's live views within 2 s of the gateway's MQTT alarm, and the
-processor's windows agree with what the simulated watches really sent.
+processor's windows agree with what the simulated watches really sent, and one trace follows the alarm
+through every process.
 
 The real stack with its read side (simulated watch on a bumble radio, gateway, locked Mosquitto, gRPC
 ingest, tansu, store consumers, stream processor, API): a nurse subscribes to the patient's risk
@@ -32,6 +33,7 @@ import websockets
 from cardiogate.app.site_mqtt import MONITOR, mosquitto_binary
 from cardiogate.app.stack import LocalStack, Patient
 from cardiogate.sim.truth import read_truth
+from tests.harness.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.api, pytest.mark.timeout(240)]
 
@@ -48,9 +50,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     patient = Patient(PATIENT, "C0:00:00:00:80:80", [(0.0, 72.0), (TACHY_AT_S, 72.0), (TACHY_AT_S + 6.0, 165.0)],
                       seed=80)
     steady = Patient(STEADY, "C0:00:00:00:81:81", [(0.0, 64.0)], seed=81)
-    stack = LocalStack(tmp_path_factory.mktemp("read-side"), [patient, steady], gateway_id=GATEWAY, site=SITE,
-                       read_side=True)
-    return asyncio.run(_drive(stack))
+    with OtlpReceiver() as traces:
+        tracing = {"tracing": {"enabled": True, "endpoint": traces.endpoint, "schedule_delay_s": 0.2}}
+        stack = LocalStack(tmp_path_factory.mktemp("read-side"), [patient, steady], gateway_id=GATEWAY, site=SITE,
+                           read_side=True, gateway_extra=tracing, cloud_extra=tracing)
+        out = asyncio.run(_drive(stack))
+        out["spans"] = traces.spans()
+    return out
 
 
 async def _mqtt_alarms(stack: LocalStack, out: list[tuple[float, dict[str, Any]]]) -> None:
@@ -201,3 +207,24 @@ def test_the_first_whole_minute_matches_the_watchs_ground_truth(run: dict[str, A
     assert abs(window["hrMean"] - truth_mean) <= 0.5, (window, truth_mean, len(sent))
     assert window["completeness"] == 1.0 and window["samplesMissing"] == 0, window
     assert window["samplesReceived"] > 0 and window["revision"] == 0
+
+
+def test_one_trace_follows_the_alarm_from_the_gateway_to_the_subscription(run: dict[str, Any]) -> None:
+    """Every hop exports over OTLP; the alarm's spans form one chain: gateway -> ingest -> processor -> API."""
+    _, alarm = run["raised"]
+    spans: list[ReceivedSpan] = run["spans"]
+    roots = [s for s in spans if s.name == "gateway.alarm" and s.attributes.get("alarm.id") == alarm["alarm_id"]]
+    assert roots, f"no gateway span for {alarm['alarm_id']}: {sorted({s.name for s in spans})}"
+    assert all(r.parent_span_id == "" for r in roots), "the gateway's decision starts the trace"
+    chain = ["cardiogate-gateway:gateway.alarm", "cardiogate-ingest:ingest.alarm",
+             "cardiogate-processor:processor.provisional_risk", "cardiogate-api:api.risk_update.deliver"]
+    paths = []
+    for root in roots:  # raised, and escalated if it escalated meanwhile: each is its own trace
+        by_id = {s.span_id: s for s in spans if s.trace_id == root.trace_id}
+        for delivered in (s for s in by_id.values() if s.name == "api.risk_update.deliver"):
+            path, span = [], by_id.get(delivered.span_id)
+            while span is not None:
+                path.append(f"{span.service}:{span.name}")
+                span = by_id.get(span.parent_span_id)
+            paths.append(list(reversed(path)))
+    assert chain in paths, f"the alarm's traces: {paths or [[f'{s.service}:{s.name}' for s in spans][:20]]}"

@@ -306,6 +306,7 @@ class RiskReport(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     PROVISIONAL_FIELD_NUMBER: _builtins.int
     TRIGGER_FIELD_NUMBER: _builtins.int
+    TRACE_PARENT_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """1"""
     patient: _builtins.str
@@ -336,6 +337,10 @@ class RiskReport(_message.Message):
     """
     trigger: _builtins.str
     """what caused a provisional report: "alarm:<condition>:<alarm_id>" """
+    trace_parent: _builtins.str
+    """W3C traceparent of the processor's span for a traced alarm's report (empty otherwise): the API's
+    delivery of this report continues the alarm's trace (cardiogate.core.tracing)
+    """
     @_builtins.property
     def factors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RiskFactor]: ...
     @_builtins.property
@@ -361,10 +366,11 @@ class RiskReport(_message.Message):
         revision: _builtins.int = ...,
         provisional: _builtins.bool = ...,
         trigger: _builtins.str = ...,
+        trace_parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "computed_time_ns", b"computed_time_ns", "confidence", b"confidence", "factors", b"factors", "level", b"level", "model_name", b"model_name", "model_version", b"model_version", "news2", b"news2", "patient", b"patient", "provisional", b"provisional", "recommendations", b"recommendations", "revision", b"revision", "schema_version", b"schema_version", "score", b"score", "trigger", b"trigger", "width_s", b"width_s", "window_end_device_time_ns", b"window_end_device_time_ns", "window_start_device_time_ns", b"window_start_device_time_ns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "computed_time_ns", b"computed_time_ns", "confidence", b"confidence", "factors", b"factors", "level", b"level", "model_name", b"model_name", "model_version", b"model_version", "news2", b"news2", "patient", b"patient", "provisional", b"provisional", "recommendations", b"recommendations", "revision", b"revision", "schema_version", b"schema_version", "score", b"score", "trace_parent", b"trace_parent", "trigger", b"trigger", "width_s", b"width_s", "window_end_device_time_ns", b"window_end_device_time_ns", "window_start_device_time_ns", b"window_start_device_time_ns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

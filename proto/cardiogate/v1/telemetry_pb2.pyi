@@ -596,6 +596,7 @@ class Record(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     PATIENT_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    TRACE_PARENT_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
     VITALS_FIELD_NUMBER: _builtins.int
     ALARM_FIELD_NUMBER: _builtins.int
@@ -609,6 +610,10 @@ class Record(_message.Message):
     patient: _builtins.str
     """patient pseudonym, never a name"""
     kind: Global___StreamKind.ValueType
+    trace_parent: _builtins.str
+    """W3C traceparent of the gateway's span for a traced alarm (empty otherwise, and for every other
+    kind): the ingest continues the alarm's trace from it (cardiogate.core.tracing)
+    """
     @_builtins.property
     def samples(self) -> Global___SampleBlock: ...
     @_builtins.property
@@ -625,6 +630,7 @@ class Record(_message.Message):
         device_id: _builtins.str = ...,
         patient: _builtins.str = ...,
         kind: Global___StreamKind.ValueType = ...,
+        trace_parent: _builtins.str = ...,
         samples: Global___SampleBlock | None = ...,
         vitals: Global___VitalsRecord | None = ...,
         alarm: Global___Alarm | None = ...,
@@ -632,7 +638,7 @@ class Record(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "event", b"event", "samples", b"samples", "vitals", b"vitals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "device_id", b"device_id", "event", b"event", "kind", b"kind", "patient", b"patient", "samples", b"samples", "sequence", b"sequence", "stream_id", b"stream_id", "vitals", b"vitals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "body", b"body", "device_id", b"device_id", "event", b"event", "kind", b"kind", "patient", b"patient", "samples", b"samples", "sequence", b"sequence", "stream_id", b"stream_id", "trace_parent", b"trace_parent", "vitals", b"vitals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["samples", "vitals", "alarm", "event"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
