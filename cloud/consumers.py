@@ -23,9 +23,14 @@ from cardiogate.cloud.db import consumer_offsets, make_engine
 from cardiogate.cloud.kafka_bridge import ensure_topics
 from cardiogate.cloud.settings import CloudSettings
 from cardiogate.cloud.store import apply, decode, save_offsets
+from cardiogate.core import metrics as prometheus
 from cardiogate.core.logs import get_logger
 
 log = get_logger(__name__)
+APPLIED = prometheus.counter("store_records_applied", "Kafka records applied to the dashboard tables, by outcome.",
+                             ("outcome",))
+FAILED_BATCHES = prometheus.counter("store_failed_batches", "Consumer batches rolled back (database or broker away); "
+                                                            "retried from the stored position.")
 
 _REFRESH_S = 30.0  # how often new partitions are looked for
 
@@ -84,6 +89,8 @@ class StoreConsumer:
             if offsets:
                 save_offsets(conn, self._settings.name, offsets)
         self.applied.update(outcome)
+        for kind, count in outcome.items():
+            APPLIED.labels(outcome=kind).inc(count)
         if outcome["undecodable"]:
             log.warning("skipped messages that are not cardiogate records", count=outcome["undecodable"])
         return sum(outcome.values())
@@ -93,6 +100,7 @@ class StoreConsumer:
             try:
                 self.poll_once()
             except Exception as exc:  # the database or broker is away: keep the position, wait, retry
+                FAILED_BATCHES.inc()
                 log.warning("consumer batch failed; retrying from the stored position", error=repr(exc))
                 self._assigned = set()  # re-seek to the stored offsets
                 self._refreshed = 0.0
@@ -107,6 +115,7 @@ async def run_consumers(settings: CloudSettings, stop: asyncio.Event | None = No
     engine = make_engine(settings.db_url)
     await asyncio.to_thread(ensure_topics, settings.kafka)
     consumer = StoreConsumer(settings, engine)
+    metrics_server = prometheus.start(settings.consumers.metrics, "consumers")
     halt = threading.Event()
     if stop is None:
         stop = asyncio.Event()
@@ -123,4 +132,6 @@ async def run_consumers(settings: CloudSettings, stop: asyncio.Event | None = No
         await asyncio.gather(worker, return_exceptions=True)
         consumer.close()
         engine.dispose()
+        if metrics_server is not None:
+            metrics_server.close()
         log.info("consumers stopped", applied=dict(consumer.applied))

@@ -49,6 +49,12 @@ def _exported(name: str, labels: tuple[str, ...]) -> PromCounter:
     return registry.counter(name, help_text, declared)
 
 
+# Declared up front, so every documented series is in the exposition from the start (an alert rule on
+# a count that has not happened yet still finds its series).
+for _name, (_help, _labels) in INGEST_COUNTERS.items():
+    registry.counter(_name, _help, _labels)
+
+
 class Metrics:
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()

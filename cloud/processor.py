@@ -532,6 +532,7 @@ def run_processor(settings: CloudSettings, stop: threading.Event | None = None) 
     ensure_topics(settings.kafka)
     engine = open_database(settings.db_url)
     processor = Processor(settings, engine)
+    metrics_server = registry.start(settings.processor.metrics, "processor")
     watcher = None
     if stop is not None:
         def stop_when_set() -> None:
@@ -546,3 +547,5 @@ def run_processor(settings: CloudSettings, stop: threading.Event | None = None) 
         processor.run()
     finally:
         engine.dispose()
+        if metrics_server is not None:
+            metrics_server.close()

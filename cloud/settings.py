@@ -94,6 +94,7 @@ class ConsumerSettings(StrictModel):
     instance: int = Field(default=0, ge=0)
     max_batch: int = Field(default=500, ge=1, le=100_000, description="records per database transaction")
     poll_s: float = Field(default=0.5, gt=0, le=30)
+    metrics: MetricsSettings = MetricsSettings(listen="127.0.0.1:9467")
 
     @model_validator(mode="after")
     def _instance_in_range(self) -> ConsumerSettings:
@@ -132,6 +133,7 @@ class ProcessorSettings(StrictModel):
     ecg_retention_s: float = Field(default=7 * 86400.0, gt=0, le=3650 * 86400.0,
                                    description="raw ECG blocks older than this (device time) are pruned")
     ecg_prune_interval_s: float = Field(default=600.0, gt=0, le=86400.0, description="how often the prune runs")
+    metrics: MetricsSettings = MetricsSettings(listen="127.0.0.1:9466")
 
 
 class IngestMetricsSettings(MetricsSettings):

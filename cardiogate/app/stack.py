@@ -139,6 +139,8 @@ class LocalStack:
     enroll_port: int = field(default_factory=free_port)
     gateway_metrics_port: int = field(default_factory=free_port)  # /metrics on 127.0.0.1
     cloud_metrics_port: int = field(default_factory=free_port)
+    processor_metrics_port: int = field(default_factory=free_port)
+    consumers_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway_extra: dict[str, Any] = field(default_factory=dict)  # merged into the gateway config
     sim_extra: dict[str, Any] = field(default_factory=dict)      # merged into the simulator config
@@ -158,9 +160,14 @@ class LocalStack:
 
     @property
     def metrics_urls(self) -> dict[str, str]:
-        """Where the gateway's and the ingest's ``/metrics`` answer."""
-        return {"gateway": f"http://127.0.0.1:{self.gateway_metrics_port}/metrics",
+        """Where each process's ``/metrics`` answers (the read side's only when it runs)."""
+        urls = {"gateway": f"http://127.0.0.1:{self.gateway_metrics_port}/metrics",
                 "cloud": f"http://127.0.0.1:{self.cloud_metrics_port}/metrics"}
+        if self.read_side:
+            urls.update(processor=f"http://127.0.0.1:{self.processor_metrics_port}/metrics",
+                        consumers=f"http://127.0.0.1:{self.consumers_metrics_port}/metrics",
+                        api=f"{self.api_url}/metrics")
+        return urls
 
     @property
     def api_url(self) -> str:
@@ -207,7 +214,9 @@ class LocalStack:
                  "enrollment": {"listen": f"127.0.0.1:{self.enroll_port}"},
                  "metrics": {"listen": f"127.0.0.1:{self.cloud_metrics_port}"},
                  # A short grace: a local stack's windows close a few seconds after their end, not minutes.
-                 "processor": {"state_dir": str(self.workdir / "processor-state"), "grace_s": 5.0},
+                 "processor": {"state_dir": str(self.workdir / "processor-state"), "grace_s": 5.0,
+                               "metrics": {"listen": f"127.0.0.1:{self.processor_metrics_port}"}},
+                 "consumers": {"metrics": {"listen": f"127.0.0.1:{self.consumers_metrics_port}"}},
                  "api": {"listen": f"127.0.0.1:{self.api_port}"}}
         sim = {"listen": f"127.0.0.1:{self.air_port}", "ground_truth": str(self.truth_path),
                "watches": [{"name": f"cg-{p.pseudonym}"[:29], "address": p.address, "seed": p.seed,

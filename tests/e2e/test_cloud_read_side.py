@@ -23,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from typing import Any
 
 import httpx
 import pytest
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from cardiogate.app.site_mqtt import MONITOR, mosquitto_binary
 from cardiogate.app.stack import LocalStack, Patient
 from cardiogate.sim.truth import read_truth
+from tests.conftest import REPO
 from tests.harness.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.api, pytest.mark.timeout(240)]
@@ -123,6 +126,8 @@ async def _drive(stack: LocalStack) -> dict[str, Any]:
         out["window"] = await _first_whole_minute(url, token, stack)
         out["truth"] = read_truth(stack.truth_path)
         out["alive"] = stack.check_alive()
+        async with httpx.AsyncClient(timeout=10) as scraper:
+            out["metrics"] = {name: (await scraper.get(url)).text for name, url in stack.metrics_urls.items()}
     finally:
         for task in tasks:
             task.cancel()
@@ -228,3 +233,30 @@ def test_one_trace_follows_the_alarm_from_the_gateway_to_the_subscription(run: d
                 span = by_id.get(span.parent_span_id)
             paths.append(list(reversed(path)))
     assert chain in paths, f"the alarm's traces: {paths or [[f'{s.service}:{s.name}' for s in spans][:20]]}"
+
+
+def _documented_metrics() -> dict[str, list[str]]:
+    """docs/operations.md's "Metrics by service" table: service -> the series it must expose."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    table = text.split("## Metrics by service", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()
+            if line.startswith("| ") and "`" in line and not line.startswith("| service ")]
+    return {cells[0].strip(): re.findall(r"`([a-z0-9_]+)`", cells[2]) for cells in rows}
+
+
+def test_every_service_exposes_the_documented_metrics(run: dict[str, Any]) -> None:
+    scraped = {"gateway": "gateway", "ingest": "cloud", "processor": "processor", "consumers": "consumers",
+               "API": "api"}
+    documented = _documented_metrics()
+    assert set(documented) == set(scraped), documented
+    for service, names in documented.items():
+        families = text_string_to_metric_families(run["metrics"][scraped[service]])
+        exposed = set()
+        for family in families:
+            exposed.add(family.name)
+            exposed.add(f"{family.name}_total" if family.type == "counter" else family.name)
+        missing = [n for n in names if n not in exposed]
+        assert not missing, f"{service} does not expose {missing}"
+    assert 'store_records_applied_total{outcome="vitals"}' in run["metrics"]["consumers"]
+    assert "processor_provisional_reports_total 0.0" not in run["metrics"]["processor"], \
+        "the processor made provisional reports, but its metric did not count them"
