@@ -29,6 +29,8 @@ from cardiogate.core.logs import get_logger
 log = get_logger(__name__)
 APPLIED = prometheus.counter("store_records_applied", "Kafka records applied to the dashboard tables, by outcome.",
                              ("outcome",))
+LAG = prometheus.gauge("store_consumer_lag_records", "Records the store consumers have yet to apply, by partition.",
+                       ("topic", "partition"))
 FAILED_BATCHES = prometheus.counter("store_failed_batches", "Consumer batches rolled back (database or broker away); "
                                                             "retried from the stored position.")
 
@@ -89,11 +91,19 @@ class StoreConsumer:
             if offsets:
                 save_offsets(conn, self._settings.name, offsets)
         self.applied.update(outcome)
+        self._publish_lag(offsets)
         for kind, count in outcome.items():
             APPLIED.labels(outcome=kind).inc(count)
         if outcome["undecodable"]:
             log.warning("skipped messages that are not cardiogate records", count=outcome["undecodable"])
         return sum(outcome.values())
+
+    def _publish_lag(self, positions: dict[tuple[str, int], int]) -> None:
+        """Records still to read per partition, from the broker's high watermark as the last fetch saw it."""
+        for (topic, partition), position in positions.items():
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                LAG.labels(topic=topic, partition=str(partition)).set(max(0, high - position))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -94,6 +94,9 @@ LATE_RECORDS = registry.counter("processor_late_records", "Records that arrived 
                                 ("width_s", "route"))
 WINDOWS = registry.counter("processor_windows", "Feature windows emitted.", ("width_s",))
 UNDECODABLE = registry.counter("processor_undecodable_records", "Messages that are not cardiogate records.")
+EVENT_LAG = registry.gauge("processor_event_time_lag_seconds",
+                           "Wall clock minus the device time of the record processed last: how far behind "
+                           "real time the windows are (a gateway's backlog shows here too).")
 PROVISIONAL = registry.counter("processor_provisional_reports", "Provisional risk reports on raised alarms.")
 ECG_STORED = registry.counter("processor_ecg_blocks_written", "ECG blocks written to ecg_blocks (replays included).")
 ECG_PRUNED = registry.counter("processor_ecg_blocks_pruned", "ECG blocks deleted after the retention period.")
@@ -327,6 +330,7 @@ class Processor:
         return int(message_context().partition)
 
     def _annotate(self, item: Item | None, key: Any, timestamp: int, headers: Any) -> Item | None:
+        EVENT_LAG.set(time.time() - timestamp / 1000.0)
         return self.gate.annotate(item, key, timestamp, headers, self._partition())
 
     def _rejected(self, value: Any, key: Any, timestamp_ms: int, late_by_ms: int, start: int, end: int,

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from cardiogate.cloud.commands import CommandService
 from cardiogate.cloud.db import make_engine
 from cardiogate.cloud.enrollment import EnrollmentService
+from cardiogate.cloud.fleet_metrics import run_fleet_gauges
 from cardiogate.cloud.identity import certificate_status
 from cardiogate.cloud.ingest import IngestService, peer_identity
 from cardiogate.cloud.kafka_bridge import KafkaBridge, ensure_topics
@@ -158,6 +159,8 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
     if started is not None:
         started.set()
     ticker = asyncio.create_task(run_ticker(registries.rollouts, settings.models.tick_s), name="rollout-ticker")
+    gauges = asyncio.create_task(run_fleet_gauges(engine, settings.pki.server_cert if settings.tls else None),
+                                 name="fleet-gauges")
     try:
         while True:
             await asyncio.sleep(10)
@@ -168,7 +171,8 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
         if metrics_server is not None:
             metrics_server.close()
         ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
+        gauges.cancel()
+        await asyncio.gather(ticker, gauges, return_exceptions=True)
         grace = settings.flow.drain_grace_s
         log.info("draining", streams=ingest.active_streams, grace_s=grace)
         ingest.start_drain()

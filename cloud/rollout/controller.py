@@ -38,12 +38,17 @@ from cardiogate.cloud.rollout.decide import (
     stage_of,
 )
 from cardiogate.cloud.rollout.plan import RolloutPlan, stage_sizes
+from cardiogate.core import metrics as registry
 from cardiogate.core.artifacts import parse_version
 from cardiogate.core.errors import PermanentError
 from cardiogate.core.logs import get_logger
 from cardiogate.proto.contracts import UpdateAction, UpdaterPhase
 
 log = get_logger(__name__)
+FINISHED = registry.counter("rollouts_finished", "Rollouts ended, by outcome (completed, promoted, aborted).",
+                            ("outcome",))
+for _outcome in ("completed", "promoted", "aborted"):
+    FINISHED.labels(outcome=_outcome)  # every outcome is a series from the start, at 0
 
 DAY_NS = 86_400 * 10**9
 
@@ -420,6 +425,7 @@ class RolloutController:
             self._event(conn, status.rollout_id, kind, actor=actor, reason=reason,
                         switched=[m.gateway_id for m, _ in status.members
                                   if m.active_version == status.candidate_version])
+        FINISHED.labels(outcome=kind).inc()
         level = log.error if to_state == ABORTED else log.info
         level(f"rollout {kind}", rollout=status.rollout_id, model=status.model, candidate=status.candidate_version,
               reason=reason)
