@@ -619,3 +619,31 @@ def test_docker_compose_config_accepts_the_file_where_the_plugin_exists(tmp_path
     done = subprocess.run([docker, "compose", "-f", str(copy_dir / "compose.yaml"), "config", "-q"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- logs
+
+
+def test_log_shipping_in_kubernetes_renders_validates_and_reads_only_cardiogate_pods() -> None:
+    docs = _kustomize(REPO / "deploy" / "k8s" / "logging")
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    by_kind = {d["kind"]: d for d in docs}
+    assert set(by_kind) == {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
+                            "DaemonSet"}
+    rules = by_kind["ClusterRole"]["rules"]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in rules), "the shipper only reads metadata"
+    pod = by_kind["DaemonSet"]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["varlog"]["readOnly"] is True
+    assert pod["containers"][0]["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    config = yaml.safe_load(next(iter(by_kind["ConfigMap"]["data"].values())))
+    compose_config = yaml.safe_load((REPO / "deploy" / "monitoring" / "logs" / "fluent-bit.yaml").read_text())
+    (tail,) = config["pipeline"]["inputs"]
+    assert tail["name"] == "tail" and tail["path"] == "/var/log/containers/*_cardiogate_*.log"
+    # the same JSON parsing and the same Loki output as in docker compose
+    for shipped in (config, compose_config):
+        (out,) = shipped["pipeline"]["outputs"]
+        assert out["name"] == "loki" and "service=$component" in out["labels"]
+        json_parser = next(p for p in shipped["parsers"] if p["name"] == "cardiogate-json")
+        assert json_parser["format"] == "json" and json_parser["time_key"] == "timestamp"
