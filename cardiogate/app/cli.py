@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cardiogate import __version__
+from cardiogate.app.care_cli import add_care_parser
 from cardiogate.app.cloud_cli import add_cloud_read_parsers
 from cardiogate.app.evaluation import add_eval_parser
 from cardiogate.app.gateway_service import add_arguments as add_service_arguments
@@ -109,6 +110,17 @@ def _cmd_models_train_edge(ns: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"cardiogate models train-edge: {exc}; install the models extra: "
               "pip install -c constraints.txt -e '.[models]'", file=sys.stderr)
+        return 2
+    code: int = train_main(list(ns.args))
+    return code
+
+
+def _cmd_models_train_risk(ns: argparse.Namespace) -> int:
+    try:
+        from cardiogate.models.haim.train import main as train_main
+    except ImportError as exc:
+        print(f"cardiogate models train-risk: {exc}; install the learn extra: "
+              "pip install -c constraints.txt -e '.[learn]'", file=sys.stderr)
         return 2
     code: int = train_main(list(ns.args))
     return code
@@ -254,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     cadmin.set_defaults(func=_cmd_cloud_admin, passthrough=True)
 
     add_cloud_read_parsers(sub)  # `processor run`, `api run|schema|user add`
+    add_care_parser(sub)  # `care build-food-table|import-labs`
 
     sim = sub.add_parser("sim", help="simulated wearables on a virtual BLE radio")
     ssub = sim.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -280,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train the rhythm model on CinC 2017 and export ONNX fp32/int8 and TFLite")
     mtrain.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate models train-edge --help`")
     mtrain.set_defaults(func=_cmd_models_train_edge, passthrough=True)
+    mrisk = msub.add_parser("train-risk", add_help=False,
+                            help="train the eICU mortality teacher (XGBoost) and gateway student (needs [learn])")
+    mrisk.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate models train-risk --help`")
+    mrisk.set_defaults(func=_cmd_models_train_risk, passthrough=True)
     for action, helptext in (("keygen", "create an Ed25519 signing key"),
                              ("trusted-keys", "print the public keys gateways should trust"),
                              ("publish", "sign and register an artifact with its manifest"),

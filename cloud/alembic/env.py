@@ -10,6 +10,8 @@ from sqlalchemy import Connection, create_engine
 
 from cardiogate.cloud import history as _history  # noqa: F401  (the processor's tables join registry_metadata)
 from cardiogate.cloud.api import tables as _api_tables  # noqa: F401  (the API's tables join registry_metadata)
+from cardiogate.cloud.care import nutrition_tables as _nutrition_tables  # noqa: F401  (the nutrition analysis)
+from cardiogate.cloud.care import tables as _care_tables  # noqa: F401  (the care team's chat)
 from cardiogate.cloud.registry.migrate import include_object
 from cardiogate.cloud.registry.schema import registry_metadata
 

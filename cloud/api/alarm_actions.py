@@ -20,8 +20,8 @@ import strawberry
 from sqlalchemy import Engine, select
 from strawberry.types import Info
 
-from cardiogate.cloud.api.access import ALARM_COMMAND, ALARM_LABEL, PATIENT_READ, Caller, Denied, require
-from cardiogate.cloud.api.context import context_of, graphql_error, patient_access, permitted
+from cardiogate.cloud.api.access import ALARM_COMMAND, ALARM_LABEL, PATIENT_READ
+from cardiogate.cloud.api.context import context_of, patient_access, patient_action, permitted
 from cardiogate.cloud.api.objects import ns_time
 from cardiogate.cloud.api.resolvers import bad_input, field, mutation
 from cardiogate.cloud.commands import (
@@ -90,13 +90,6 @@ class AlarmActivity:
     labels: list[AlarmLabel]
 
 
-async def _authorized(info: Info[Any, Any], patient: str, operation: str, permission: str) -> Caller:
-    caller = await patient_access(info, patient, operation)
-    try:
-        require(caller.principal, permission)
-    except Denied as exc:
-        raise graphql_error(exc) from exc
-    return caller
 
 
 def _alarm_of_patient(engine: Engine, alarm_id: str, patient: str) -> bool:
@@ -116,7 +109,7 @@ async def _require_alarm(info: Info[Any, Any], alarm_id: str | None, patient: st
 async def _command(info: Info[Any, Any], name: CommandName, patient: str, alarm_id: str | None,
                    condition: str | None, duration_s: float | None, reason: str, command_id: str | None,
                    wait_s: float) -> AlarmCommandState:
-    caller = await _authorized(info, patient, f"{name}Alarm", ALARM_COMMAND)
+    caller = await patient_action(info, patient, f"{name}Alarm", ALARM_COMMAND)
     await _require_alarm(info, alarm_id, patient)
     engine = context_of(info).services.data.engine
     request = AlarmCommand(patient=patient, command=name, actor=caller.principal.subject, role=caller.principal.role,
@@ -165,7 +158,7 @@ class AlarmMutation:
     async def comment_alarm(self, info: Info[Any, Any], user_id: strawberry.ID, alarm_id: strawberry.ID,
                             text: str) -> AlarmComment:
         patient = str(user_id)
-        caller = await _authorized(info, patient, "commentAlarm", ALARM_COMMAND)
+        caller = await patient_action(info, patient, "commentAlarm", ALARM_COMMAND)
         if not text.strip() or len(text) > MAX_COMMENT:
             raise bad_input(f"a comment has 1 to {MAX_COMMENT} characters")
         await _require_alarm(info, str(alarm_id), patient)
@@ -187,7 +180,7 @@ class AlarmMutation:
     async def label_alarm(self, info: Info[Any, Any], user_id: strawberry.ID, alarm_id: strawberry.ID,
                           is_true: bool, note: str = "") -> AlarmLabel:
         patient = str(user_id)
-        caller = await _authorized(info, patient, "labelAlarm", ALARM_LABEL)
+        caller = await patient_action(info, patient, "labelAlarm", ALARM_LABEL)
         if len(note) > MAX_COMMENT:
             raise bad_input(f"a note has at most {MAX_COMMENT} characters")
         await _require_alarm(info, str(alarm_id), patient)

@@ -137,7 +137,8 @@ class ChatQuery:
 
     @field("One session's messages, oldest first.")
     async def chat_messages(self, info: Info[Any, Any], session_id: strawberry.ID,
-                            limit: int = 200) -> list[ChatMessage]:
+                            limit: int | None = 200) -> list[ChatMessage]:
+        limit = 200 if limit is None else limit  # the contract's `Int = 200`: an explicit null means the default
         if not 1 <= limit <= 1000:
             raise bad_input("limit must be 1..1000")
         row = await _session(info, str(session_id), "chatMessages")
@@ -201,8 +202,8 @@ class ChatMutation:
         sessions = await asyncio.to_thread(store.sessions, row.patient, caller.principal.subject)
         return next((ChatSession.of(s) for s in sessions if s.session_id == row.session_id), None)
 
-    @mutation("Ask the automated assistant; its answer (rules over the patient's own data, with the data it "
-              "cited) is posted into the session, labelled automated.")
+    @mutation("Ask the automated assistant: the question and its answer (rules over the patient's own data, with "
+              "the data it cited, labelled automated) are posted into the session; the answer is returned.")
     async def ask_assistant(self, info: Info[Any, Any], session_id: strawberry.ID, question: str) -> ChatMessage | None:
         row = await _session(info, str(session_id), "askAssistant")
         _may_write(info)
@@ -210,9 +211,15 @@ class ChatMutation:
         if not services.settings.care.assistant:
             raise not_available("askAssistant (the assistant is off: api.care.assistant)")
         try:
-            clean_message(question, services.settings.care.max_message_chars)
+            text = clean_message(question, services.settings.care.max_message_chars)
         except ChatTextError as exc:
             raise _refuse("text", str(exc)) from exc
+        caller = caller_of(info)
+        # the question goes into the session too, so the answer reads in context
+        asked = await asyncio.to_thread(_store(info).post, row, caller.principal.subject, caller.principal.role,
+                                        text, time.time_ns())
+        POSTED.labels(kind="person").inc()
+        await _announce(info, asked, row.patient)
         facts = await asyncio.to_thread(gather_facts, services.data, row.patient, time.time_ns())
         reply = assistant.answer(question, facts)
         stored = await asyncio.to_thread(_store(info).post, row, "assistant", "automated", reply.text, time.time_ns(),

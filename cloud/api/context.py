@@ -107,3 +107,13 @@ async def patient_access(info: Info[Any, Any], pseudonym: str, operation: str) -
     except Denied as exc:
         raise graphql_error(exc) from exc
     return caller
+
+
+async def patient_action(info: Info[Any, Any], pseudonym: str, operation: str, permission: str) -> Caller:
+    """Like :func:`patient_access` (role, site, audit), then the action's own ``permission``."""
+    caller = await patient_access(info, pseudonym, operation)
+    try:
+        require(caller.principal, permission)
+    except Denied as exc:
+        raise graphql_error(exc) from exc
+    return caller

@@ -71,41 +71,6 @@ class RiskUpdate:
     report: RiskReport
 
 
-@strawberry.type
-class Nutrient:
-    name: str
-    amount: float | None
-    unit: str
-
-
-@strawberry.type
-class FoodItem:
-    name: str
-    reason: str
-
-
-@strawberry.type
-class NutritionReport:
-    deficiencies: list[Nutrient]
-    suggested_foods: list[FoodItem]
-
-
-@strawberry.type
-class ChatMessage:
-    id: strawberry.ID
-    session_id: strawberry.ID
-    sender: str
-    text: str
-    sent_at: datetime
-
-
-@strawberry.type
-class ChatSession:
-    id: strawberry.ID
-    user_id: strawberry.ID
-    started_at: datetime
-
-
 @strawberry.input(description="One phone-direct watch reading. `userId` is the patient's pseudonym, `time` the "
                                "watch's clock, `sequence` counts up per device (a resent sequence is not written "
                                "again). `steps` is not carried yet and must be left out.")

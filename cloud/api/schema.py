@@ -1,8 +1,8 @@
 """The GraphQL schema: the seed operations under their designed names, plus the dashboard's reads.
 
 Every resolver that returns patient data first passes :func:`patient_access` (role, site scope,
-audit row). Operations the platform cannot serve yet (nutrition, chat, direct smartwatch
-ingest) answer a NOT_AVAILABLE error instead of empty data, so a client cannot mistake them
+audit row). Operations the platform cannot serve (phone-direct ingest while it is
+switched off) answer a NOT_AVAILABLE error instead of empty data, so a client cannot mistake them
 for "nothing found". Queries are limited in depth and aliases; introspection is off unless
 the API runs in development mode.
 """
@@ -30,18 +30,17 @@ from strawberry.types import Info
 
 from cardiogate.cloud.api.access import FLEET_READ, INGEST_WRITE, MODELS_READ, PATIENT_READ, Caller, Denied, site_filter
 from cardiogate.cloud.api.alarm_actions import AlarmMutation, AlarmQuery
+from cardiogate.cloud.api.chat import ChatMutation, ChatQuery, ChatSubscription
 from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
 from cardiogate.cloud.api.data import PatientRows
 from cardiogate.cloud.api.ecg import EcgQuery
 from cardiogate.cloud.api.fleet_timeline import FleetQuery
+from cardiogate.cloud.api.nutrition import NutritionMutation, NutritionQuery
 from cardiogate.cloud.api.objects import (
     Alarm,
-    ChatMessage,
-    ChatSession,
     FeatureWindow,
     Gateway,
     Model,
-    NutritionReport,
     Patient,
     RiskReport,
     RiskUpdate,
@@ -85,16 +84,6 @@ class Query:
         await patient_access(info, str(user_id), "getRiskAssessment")
         report = await latest_risk(info, str(user_id))
         return RiskReport.of(report) if report is not None else None
-
-    @field()
-    async def get_nutrition_analysis(self, info: Info[Any, Any], user_id: strawberry.ID) -> NutritionReport | None:
-        permitted(info, PATIENT_READ)
-        raise not_available("getNutritionAnalysis")
-
-    @field()
-    async def get_chat_history(self, info: Info[Any, Any], user_id: strawberry.ID) -> list[ChatMessage | None] | None:
-        permitted(info, PATIENT_READ)
-        raise not_available("getChatHistory")
 
     @field("Patients the caller may see, with latest vitals, risk, NEWS2 and active alarms.")
     async def patients(self, info: Info[Any, Any]) -> list[Patient]:
@@ -197,16 +186,6 @@ class Mutation:
         except Refused as exc:
             raise GraphQLError(str(exc), extensions={"code": exc.code}) from exc
 
-    @mutation()
-    async def start_chat_session(self, info: Info[Any, Any], user_id: strawberry.ID) -> ChatSession | None:
-        permitted(info, PATIENT_READ)
-        raise not_available("startChatSession")
-
-    @mutation()
-    async def send_chat_message(self, info: Info[Any, Any], session_id: strawberry.ID,
-                                message: str) -> ChatMessage | None:
-        permitted(info, PATIENT_READ)
-        raise not_available("sendChatMessage")
 
 
 @strawberry.type
@@ -246,8 +225,9 @@ class Subscription:
 
 
 # The schema is merged from one Query/Mutation class per concern; each module adds its class here.
-QUERIES: tuple[type, ...] = (Query, AlarmQuery, RolloutQuery, EcgQuery, FleetQuery)
-MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation, RolloutMutation)
+QUERIES: tuple[type, ...] = (Query, AlarmQuery, RolloutQuery, EcgQuery, FleetQuery, ChatQuery, NutritionQuery)
+MUTATIONS: tuple[type, ...] = (Mutation, AlarmMutation, RolloutMutation, ChatMutation, NutritionMutation)
+SUBSCRIPTIONS: tuple[type, ...] = (Subscription, ChatSubscription)
 
 
 def build_schema(settings: ApiSettings) -> strawberry.Schema:
@@ -266,7 +246,9 @@ def build_schema(settings: ApiSettings) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     query = merge_types("Query", QUERIES) if len(QUERIES) > 1 else Query
     mutation_type = merge_types("Mutation", MUTATIONS) if len(MUTATIONS) > 1 else Mutation
-    return strawberry.Schema(query=query, mutation=mutation_type, subscription=Subscription, extensions=extensions)
+    subscription_type = merge_types("Subscription", SUBSCRIPTIONS)
+    return strawberry.Schema(query=query, mutation=mutation_type, subscription=subscription_type,
+                             extensions=extensions)
 
 
 def schema_sdl() -> str:

@@ -47,6 +47,9 @@ class CareSettings(StrictModel):
     food_table: Path | None = Field(default=None, description="a food table built by `cardiogate care "
                                                               "build-food-table`; unset: the one shipped with "
                                                               "cardiogate")
+    lab_max_age_days: int = Field(default=30, ge=1, le=3650, description="labs older than this are listed in the "
+                                                                         "nutrition report as stale evidence and "
+                                                                         "not judged")
 
 
 class ApiSettings(StrictModel):

@@ -121,7 +121,10 @@ class ChatStore:
                 session_id=session.session_id, author=author, role=role, automated=automated, text=text,
                 sent_ns=now_ns, alarm_id=alarm_id, strip_from_ns=strip[0] if strip else None,
                 strip_to_ns=strip[1] if strip else None, citations=cites))
-            message_id = int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            if key is None:  # every dialect we run on reports the new id; without it nothing can be marked read
+                raise RuntimeError("the database did not report the new message's id")
+            message_id = int(key[0])
             if not automated:  # your own message is read; so is everything before it
                 self._mark(conn, session.session_id, author, message_id, now_ns)
         return MessageRow(message_id, session.session_id, author, role, automated, text, now_ns, alarm_id,

@@ -82,6 +82,11 @@ def test_the_seed_operations_and_unread_counts(client: TestClient, seeded: Seede
     assert reply["role"] == "clinician"
     history = _ok(gql(client, clin, HISTORY, {"p": seeded.p3}))["getChatHistory"]
     assert [(m["sender"], m["text"]) for m in history] == [("nurse3", text), ("clin3", "Seen. 12-lead please.")]
+    messages = "query($s: ID!, $n: Int) { chatMessages(sessionId: $s, limit: $n) { sender } }"
+    assert [m["sender"] for m in _ok(gql(client, nurse, messages, {"s": session["id"], "n": 1}))["chatMessages"]] == [
+        "clin3"]  # the newest, still oldest first
+    assert len(_ok(gql(client, nurse, messages, {"s": session["id"], "n": None}))["chatMessages"]) == 2
+    assert _code(gql(client, nurse, messages, {"s": session["id"], "n": 0})) == "BAD_USER_INPUT"
     assert _ok(gql(client, nurse, SESSIONS, {"p": seeded.p3}))["chatSessions"][0]["unreadCount"] == 1
     with seeded.engine.connect() as conn:
         audited = {(r.username, r.action) for r in conn.execute(select(api_audit).where(
@@ -153,6 +158,9 @@ def test_the_assistant_answers_from_the_patients_data_labelled_and_cited(client:
     assert any("tachycardia" in c["label"] for c in answer["citations"])
     unknown = _ok(gql(client, nurse, ASK, {"s": session, "q": "what is the weather?"}))["askAssistant"]
     assert "I can answer about" in unknown["text"] and unknown["citations"] == []
+    history = _ok(gql(client, nurse, HISTORY, {"p": seeded.p3}))["getChatHistory"]
+    assert [(m["sender"], m["automated"]) for m in history] == [("nurse3", False), ("assistant", True)] * 2
+    assert history[0]["text"] == "Why is the risk up? Any alarms?"
 
 
 def _hubs() -> list[str]:

@@ -54,7 +54,7 @@ class Clock:
 
 
 def test_migrations_apply_once_and_match_the_models(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0004_ecg_blocks"
+    assert current_revision(engine) == head_revision() == "0006_care_nutrition"
     upgrade(engine)  # idempotent
     names = set(inspect(engine).get_table_names())
     assert set(registry_metadata.tables) <= names and "assignments" in names
@@ -94,7 +94,7 @@ def test_concurrent_starts_migrate_once(db_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []  # they take turns
-    assert current_revision(engines[0]) == "0004_ecg_blocks"
+    assert current_revision(engines[0]) == "0006_care_nutrition"
     for e in engines:
         e.dispose()
 
