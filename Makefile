@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DURATION ?= 60
-EXTRAS := edge,sim,cloud,demo,eval,dev
+EXTRAS := edge,sim,cloud,demo,eval,learn,dev
 
 .PHONY: demo test venv proto clean
 

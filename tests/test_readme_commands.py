@@ -137,6 +137,10 @@ def delegate_of(sub: argparse.ArgumentParser) -> Delegate:
         from cardiogate.models.rhythm.train_edge import parse
 
         return Delegate((), parse, None)
+    if func == "_cmd_models_train_risk":
+        from cardiogate.models.haim.train import build_parser as risk_parser
+
+        return Delegate((), lambda a: risk_parser().parse_args(a), risk_parser)
     raise AssertionError(f"pass-through command {func} has no parser check in {Path(__file__).name}: add it")
 
 

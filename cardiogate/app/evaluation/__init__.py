@@ -3,12 +3,14 @@
 Only argparse lives here, so building the command line never imports numpy, wfdb or
 NeuroKit2; each subcommand imports its module when it runs: ``rpeaks`` (our streaming
 detector vs NeuroKit2 on WFDB beat annotations) and ``rhythm`` (the shipped rhythm model
-artifacts on CinC 2017-style data) and ``alarms`` (the alarm path on simulated patients).
+artifacts on CinC 2017-style data) and ``alarms`` (the alarm path on simulated patients)
+and ``risk`` (the eICU mortality models beside APACHE IVa).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,11 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_alarms_arguments(al)
     al.set_defaults(func=_cmd_eval_alarms)
     add_bedside_parser(esub)
+    rk: argparse.ArgumentParser = esub.add_parser(
+        "risk", help="the shipped eICU mortality models (teacher, gateway student) vs APACHE IVa (needs [learn])",
+        description=RISK_DESCRIPTION)
+    add_risk_arguments(rk)
+    rk.set_defaults(func=_cmd_eval_risk)
     return ev
 
 
@@ -58,6 +65,31 @@ ALARMS_DESCRIPTION = ("Feed seeded simulated patients through the gateway's proc
                       "and alarm engine faster than real time: every injected critical event must alarm within "
                       "its onset delay + 1 s; physiological alarms on noisy normal rhythms are counted per "
                       "patient-hour. Exit 1 when a critical event is missed.")
+
+
+RISK_DESCRIPTION = ("Score the committed eICU in-hospital mortality artifacts (HAIM-style XGBoost teacher, gateway "
+                    "student) 24 h after unit admission, beside APACHE IVa's own prediction, on the same stays of an "
+                    "eICU-layout folder (*.csv.gz): AUROC and AUPRC with bootstrap 95% CIs. Trains nothing.")
+
+
+def add_risk_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``eval risk``."""
+    p.add_argument("--data", required=True, type=Path, metavar="DIR", help="eICU-layout folder (patient.csv.gz, ...)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
+                   help="artifact folder (default: the shipped models/artifacts/risk)")
+    p.add_argument("--split", choices=("all", "held-out"), default="all",
+                   help="all: every eligible stay (default); held-out: the patients the training run held out")
+
+
+def _cmd_eval_risk(ns: argparse.Namespace) -> int:
+    try:
+        from cardiogate.app.evaluation.risk import run_cli
+    except ImportError as exc:
+        print(f"cardiogate eval risk: {exc}; install the learn extra: pip install -c constraints.txt -e '.[learn]'",
+              file=sys.stderr)
+        return 2
+    return run_cli(ns)
 
 
 def _positive_int(value: str) -> int:

@@ -1,0 +1,18 @@
+"""HAIM-style in-hospital mortality models on eICU (issue 13, "the cloud that learns").
+
+``eicu`` loads one :class:`~cardiogate.models.haim.eicu.StaySample` per ICU stay with every row
+charted after the prediction time (24 h after unit admission) dropped before anything else
+reads it; ``embeddings`` turns each modality into one embedding; ``fusion`` is the teacher
+(XGBoost on the concatenated embeddings); ``student`` is the small model a gateway could run
+(vitals only, logistic regression, a JSON of coefficients); ``metrics`` has AUROC/AUPRC with
+bootstrap CIs; ``train`` ties it together and writes ``models/artifacts/risk/``.
+
+Needs the ``[learn]`` extra (xgboost-cpu, scikit-learn, pandas); never torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts" / "risk"
+"""Where the committed risk artifacts live (shipped as package data)."""
