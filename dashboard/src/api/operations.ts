@@ -368,3 +368,162 @@ export const ROLLOUT_ACTIONS = {
 } as const;
 
 export type RolloutAction = keyof typeof ROLLOUT_ACTIONS;
+
+// --- care: chat on patients and alarms ---
+
+const CHAT_MESSAGE_FIELDS = gql`
+  fragment ChatMessageFields on ChatMessage {
+    id
+    sessionId
+    sender
+    role
+    automated
+    text
+    sentAt
+    alarmId
+    stripFrom
+    stripTo
+    citations {
+      kind
+      label
+      value
+      at
+    }
+  }
+`;
+
+const CHAT_SESSION_FIELDS = gql`
+  fragment ChatSessionFields on ChatSession {
+    id
+    userId
+    startedAt
+    startedBy
+    alarmId
+    title
+    unreadCount
+    messageCount
+    lastMessageAt
+  }
+`;
+
+export const CHAT_SESSIONS = gql`
+  ${CHAT_SESSION_FIELDS}
+  query ChatSessions($userId: ID!) {
+    chatSessions(userId: $userId) {
+      ...ChatSessionFields
+    }
+  }
+`;
+
+export const CHAT_MESSAGES = gql`
+  ${CHAT_MESSAGE_FIELDS}
+  query ChatMessages($sessionId: ID!, $limit: Int) {
+    chatMessages(sessionId: $sessionId, limit: $limit) {
+      ...ChatMessageFields
+    }
+  }
+`;
+
+export const START_CHAT_SESSION = gql`
+  ${CHAT_SESSION_FIELDS}
+  mutation StartChatSession($userId: ID!, $alarmId: ID, $title: String) {
+    startChatSession(userId: $userId, alarmId: $alarmId, title: $title) {
+      ...ChatSessionFields
+    }
+  }
+`;
+
+export const SEND_CHAT_MESSAGE = gql`
+  ${CHAT_MESSAGE_FIELDS}
+  mutation SendChatMessage($sessionId: ID!, $message: String!, $alarmId: ID, $stripFrom: DateTime, $stripTo: DateTime) {
+    sendChatMessage(sessionId: $sessionId, message: $message, alarmId: $alarmId, stripFrom: $stripFrom, stripTo: $stripTo) {
+      ...ChatMessageFields
+    }
+  }
+`;
+
+export const MARK_CHAT_READ = gql`
+  ${CHAT_SESSION_FIELDS}
+  mutation MarkChatRead($sessionId: ID!) {
+    markChatRead(sessionId: $sessionId) {
+      ...ChatSessionFields
+    }
+  }
+`;
+
+export const ASK_ASSISTANT = gql`
+  ${CHAT_MESSAGE_FIELDS}
+  mutation AskAssistant($sessionId: ID!, $question: String!) {
+    askAssistant(sessionId: $sessionId, question: $question) {
+      ...ChatMessageFields
+    }
+  }
+`;
+
+export const CHAT_MESSAGE_ADDED = gql`
+  ${CHAT_MESSAGE_FIELDS}
+  subscription ChatMessageAdded($userId: ID!) {
+    chatMessageAdded(userId: $userId) {
+      ...ChatMessageFields
+    }
+  }
+`;
+
+// --- care: nutrition ---
+
+const NUTRIENT_FIELDS = gql`
+  fragment NutrientFields on Nutrient {
+    name
+    amount
+    unit
+    status
+    referenceLow
+    referenceHigh
+    referenceSource
+    why
+    measuredAt
+    evidence
+  }
+`;
+
+export const NUTRITION_ANALYSIS = gql`
+  ${NUTRIENT_FIELDS}
+  query NutritionAnalysis($userId: ID!) {
+    getNutritionAnalysis(userId: $userId) {
+      deficiencies {
+        ...NutrientFields
+      }
+      excesses {
+        ...NutrientFields
+      }
+      suggestedFoods {
+        name
+        reason
+        ndbNo
+        nutrient
+        amountPer100g
+        unit
+        servingDescription
+        servingGrams
+        amountPerServing
+        sodiumMgPer100g
+      }
+      constraints
+      evidence {
+        kind
+        label
+        value
+        at
+        source
+      }
+      generatedAt
+      notice
+    }
+  }
+`;
+
+export const RECORD_LAB_RESULTS = gql`
+  mutation RecordLabResults($userId: ID!, $labs: [LabInput!]!) {
+    recordLabResults(userId: $userId, labs: $labs)
+  }
+`;

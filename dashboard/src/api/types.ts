@@ -215,3 +215,93 @@ export interface RiskUpdate {
   level: string;
   report: RiskReport;
 }
+
+// --- care: chat on patients and alarms, nutrition ---
+
+/** What an automated answer rests on: kind is vitals, risk, alarm or window. */
+export interface ChatCitation {
+  kind: string;
+  label: string;
+  value: string;
+  at: string | null;
+}
+
+export interface ChatMessage {
+  id: string;
+  sessionId: string;
+  sender: string;
+  role: string;
+  automated: boolean;
+  text: string;
+  sentAt: string;
+  alarmId: string | null;
+  stripFrom: string | null;
+  stripTo: string | null;
+  citations: ChatCitation[];
+}
+
+export interface ChatSession {
+  id: string;
+  userId: string;
+  startedAt: string;
+  startedBy: string;
+  alarmId: string | null;
+  title: string;
+  /** The caller's own unread count. */
+  unreadCount: number;
+  messageCount: number;
+  lastMessageAt: string | null;
+}
+
+export interface Nutrient {
+  name: string;
+  amount: number | null;
+  unit: string;
+  /** low or high */
+  status: string;
+  referenceLow: number | null;
+  referenceHigh: number | null;
+  referenceSource: string;
+  why: string;
+  measuredAt: string | null;
+  evidence: string;
+}
+
+export interface FoodItem {
+  name: string;
+  reason: string;
+  ndbNo: string;
+  nutrient: string;
+  amountPer100g: number;
+  unit: string;
+  servingDescription: string | null;
+  servingGrams: number | null;
+  amountPerServing: number | null;
+  sodiumMgPer100g: number;
+}
+
+export interface NutritionEvidence {
+  /** lab, condition, medication or meal */
+  kind: string;
+  label: string;
+  value: string;
+  at: string | null;
+  source: string;
+}
+
+export interface NutritionReport {
+  deficiencies: Nutrient[];
+  suggestedFoods: FoodItem[];
+  excesses: Nutrient[];
+  constraints: string[];
+  evidence: NutritionEvidence[];
+  generatedAt: string;
+  notice: string;
+}
+
+export interface LabInput {
+  analyte: string;
+  value: number;
+  unit: string;
+  takenAt?: string | null;
+}

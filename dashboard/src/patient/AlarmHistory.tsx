@@ -2,6 +2,7 @@ import { useMutation } from '@apollo/client';
 import { useState, type FormEvent } from 'react';
 import { errorText, type ErrorLike } from '../api/errors';
 import { COMMENT_ALARM, LABEL_ALARM, PATIENT_ALARMS } from '../api/operations';
+import type { Alarm } from '../api/types';
 import { formatDateTime, formatNumber } from '../format';
 import { commandName } from '../ward/commandStatus';
 import { AlarmBadge } from '../ward/AlarmList';
@@ -13,15 +14,17 @@ interface AlarmHistoryProps {
   username: string;
   canComment: boolean;
   canLabel: boolean;
+  /** Opens the alarm's discussion in the chat panel (the alarm view of the chat). */
+  onDiscuss?: (alarm: Alarm) => void;
 }
 
-export function AlarmHistory({ pseudonym, entries, username, canComment, canLabel }: AlarmHistoryProps) {
+export function AlarmHistory({ pseudonym, entries, username, canComment, canLabel, onDiscuss }: AlarmHistoryProps) {
   if (entries.length === 0) return <p>No alarms recorded for this patient.</p>;
   return (
     <ol className="alarm-history">
       {entries.map((entry) => (
         <AlarmRecord key={entry.alarm.alarmId} pseudonym={pseudonym} entry={entry} username={username}
-          canComment={canComment} canLabel={canLabel} />
+          canComment={canComment} canLabel={canLabel} onDiscuss={onDiscuss} />
       ))}
     </ol>
   );
@@ -33,9 +36,10 @@ interface AlarmRecordProps {
   username: string;
   canComment: boolean;
   canLabel: boolean;
+  onDiscuss?: ((alarm: Alarm) => void) | undefined;
 }
 
-function AlarmRecord({ pseudonym, entry, username, canComment, canLabel }: AlarmRecordProps) {
+function AlarmRecord({ pseudonym, entry, username, canComment, canLabel, onDiscuss }: AlarmRecordProps) {
   const { alarm, commands, comments, labels } = entry;
   const id = alarm.alarmId;
   const refetch = { refetchQueries: [{ query: PATIENT_ALARMS, variables: { userId: pseudonym } }], awaitRefetchQueries: true };
@@ -60,7 +64,7 @@ function AlarmRecord({ pseudonym, entry, username, canComment, canLabel }: Alarm
   };
 
   return (
-    <li className="alarm-record" data-testid={`alarm-${id}`} aria-labelledby={`alarm-title-${id}`}>
+    <li className="alarm-record" id={`alarm-record-${id}`} data-testid={`alarm-${id}`} aria-labelledby={`alarm-title-${id}`}>
       <h3 id={`alarm-title-${id}`} className="alarm-record-title">
         <AlarmBadge alarm={alarm} />
       </h3>
@@ -91,6 +95,14 @@ function AlarmRecord({ pseudonym, entry, username, canComment, canLabel }: Alarm
             </li>
           ))}
         </ul>
+      )}
+
+      {onDiscuss && (
+        <div className="button-row">
+          <button type="button" data-testid={`discuss-${id}`} aria-describedby={`alarm-title-${id}`} onClick={() => onDiscuss(alarm)}>
+            Discuss in chat
+          </button>
+        </div>
       )}
 
       {canLabel && (

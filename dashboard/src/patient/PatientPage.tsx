@@ -1,16 +1,18 @@
 import { useQuery, useSubscription } from '@apollo/client';
-import { useMemo } from 'react';
+import { useCallback, useMemo, useState } from 'react';
 import { Link, useParams } from 'react-router-dom';
 import { errorCode, errorText } from '../api/errors';
 import { PATIENT_ALARMS, PATIENTS, RISK_ASSESSMENT, RISK_UPDATES } from '../api/operations';
 import type { Alarm, AlarmActivity, Patient, RiskReport, RiskUpdate } from '../api/types';
 import { useSession } from '../auth/AuthContext';
-import { canCommentAlarms, canLabelAlarms, canReadPatients } from '../auth/permissions';
+import { canChat, canCommentAlarms, canLabelAlarms, canReadPatients, canRecordCare } from '../auth/permissions';
+import { ChatPanel, type DiscussRequest } from '../care/ChatPanel';
+import { NutritionPanel } from '../care/NutritionPanel';
 import { Forbidden, PATIENT_FORBIDDEN } from '../components/Forbidden';
 import { LiveEcgView } from '../ecg/LiveEcg';
 import { formatClock, formatFraction, formatNumber, MISSING, toMs } from '../format';
 import { useLiveFeed, type LiveVitals } from '../live/useLiveFeed';
-import { afFlagText, connectionLabel, rhythmLabel, showsAf, vitalValue } from '../ward/alarmDisplay';
+import { afFlagText, conditionLabel, connectionLabel, rhythmLabel, showsAf, vitalValue } from '../ward/alarmDisplay';
 import { AlarmList } from '../ward/AlarmList';
 import { sortAlarms } from '../ward/wardOrder';
 import { AlarmHistory } from './AlarmHistory';
@@ -93,6 +95,12 @@ function PatientView({ pseudonym, alarms, alarmsError }: { pseudonym: string; al
   const spo2 = currentVital(live.vitals, patient, 'spo2_percent');
   const sys = currentVital(live.vitals, patient, 'systolic_mmhg');
   const dia = currentVital(live.vitals, patient, 'diastolic_mmhg');
+  // "Discuss" on an alarm opens (or starts) that alarm's session in the chat panel.
+  const [discuss, setDiscuss] = useState<DiscussRequest | null>(null);
+  const discussAlarm = useCallback((alarm: Alarm) => {
+    setDiscuss((previous) => ({ alarmId: alarm.alarmId, title: `${conditionLabel(alarm.condition)} alarm`,
+      nonce: (previous?.nonce ?? 0) + 1 }));
+  }, []);
 
   return (
     <div className="patient-page">
@@ -152,7 +160,18 @@ function PatientView({ pseudonym, alarms, alarmsError }: { pseudonym: string; al
           username={identity.username}
           canComment={canCommentAlarms(identity.role)}
           canLabel={canLabelAlarms(identity.role)}
+          onDiscuss={discussAlarm}
         />
+      </section>
+
+      <section aria-labelledby="care-chat-title" className="panel">
+        <h2 id="care-chat-title">Care-team chat</h2>
+        <ChatPanel pseudonym={pseudonym} username={identity.username} alarms={alarms.alarms} canWrite={canChat(identity.role)} discuss={discuss} />
+      </section>
+
+      <section aria-labelledby="nutrition-title" className="panel">
+        <h2 id="nutrition-title">Nutrition</h2>
+        <NutritionPanel pseudonym={pseudonym} canRecord={canRecordCare(identity.role)} />
       </section>
     </div>
   );
