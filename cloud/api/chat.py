@@ -11,6 +11,7 @@ the message itself from the database, so no text travels through Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -21,7 +22,7 @@ from graphql import GraphQLError
 from strawberry.types import Info
 
 from cardiogate.cloud.api.access import CHAT_WRITE, Denied, require
-from cardiogate.cloud.api.context import caller_of, context_of, graphql_error, patient_access
+from cardiogate.cloud.api.context import caller_of, context_of, graphql_error, hub_messages, patient_access
 from cardiogate.cloud.api.objects import ns_time, time_ns
 from cardiogate.cloud.api.resolvers import bad_input, field, mutation, not_available, subscription
 from cardiogate.cloud.care import assistant
@@ -237,29 +238,13 @@ class ChatSubscription:
         caller = caller_of(info)
         await patient_access(info, str(user_id), "chatMessageAdded")
         store = _store(info)
-        updates = context_of(info).services.hub.subscribe(f"chat/{user_id}")
-        try:
-            while True:
-                remaining = caller.principal.expires - time.time()
-                if remaining <= 0:
-                    raise GraphQLError("the token has expired; subscribe again with a new one",
-                                       extensions={"code": "UNAUTHENTICATED"})
-                try:
-                    payload = await asyncio.wait_for(anext(updates), remaining)
-                except TimeoutError:
-                    raise GraphQLError("the token has expired; subscribe again with a new one",
-                                       extensions={"code": "UNAUTHENTICATED"}) from None
-                except StopAsyncIteration:
-                    return
+        async with contextlib.aclosing(hub_messages(info, caller, f"chat/{user_id}")) as updates:
+            async for payload in updates:
                 if not payload.isdigit():
                     continue
                 message = await asyncio.to_thread(store.message, int(payload))
                 if message is not None:
                     yield ChatMessage.of(message)
-        finally:
-            close = getattr(updates, "aclose", None)
-            if close is not None:
-                await close()
 
 
 def gather_facts(data: Any, patient: str, now_ns: int) -> assistant.PatientFacts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,3 +118,31 @@ async def patient_action(info: Info[Any, Any], pseudonym: str, operation: str, p
     except Denied as exc:
         raise graphql_error(exc) from exc
     return caller
+
+
+async def hub_messages(info: Info[Any, Any], caller: Caller, key: str) -> AsyncGenerator[bytes, None]:
+    """What the hub publishes on ``key``, for as long as the caller's token lives.
+
+    A subscription lives no longer than the token that opened it: at expiry it ends with UNAUTHENTICATED
+    and the client subscribes again with a fresh token (a revoked user's stream stops within one TTL).
+    Close it with ``contextlib.aclosing`` so the hub unsubscribes at once, not at collection.
+    """
+    updates = context_of(info).services.hub.subscribe(key)
+    try:
+        while True:
+            remaining = caller.principal.expires - time.time()
+            if remaining <= 0:
+                raise GraphQLError("the token has expired; subscribe again with a new one",
+                                   extensions={"code": "UNAUTHENTICATED"})
+            try:
+                payload = await asyncio.wait_for(anext(updates), remaining)
+            except TimeoutError:
+                raise GraphQLError("the token has expired; subscribe again with a new one",
+                                   extensions={"code": "UNAUTHENTICATED"}) from None
+            except StopAsyncIteration:
+                return
+            yield payload
+    finally:
+        close = getattr(updates, "aclose", None)  # the hub's generator: unsubscribe now
+        if close is not None:
+            await close()

@@ -10,6 +10,7 @@ the API runs in development mode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
@@ -31,7 +32,7 @@ from strawberry.types import Info
 from cardiogate.cloud.api.access import FLEET_READ, INGEST_WRITE, MODELS_READ, PATIENT_READ, Caller, Denied, site_filter
 from cardiogate.cloud.api.alarm_actions import AlarmMutation, AlarmQuery
 from cardiogate.cloud.api.chat import ChatMutation, ChatQuery, ChatSubscription
-from cardiogate.cloud.api.context import caller_of, context_of, patient_access, permitted
+from cardiogate.cloud.api.context import caller_of, context_of, hub_messages, patient_access, permitted
 from cardiogate.cloud.api.data import PatientRows
 from cardiogate.cloud.api.ecg import EcgQuery
 from cardiogate.cloud.api.fleet_timeline import FleetQuery
@@ -195,22 +196,8 @@ class Subscription:
                                     user_id: strawberry.ID) -> AsyncGenerator[RiskUpdate | None, None]:
         caller = caller_of(info)
         await patient_access(info, str(user_id), "realTimeRiskUpdate")
-        # A subscription lives no longer than the token that opened it: at expiry it ends with UNAUTHENTICATED
-        # and the client subscribes again with a fresh token (a revoked user's stream stops within one TTL).
-        updates = context_of(info).services.hub.subscribe(str(user_id))
-        try:
-            while True:
-                remaining = caller.principal.expires - time.time()
-                if remaining <= 0:
-                    raise GraphQLError("the token has expired; subscribe again with a new one",
-                                       extensions={"code": "UNAUTHENTICATED"})
-                try:
-                    payload = await asyncio.wait_for(anext(updates), remaining)
-                except TimeoutError:
-                    raise GraphQLError("the token has expired; subscribe again with a new one",
-                                       extensions={"code": "UNAUTHENTICATED"}) from None
-                except StopAsyncIteration:
-                    return
+        async with contextlib.aclosing(hub_messages(info, caller, str(user_id))) as updates:
+            async for payload in updates:
                 report = features_pb2.RiskReport.FromString(payload)
                 # a report raised by a traced alarm: its delivery is the last span of the alarm's trace
                 with child_span("api.risk_update.deliver", report.trace_parent, kind="server",
@@ -218,10 +205,6 @@ class Subscription:
                     update = RiskUpdate(user_id=user_id, score=report.score, confidence=report.confidence,
                                         level=report.level, report=RiskReport.of(report))
                 yield update
-        finally:
-            close = getattr(updates, "aclose", None)  # the hub's generator: unsubscribe now, not at collection
-            if close is not None:
-                await close()
 
 
 # The schema is merged from one Query/Mutation class per concern; each module adds its class here.
