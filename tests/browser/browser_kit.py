@@ -12,10 +12,14 @@ import asyncio
 import contextlib
 import os
 import shutil
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.conftest import REPO
@@ -70,3 +74,21 @@ async def serious_accessibility_violations(page: Page) -> list[dict[str, object]
                                  "nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))")
     assert isinstance(result, list)
     return result
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """The app under uvicorn on its own thread and event loop (no signal handlers off the main thread)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    began = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - began > 30:
+            raise AssertionError("the API did not start listening")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 15)

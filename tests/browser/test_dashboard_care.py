@@ -21,22 +21,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from playwright.async_api import Page
 
 from cardiogate.app.stack import free_port
 from cardiogate.cloud.api.app import create_app
 from cardiogate.cloud.api.live import LocalHub
 from cardiogate.cloud.registry.migrate import open_database
-from tests.browser.browser_kit import ARTIFACTS, chromium, login, screenshot, serious_accessibility_violations
+from tests.browser.browser_kit import (
+    ARTIFACTS,
+    chromium,
+    login,
+    screenshot,
+    serious_accessibility_violations,
+    serving,
+)
 from tests.integration.api_testkit import PASSWORD, api_settings, seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.care, pytest.mark.timeout(120)]
@@ -47,24 +50,6 @@ TOPIC = "Night review"
 CHAT_TEXTS = "() => [...document.querySelectorAll('[data-testid=chat-open] [data-testid=chat-text]')]" \
              ".map(e => e.textContent)"
 ELEMENTS_IN_CHAT = "() => document.querySelector('[data-testid=chat-panel]').querySelectorAll('script, img').length"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
-    """The app under uvicorn on its own thread and event loop (no signal handlers off the main thread)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    began = time.monotonic()
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() - began > 30:
-            raise AssertionError("the API did not start listening")
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 15)
 
 
 async def _patient_page(page: Page, base_url: str, user: str, patient: str) -> None:

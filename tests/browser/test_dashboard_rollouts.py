@@ -18,16 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
@@ -37,7 +33,14 @@ from cardiogate.cloud.api.live import LocalHub
 from cardiogate.cloud.api.settings import ApiAuthSettings, ApiSettings
 from cardiogate.cloud.api.users import add_user
 from cardiogate.cloud.registry.models import CHAMPION
-from tests.browser.browser_kit import AXE, chromium, login, screenshot, serious_accessibility_violations
+from tests.browser.browser_kit import (
+    AXE,
+    chromium,
+    login,
+    screenshot,
+    serious_accessibility_violations,
+    serving,
+)
 from tests.harness.rollout_fleet import MODEL, RolloutBackend, eventually, rollout_backend, running_fleet
 
 pytestmark = [pytest.mark.browser, pytest.mark.rollout, pytest.mark.timeout(300)]
@@ -61,24 +64,6 @@ DETAIL_FINISHED = """(state) => {
 ACTIONS = ("pause", "resume", "promote", "abort")
 MEMBER_VERSIONS = """() => [...document.querySelectorAll('[data-testid^="member-"]')]
   .map(row => [row.dataset.testid.slice('member-'.length), row.querySelectorAll('td')[2]?.textContent?.trim()])"""
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
-    """The app under uvicorn on its own thread and event loop (no signal handlers off the main thread)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    began = time.monotonic()
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() - began > 30:
-            raise AssertionError("the API did not start listening")
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 15)
 
 
 async def _accessibility(page: Page) -> list[dict[str, object]]:
