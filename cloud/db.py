@@ -3,6 +3,10 @@
 SQLAlchemy Core, synchronous: callers on the event loop run these calls in a worker
 thread. Every table that holds telemetry is keyed so that applying the same Kafka
 record twice changes nothing (idempotent by gateway, stream and sequence).
+
+The schema is owned by the Alembic migrations in cloud/alembic (these tables: 0007_cloud_core;
+``assignments``: 0001_registry). ``make_engine`` brings the database to head; a change to a table here
+needs a new migration (tests/integration/test_migrations.py compares the migrated schema with this).
 """
 
 from __future__ import annotations
@@ -224,7 +228,10 @@ consumer_offsets = Table(
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the pragmas and pool each backend needs; creates the schema if missing."""
+    """An engine with the pragmas and pool each backend needs, over a database migrated to head
+    (``alembic upgrade head`` through cardiogate.cloud.registry.migrate; idempotent, replicas take turns)."""
+    from cardiogate.cloud.registry.migrate import upgrade  # imports this module: here, not at the top
+
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
@@ -236,7 +243,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
+    upgrade(engine)
     return engine
 
 

@@ -255,7 +255,9 @@ class LocalStack:
 
         self.start_mqtt()
         paths = self.write_configs()
-        # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token.
+        # The local CA, the ingest's certificate, this gateway's patients and its one-time enrollment token
+        # (opening the cloud database migrates it: quietly here, the parts log their own migrations).
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         token = provision_local(load_cloud_settings(paths["cloud"]), self.gateway_id,
                                 [p.pseudonym for p in self.patients])
         if self.read_side:
@@ -296,7 +298,6 @@ class LocalStack:
         from cardiogate.cloud.registry.migrate import open_database
         from cardiogate.cloud.settings import load_cloud_settings
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # the parts log their own migrations
         engine = open_database(db_url)
         try:
             fleet = FleetRegistry(engine)

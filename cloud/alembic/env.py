@@ -12,14 +12,13 @@ from cardiogate.cloud import history as _history  # noqa: F401  (the processor's
 from cardiogate.cloud.api import tables as _api_tables  # noqa: F401  (the API's tables join registry_metadata)
 from cardiogate.cloud.care import nutrition_tables as _nutrition_tables  # noqa: F401  (the nutrition analysis)
 from cardiogate.cloud.care import tables as _care_tables  # noqa: F401  (the care team's chat)
-from cardiogate.cloud.registry.migrate import include_object
-from cardiogate.cloud.registry.schema import registry_metadata
+from cardiogate.cloud.registry.migrate import TARGET_METADATA, include_object
 
 config = context.config
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=registry_metadata, render_as_batch=True,
+    context.configure(connection=connection, target_metadata=list(TARGET_METADATA), render_as_batch=True,
                       compare_type=True, include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
@@ -40,7 +39,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=registry_metadata,
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=list(TARGET_METADATA),
                       literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

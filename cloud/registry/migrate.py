@@ -1,4 +1,7 @@
-"""Bring the cloud database's registry tables to the newest schema, in code, at start.
+"""Bring the cloud database to the newest schema, in code, at start: every table, the registry's
+(cardiogate.cloud.registry.schema and the modules that join its metadata) and the ingest's, alarms' and
+commands' (cardiogate.cloud.db, migration 0007_cloud_core). ``cardiogate.cloud.db.make_engine`` calls
+``upgrade``, so every service that opens the database migrates it; nothing calls ``create_all``.
 
 Alembic is configured here rather than from an ini file so an installed package needs
 nothing beside its modules. Replicas that start together take turns: a PostgreSQL
@@ -26,18 +29,26 @@ from cardiogate.cloud.api import tables as _api_tables  # noqa: F401  (the API's
 from cardiogate.cloud.care import nutrition_tables as _nutrition_tables  # noqa: F401  (the nutrition analysis)
 from cardiogate.cloud.care import tables as _care_tables  # noqa: F401  (the care team's chat)
 from cardiogate.cloud.db import make_engine
+from cardiogate.cloud.db import metadata as cloud_metadata
 from cardiogate.cloud.registry.schema import registry_metadata
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "alembic"
 _PG_LOCK_KEY = 0x63617264696F  # "cardio"
 
+# Every table the migrations own: Alembic's target metadata (autogenerate and the schema test compare with it).
+TARGET_METADATA = (registry_metadata, cloud_metadata)
+
+
+def _ours(table: str | None) -> bool:
+    return any(table in md.tables for md in TARGET_METADATA)
+
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Autogenerate looks only at the registry's tables: the rest of the cloud schema is cardiogate.cloud.db's."""
+    """Autogenerate looks only at the cloud's own tables (a database may hold others beside them)."""
     if type_ == "table":
-        return name in registry_metadata.tables
+        return _ours(name)
     table = getattr(getattr(obj, "table", None), "name", None)
-    return table is None or table in registry_metadata.tables
+    return table is None or _ours(table)
 
 
 def alembic_config() -> Config:
@@ -83,7 +94,5 @@ def head_revision() -> str | None:
 
 
 def open_database(url: str) -> Engine:
-    """The cloud engine (cardiogate.cloud.db) with the registry migrated to head."""
-    engine = make_engine(url)
-    upgrade(engine)
-    return engine
+    """The cloud engine (cardiogate.cloud.db), its database migrated to head (``make_engine`` does that)."""
+    return make_engine(url)

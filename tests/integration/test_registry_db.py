@@ -12,13 +12,20 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, create_engine, inspect, select
 
 from cardiogate.cloud.authz import load_grants
 from cardiogate.cloud.db import assignments, make_engine
 from cardiogate.cloud.registry.artifacts import FilesystemArtifactStore
 from cardiogate.cloud.registry.fleet import FleetError, FleetRegistry, Heartbeat, heartbeat_from_proto
-from cardiogate.cloud.registry.migrate import current_revision, head_revision, include_object, open_database, upgrade
+from cardiogate.cloud.registry.migrate import (
+    TARGET_METADATA,
+    current_revision,
+    head_revision,
+    include_object,
+    open_database,
+    upgrade,
+)
 from cardiogate.cloud.registry.models import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
 from cardiogate.cloud.registry.schema import registry_metadata
 from cardiogate.cloud.registry.signing import Signer
@@ -27,6 +34,7 @@ from cardiogate.cloud.rollout.plan import Gates, RolloutPlan
 from cardiogate.edge.updater.manifest import TrustedKeys, verify_manifest, verify_rollback_order
 from cardiogate.proto.v1 import fleet_pb2
 from tests.integration.cloud_testkit import postgres_schema
+from tests.integration.test_migrations import merged
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -54,20 +62,18 @@ class Clock:
 
 
 def test_migrations_apply_once_and_match_the_models(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision() == "0006_care_nutrition"
+    assert current_revision(engine) == head_revision() == "0007_cloud_core"
     upgrade(engine)  # idempotent
     names = set(inspect(engine).get_table_names())
     assert set(registry_metadata.tables) <= names and "assignments" in names
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True,
                                                                         "include_object": include_object}),
-                                registry_metadata)
+                                merged(TARGET_METADATA))
     assert diff == []
 
 
 def test_migration_on_a_fresh_database_creates_the_shared_assignments_table(tmp_path: Path) -> None:
-    from sqlalchemy import create_engine
-
     bare = create_engine(f"sqlite:///{tmp_path / 'bare.sqlite3'}")
     upgrade(bare)
     assert "assignments" in inspect(bare).get_table_names()
@@ -79,7 +85,7 @@ def test_migration_on_a_fresh_database_creates_the_shared_assignments_table(tmp_
 
 
 def test_concurrent_starts_migrate_once(db_url: str) -> None:
-    engines = [make_engine(db_url) for _ in range(3)]
+    engines = [create_engine(db_url) for _ in range(3)]  # not make_engine: that migrates before the race
     errors: list[BaseException] = []
 
     def go(e: Engine) -> None:
@@ -94,7 +100,7 @@ def test_concurrent_starts_migrate_once(db_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []  # they take turns
-    assert current_revision(engines[0]) == "0006_care_nutrition"
+    assert current_revision(engines[0]) == "0007_cloud_core"
     for e in engines:
         e.dispose()
 
