@@ -132,12 +132,15 @@ def delegate_of(sub: argparse.ArgumentParser) -> Delegate:
 
         return Delegate((sub.get_default("registry_action"),), lambda a: registry_parser().parse_args(a),
                         registry_parser)
-    if func == "_cmd_models_train_edge":
-        pytest.importorskip("torch", reason="`models train-edge` needs the [models] extra, as the README says")
-        from cardiogate.models.rhythm.train_edge import parse
-
+    action = sub.prog.split()[-1]
+    if func == "_cmd_models_train" and action in ("train-edge", "distill-rhythm"):
+        pytest.importorskip("torch", reason=f"`models {action}` needs the [models] extra, as the README says")
+        if action == "train-edge":
+            from cardiogate.models.rhythm.train_edge import parse
+        else:
+            from cardiogate.models.rhythm.distill import parse
         return Delegate((), parse, None)
-    if func == "_cmd_models_train_risk":
+    if func == "_cmd_models_train" and action == "train-risk":
         from cardiogate.models.haim.train import build_parser as risk_parser
 
         return Delegate((), lambda a: risk_parser().parse_args(a), risk_parser)
@@ -189,8 +192,9 @@ def test_the_extractor_reads_blocks_inline_code_chains_and_comments() -> None:
 
 @pytest.mark.parametrize("path", _help_paths(), ids=lambda p: " ".join(p) or "cardiogate")
 def test_every_readme_command_explains_itself(path: tuple[str, ...]) -> None:
-    if path[:2] == ("models", "train-edge") and importlib.util.find_spec("torch") is None:
-        pytest.skip("`models train-edge` needs the [models] extra (torch), as the README says")
+    needs_torch = path[:2] in (("models", "train-edge"), ("models", "distill-rhythm"))
+    if needs_torch and importlib.util.find_spec("torch") is None:
+        pytest.skip(f"`models {path[1]}` needs the [models] extra (torch), as the README says")
     result = run_cli(*path, "--help")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "usage:" in result.stdout

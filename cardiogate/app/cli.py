@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,25 +105,24 @@ def _cmd_cloud_admin(ns: argparse.Namespace) -> int:
     return admin_main(list(ns.args))
 
 
-def _cmd_models_train_edge(ns: argparse.Namespace) -> int:
-    try:
-        from cardiogate.models.rhythm.train_edge import main as train_main
-    except ImportError as exc:
-        print(f"cardiogate models train-edge: {exc}; install the models extra: "
-              "pip install -c constraints.txt -e '.[models]'", file=sys.stderr)
-        return 2
-    code: int = train_main(list(ns.args))
-    return code
+_TRAINERS = {
+    # action: (module with main(argv), the extra it needs)
+    "train-edge": ("cardiogate.models.rhythm.train_edge", "models"),
+    "distill-rhythm": ("cardiogate.models.rhythm.distill", "models"),
+    "train-risk": ("cardiogate.models.haim.train", "learn"),
+}
 
 
-def _cmd_models_train_risk(ns: argparse.Namespace) -> int:
+def _cmd_models_train(ns: argparse.Namespace) -> int:
+    """The training commands live in cardiogate.models and need an extra the gateway never installs."""
+    module_name, extra = _TRAINERS[ns.action]
     try:
-        from cardiogate.models.haim.train import main as train_main
+        module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"cardiogate models train-risk: {exc}; install the learn extra: "
-              "pip install -c constraints.txt -e '.[learn]'", file=sys.stderr)
+        print(f"cardiogate models {ns.action}: {exc}; install the {extra} extra: "
+              f"pip install -c constraints.txt -e '.[{extra}]'", file=sys.stderr)
         return 2
-    code: int = train_main(list(ns.args))
+    code: int = module.main(list(ns.args))
     return code
 
 
@@ -289,14 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "publish, promote, list, rollout start|pause|resume|promote|abort, status "
                                         "(each has --help).")
     msub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    mtrain = msub.add_parser("train-edge", add_help=False,
-                             help="train the rhythm model on CinC 2017 and export ONNX fp32/int8 and TFLite")
-    mtrain.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate models train-edge --help`")
-    mtrain.set_defaults(func=_cmd_models_train_edge, passthrough=True)
-    mrisk = msub.add_parser("train-risk", add_help=False,
-                            help="train the eICU mortality teacher (XGBoost) and gateway student (needs [learn])")
-    mrisk.add_argument("args", nargs=argparse.REMAINDER, help="see `cardiogate models train-risk --help`")
-    mrisk.set_defaults(func=_cmd_models_train_risk, passthrough=True)
+    for action, helptext in (
+            ("train-edge", "train the rhythm model on CinC 2017 and export ONNX fp32/int8 and TFLite"),
+            ("distill-rhythm", "train a large rhythm teacher and distil the <= 300 KB int8 student (GPU if present)"),
+            ("train-risk", "train the eICU mortality teacher (XGBoost) and gateway student (needs [learn])")):
+        mtrain = msub.add_parser(action, add_help=False, help=helptext)
+        mtrain.add_argument("args", nargs=argparse.REMAINDER, help=f"see `cardiogate models {action} --help`")
+        mtrain.set_defaults(func=_cmd_models_train, passthrough=True)
     for action, helptext in (("keygen", "create an Ed25519 signing key"),
                              ("trusted-keys", "print the public keys gateways should trust"),
                              ("publish", "sign and register an artifact with its manifest"),

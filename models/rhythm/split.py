@@ -32,3 +32,14 @@ def training_data_hash(reference_sha256: str, split: dict[str, list[str]]) -> st
     """sha256 over REFERENCE.csv's hash and the split, identifying what a model was trained on."""
     blob = json.dumps({"reference_sha256": reference_sha256, "split": split}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def split_with_tune(labels: dict[str, str], seed: int = 2017, validation_fraction: float = 0.2, tune_seed: int = 2018,
+                    tune_fraction: float = 0.1) -> dict[str, list[str]]:
+    """{"fit", "tune", "validation"}: ``split_records``' validation side, and its training side split again.
+
+    Epochs are chosen on "tune", so "validation" is only ever reported.
+    """
+    outer = split_records(labels, seed=seed, validation_fraction=validation_fraction)
+    inner = split_records({n: labels[n] for n in outer["train"]}, seed=tune_seed, validation_fraction=tune_fraction)
+    return {"fit": inner["train"], "tune": inner["validation"], "validation": outer["validation"]}
