@@ -55,6 +55,10 @@ def _override(spec: ConditionSpec, o: ConditionOverride, where: str) -> Conditio
 def engine_config(settings: AlarmSettings) -> EngineConfig:
     """The engine configuration for these settings (ConfigError names the bad entry)."""
     specs: dict[Condition, ConditionSpec] = default_specs()
+    if settings.risk_priority != "low":
+        risk = specs["risk"]
+        specs["risk"] = dataclasses.replace(risk, tiers=tuple(dataclasses.replace(t, priority=settings.risk_priority)
+                                                              for t in risk.tiers))
     for condition, o in settings.conditions.items():
         specs[condition] = _override(specs[condition], o, f"conditions.{condition}")
     per_patient = {patient: {c: _override(specs[c], o, f"patients.{patient}.{c}") for c, o in overrides.items()}
@@ -91,6 +95,10 @@ class AlarmBridge:
         self._device_of[patient] = device_id
         self._deliver(self.engine.observe_vitals(patient, device_ns, time.time_ns(), hr=hr, spo2=spo2,
                                                  systolic=systolic))
+
+    def observe_risk(self, patient: str, device_id: str, device_ns: int, score: float, model: str) -> None:
+        self._device_of.setdefault(patient, device_id)
+        self._deliver(self.engine.observe_risk(patient, device_ns, score, model, time.time_ns()))
 
     def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
                           device_ns: int) -> None:

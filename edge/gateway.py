@@ -33,6 +33,7 @@ from cardiogate.edge.ecg_monitor import MonitoredBeat
 from cardiogate.edge.enrollment import load_certificate
 from cardiogate.edge.heartbeat import run_heartbeats
 from cardiogate.edge.inference import ModelError, RhythmClassifier, RhythmResult
+from cardiogate.edge.inference.risk import RiskModel, RiskMonitor
 from cardiogate.edge.loop_lag import LoopLagMonitor
 from cardiogate.edge.mqtt import MqttPublisher, Outgoing
 from cardiogate.edge.mqtt_auth import Refusal, open_identity_file, sender
@@ -62,6 +63,20 @@ def load_rhythm_model(settings: GatewaySettings) -> tuple[RhythmClassifier | Non
         return None, exc
     log.info("rhythm model loaded", artifact=str(path), model=model.model.name)
     return model, None
+
+
+def load_risk_model(settings: GatewaySettings) -> tuple[RiskMonitor | None, ModelError | None]:
+    """The configured risk student and its per-patient monitor, or why it cannot run (the rules go on without it)."""
+    path = settings.analysis.risk_model
+    if path is None or not settings.analysis.enabled:
+        return None, None
+    try:
+        model = RiskModel.load(path)
+    except ModelError as exc:
+        log.error("risk model unavailable", artifact=str(path), reason=exc.reason, error=str(exc))
+        return None, exc
+    log.info("risk model loaded", artifact=str(path), model=model.model_id)
+    return RiskMonitor(model, every_s=settings.analysis.risk_every_s), None
 
 
 def check_identity(settings: GatewaySettings) -> None:
@@ -101,9 +116,10 @@ class Gateway:
         self.alarms = AlarmBridge(settings.alarms, settings.site, self._publish_patient, self.emit_record,
                                   lambda patient: any(d.patient == patient for d in self.registry.devices()))
         self.rhythm, self.rhythm_error = load_rhythm_model(settings)
+        self.risk, self.risk_error = load_risk_model(settings)
         self.devices = DeviceManager(self.registry, settings.ble, self, settings.ecg_block_samples,
                                      on_state=self._on_device_state, analysis=settings.analysis, rhythm=self.rhythm)
-        if self.rhythm_error is not None:  # a missing runtime or a broken artifact is a technical alarm, not a crash
+        if self.rhythm_error is not None or self.risk_error is not None:  # a technical alarm, not a crash
             for device in self.registry.devices():
                 self.alarms.observe_technical(device.patient, device.address, "model_failure", True, time.time_ns())
         self.gateway_commands_rejected = 0
@@ -141,6 +157,10 @@ class Gateway:
 
         Never waits for the disk: the outbox writer commits them moments later (and tells the
         uplink); an alarm's or vitals' MQTT message goes out meanwhile."""
+        if self.risk is not None:
+            for record in records:
+                if record.kind == pb.STREAM_KIND_VITALS:
+                    self._score_risk(record)
         self.outbox.writer.submit(records, ecg_tails).add_done_callback(_log_append_failure)
         if not self.outbox.writer.running:
             self.uplink.notify()
@@ -151,6 +171,31 @@ class Gateway:
     def load_ecg_tail(self, device_id: str) -> EcgTail | None:
         """Where the device's ECG stream stood when the last gateway process stored it (EcgTailStore)."""
         return self.outbox.ecg_tail(device_id)
+
+    def _score_risk(self, record: pb.Record) -> None:
+        """Feed the risk monitor; when the patient's window has passed, the new score rides in this record."""
+        assert self.risk is not None
+        v = record.vitals
+        hr = v.heart_rate_bpm if v.HasField("heart_rate_bpm") else (
+            v.pulse_rate_bpm if v.HasField("pulse_rate_bpm") else None)
+        mean_ap = v.mean_arterial_mmhg if v.HasField("mean_arterial_mmhg") else (
+            (v.systolic_mmhg + 2 * v.diastolic_mmhg) / 3
+            if v.HasField("systolic_mmhg") and v.HasField("diastolic_mmhg") else None)
+        try:
+            score = self.risk.observe(
+                record.patient, v.device_time_ns, hr=hr,
+                spo2=v.spo2_percent if v.HasField("spo2_percent") else None,
+                sys=v.systolic_mmhg if v.HasField("systolic_mmhg") else None,
+                dia=v.diastolic_mmhg if v.HasField("diastolic_mmhg") else None, map=mean_ap)
+        except ModelError as exc:  # measured, never trusted: the rule-based alarms go on regardless
+            gateway_metrics.RISK_FAILURES.inc()
+            log.warning("risk model failed", patient=record.patient, reason=exc.reason, error=str(exc))
+            return
+        if score is None:
+            return
+        gateway_metrics.RISK_SCORED.inc()
+        v.risk_score, v.risk_model = score.score, score.model
+        self.alarms.observe_risk(record.patient, record.device_id, v.device_time_ns, score.score, score.model)
 
     def _publish_vitals(self, record: pb.Record) -> None:
         v = record.vitals
@@ -166,6 +211,10 @@ class Gateway:
         if v.rhythm:
             body.update(rhythm=v.rhythm, rhythm_confidence=v.rhythm_confidence, rhythm_model=v.rhythm_model)
         body["news2"] = self.alarms.news2(record.patient, v.device_time_ns)
+        latest = self.risk.latest(record.patient) if self.risk is not None else None
+        if latest is not None:  # the advisory score beside NEWS2, with the model that made it
+            body["risk"] = {"score": round(latest.score, 4), "model": latest.model, "advisory": True,
+                            "fresh": v.HasField("risk_score")}
         self._publish_patient(record.patient, "vitals", body, 0, False, False)
 
     def observe_vitals(self, patient: str, device_id: str, device_ns: int, *, hr: float | None = None,

@@ -51,6 +51,8 @@ ALARM_LATENCY = histogram("gateway_alarm_latency_seconds",
                           "Triggering sample (device time) until the raised or escalated alarm is handed to the "
                           "MQTT publisher.", ("priority",))
 INFERENCE_LATENCY = histogram("gateway_inference_latency_seconds", "One rhythm model run (all its windows).")
+RISK_SCORED = counter("gateway_risk_scored", "Risk model scores (one per patient per risk window).")
+RISK_FAILURES = counter("gateway_risk_failures", "Risk model runs that failed (the rule-based alarms go on).")
 BUILD_INFO = gauge("gateway_build_info", "Always 1; the software version as a label.", ("version",))
 
 

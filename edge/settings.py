@@ -161,6 +161,11 @@ class OutboxSettings(StrictModel):
 SHIPPED_RHYTHM_MODEL = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "rhythm" / "rhythm-v1.int8.onnx"
 
 
+# The gateway risk student shipped with this checkout (models/artifacts/risk, docs/learning.md).
+SHIPPED_RISK_MODEL = (Path(__file__).resolve().parents[1] / "models" / "artifacts" / "risk"
+                      / "risk-student-1.0.0.int8.onnx")
+
+
 class AnalysisSettings(StrictModel):
     """On-gateway ECG analysis: streaming DSP always; the rhythm model when an artifact is configured."""
 
@@ -178,6 +183,16 @@ class AnalysisSettings(StrictModel):
     vt_one_lead_pulse: bool = Field(default=True, description="with one ECG lead (a chest strap), the same "
                                     "patient's PPG pulse is the VT cross-check: regular pulses doubt the run, "
                                     "paused or collapsed ones corroborate it (docs/alarms.md)")
+    risk_model: Path | None = Field(default=SHIPPED_RISK_MODEL, description="the risk student (.int8.onnx with its "
+                                    "manifest); scored per patient beside NEWS2 as an advisory, none: off")
+    risk_every_s: float = Field(default=60.0, ge=10, le=3600, description="score each patient at most this often "
+                                "(device time): the risk window")
+
+    @field_validator("rhythm_model", "risk_model", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """TOML has no null: an empty string turns a model off."""
+        return None if isinstance(value, str) and not value.strip() else value
     vt_pulse_wait_s: float = Field(default=1.0, ge=0, le=5, description="one ECG lead with a pulse: when a run "
                                    "reaches the VT limit before the pulse covering it has arrived, hold the "
                                    "decision at most this long (device time from that beat), then confirm; "
@@ -207,6 +222,8 @@ class AlarmSettings(StrictModel):
     patients: dict[Pseudonym, dict[Condition, ConditionOverride]] = Field(default_factory=dict)
     max_silence_s: float = Field(default=300.0, gt=0, le=3600)
     default_silence_s: float = Field(default=120.0, gt=0, le=3600)
+    risk_priority: Literal["low", "medium"] = Field(default="low", description="the priority of the risk advisory; "
+                                                    "never high: a model's score is not an IEC alarm condition")
 
 
 class GatewaySettings(LayeredSettings, env_prefix="CARDIOGATE_GATEWAY__"):

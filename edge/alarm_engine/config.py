@@ -142,6 +142,10 @@ def default_specs() -> dict[Condition, ConditionSpec]:
         ConditionSpec("vt_unconfirmed", "physiological", "at_least", "flag", (Tier("low", 1.0, 0),), clear_delay_s=10),
         ConditionSpec("news2", "physiological", "at_least", "points", (Tier("medium", 5, 60), Tier("high", 7, 60)),
                       hysteresis=1, clear_delay_s=60, latch_from="high", adjustable=(1, 20)),
+        # the gateway risk model's score (docs/alarms.md "Risk advisory"): advisory only, beside NEWS2, never latched;
+        # 0.10 flags the top 3.7 % of eICU demo stays by the shipped student's score, 2.7x the base death rate
+        ConditionSpec("risk", "physiological", "at_least", "probability", (Tier("low", 0.10, 0),),
+                      hysteresis=0.01, clear_delay_s=600, adjustable=(0.01, 0.99)),
         _tech("lead_off", "medium", 10, 2),
         _tech("poor_signal", "low", 10, 5),
         _tech("device_lost", "medium", 0, 0, escalate_after_s=60),

@@ -230,6 +230,17 @@ class AlarmEngine:
             self._feed(sink, patient, p, "asystole", (device_time_ns - p.last_beat_ns) / NS, device_time_ns, now)
         return self._vt_hold_due(sink, patient, p, device_time_ns, now)
 
+    def observe_risk(self, patient: str, device_time_ns: int, score: float, model: str,
+                     decision_time_ns: int) -> Outcome:
+        """The gateway risk model's score for the window ending at ``device_time_ns`` (the ``risk`` advisory).
+
+        It feeds only its own condition: the rule-based alarms neither wait for nor depend on it.
+        """
+        p, sink = self._patient(patient), _Sink()
+        if math.isfinite(score):
+            self._feed(sink, patient, p, "risk", score, device_time_ns, decision_time_ns, f"risk {score:.2f} ({model})")
+        return sink.outcome()
+
     def observe_rhythm(self, patient: str, device_time_ns: int, rhythm: Rhythm, decision_time_ns: int) -> Outcome:
         """The rhythm model's class for the window ending at ``device_time_ns`` (drives the AF advisory).
 

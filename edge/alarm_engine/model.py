@@ -14,12 +14,12 @@ PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high")
 Category = Literal["physiological", "technical"]
 
 PhysiologicalCondition = Literal["hr_high", "hr_low", "spo2_low", "sbp_high", "sbp_low", "asystole", "vt", "af",
-                                 "news2", "vt_unconfirmed"]
+                                 "news2", "vt_unconfirmed", "risk"]
 TechnicalCondition = Literal["lead_off", "poor_signal", "device_lost", "battery_low", "outbox_near_full",
                              "model_failure", "uplink_refused"]
 Condition = PhysiologicalCondition | TechnicalCondition
 PHYSIOLOGICAL: tuple[PhysiologicalCondition, ...] = ("hr_high", "hr_low", "spo2_low", "sbp_high", "sbp_low",
-                                                     "asystole", "vt", "af", "news2", "vt_unconfirmed")
+                                                     "asystole", "vt", "af", "news2", "vt_unconfirmed", "risk")
 TECHNICAL: tuple[TechnicalCondition, ...] = ("lead_off", "poor_signal", "device_lost", "battery_low",
                                              "outbox_near_full", "model_failure", "uplink_refused")
 CONDITIONS: tuple[Condition, ...] = (*PHYSIOLOGICAL, *TECHNICAL)

@@ -246,6 +246,8 @@ class VitalsRecord(_message.Message):
     RHYTHM_CONFIDENCE_FIELD_NUMBER: _builtins.int
     RHYTHM_MODEL_FIELD_NUMBER: _builtins.int
     SIGNAL_QUALITY_FIELD_NUMBER: _builtins.int
+    RISK_SCORE_FIELD_NUMBER: _builtins.int
+    RISK_MODEL_FIELD_NUMBER: _builtins.int
     device_time_ns: _builtins.int
     receive_time_ns: _builtins.int
     heart_rate_bpm: _builtins.float
@@ -267,6 +269,12 @@ class VitalsRecord(_message.Message):
     """artifact name and version that produced it"""
     signal_quality: _builtins.float
     """"ecg" only: 0..1"""
+    risk_score: _builtins.float
+    """the gateway risk model's advisory score (0..1) for this patient's"""
+    risk_model: _builtins.str
+    """last 24 h of vitals, set when a new window was scored
+    name@version of the risk artifact that produced risk_score
+    """
     @_builtins.property
     def rr_intervals_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -288,10 +296,12 @@ class VitalsRecord(_message.Message):
         rhythm_confidence: _builtins.float = ...,
         rhythm_model: _builtins.str = ...,
         signal_quality: _builtins.float | None = ...,
+        risk_score: _builtins.float | None = ...,
+        risk_model: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_signal_quality", b"_signal_quality", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "sensor_contact", b"sensor_contact", "signal_quality", b"signal_quality", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_risk_score", b"_risk_score", "_sensor_contact", b"_sensor_contact", "_signal_quality", b"_signal_quality", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "risk_score", b"risk_score", "sensor_contact", b"sensor_contact", "signal_quality", b"signal_quality", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_sensor_contact", b"_sensor_contact", "_signal_quality", b"_signal_quality", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "device_time_ns", b"device_time_ns", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "receive_time_ns", b"receive_time_ns", "rhythm", b"rhythm", "rhythm_confidence", b"rhythm_confidence", "rhythm_model", b"rhythm_model", "rr_intervals_ms", b"rr_intervals_ms", "sensor_contact", b"sensor_contact", "signal_quality", b"signal_quality", "source", b"source", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg", "_heart_rate_bpm", b"_heart_rate_bpm", "_mean_arterial_mmhg", b"_mean_arterial_mmhg", "_perfusion_index", b"_perfusion_index", "_pulse_rate_bpm", b"_pulse_rate_bpm", "_risk_score", b"_risk_score", "_sensor_contact", b"_sensor_contact", "_signal_quality", b"_signal_quality", "_spo2_percent", b"_spo2_percent", "_systolic_mmhg", b"_systolic_mmhg", "device_time_ns", b"device_time_ns", "diastolic_mmhg", b"diastolic_mmhg", "heart_rate_bpm", b"heart_rate_bpm", "mean_arterial_mmhg", b"mean_arterial_mmhg", "perfusion_index", b"perfusion_index", "pulse_rate_bpm", b"pulse_rate_bpm", "receive_time_ns", b"receive_time_ns", "rhythm", b"rhythm", "rhythm_confidence", b"rhythm_confidence", "rhythm_model", b"rhythm_model", "risk_model", b"risk_model", "risk_score", b"risk_score", "rr_intervals_ms", b"rr_intervals_ms", "sensor_contact", b"sensor_contact", "signal_quality", b"signal_quality", "source", b"source", "spo2_percent", b"spo2_percent", "systolic_mmhg", b"systolic_mmhg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diastolic_mmhg: _TypeAlias = _typing.Literal["diastolic_mmhg"]  # noqa: Y015
     _WhichOneofArgType__diastolic_mmhg: _TypeAlias = _typing.Literal["_diastolic_mmhg", b"_diastolic_mmhg"]  # noqa: Y015
@@ -303,6 +313,8 @@ class VitalsRecord(_message.Message):
     _WhichOneofArgType__perfusion_index: _TypeAlias = _typing.Literal["_perfusion_index", b"_perfusion_index"]  # noqa: Y015
     _WhichOneofReturnType__pulse_rate_bpm: _TypeAlias = _typing.Literal["pulse_rate_bpm"]  # noqa: Y015
     _WhichOneofArgType__pulse_rate_bpm: _TypeAlias = _typing.Literal["_pulse_rate_bpm", b"_pulse_rate_bpm"]  # noqa: Y015
+    _WhichOneofReturnType__risk_score: _TypeAlias = _typing.Literal["risk_score"]  # noqa: Y015
+    _WhichOneofArgType__risk_score: _TypeAlias = _typing.Literal["_risk_score", b"_risk_score"]  # noqa: Y015
     _WhichOneofReturnType__sensor_contact: _TypeAlias = _typing.Literal["sensor_contact"]  # noqa: Y015
     _WhichOneofArgType__sensor_contact: _TypeAlias = _typing.Literal["_sensor_contact", b"_sensor_contact"]  # noqa: Y015
     _WhichOneofReturnType__signal_quality: _TypeAlias = _typing.Literal["signal_quality"]  # noqa: Y015
@@ -321,6 +333,8 @@ class VitalsRecord(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__perfusion_index) -> _WhichOneofReturnType__perfusion_index | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pulse_rate_bpm) -> _WhichOneofReturnType__pulse_rate_bpm | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__risk_score) -> _WhichOneofReturnType__risk_score | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__sensor_contact) -> _WhichOneofReturnType__sensor_contact | None: ...
     @_typing.overload
