@@ -25,6 +25,7 @@ from cardiogate.core.settings import ConfigError
 from cardiogate.core.tracing import setup_tracing
 from cardiogate.edge import gateway_metrics
 from cardiogate.edge.alarm_bridge import AlarmBridge
+from cardiogate.edge.alarm_engine.config import default_specs
 from cardiogate.edge.alarm_engine.model import TechnicalCondition
 from cardiogate.edge.cloud_commands import run_cloud_commands
 from cardiogate.edge.device_manager import DeviceManager, ManagedDevice
@@ -42,7 +43,7 @@ from cardiogate.edge.pairing import PairingError, PairingRegistry, authorize_pai
 from cardiogate.edge.service_notify import ServiceNotifier
 from cardiogate.edge.settings import GatewaySettings, PairedDevice
 from cardiogate.edge.updater import build_updaters
-from cardiogate.edge.updater.runners import EcgWindow, Runner
+from cardiogate.edge.updater.runners import EcgWindow, FeatureWindow, Runner, default_runner_factory
 from cardiogate.edge.updater.updater import run_updater
 from cardiogate.edge.uplink import Uplink
 from cardiogate.proto.v1 import fleet_pb2
@@ -76,7 +77,22 @@ def load_risk_model(settings: GatewaySettings) -> tuple[RiskMonitor | None, Mode
         log.error("risk model unavailable", artifact=str(path), reason=exc.reason, error=str(exc))
         return None, exc
     log.info("risk model loaded", artifact=str(path), model=model.model_id)
-    return RiskMonitor(model, every_s=settings.analysis.risk_every_s), None
+    return RiskMonitor(model, every_s=settings.analysis.risk_every_s, advisory_at=risk_advisory_limit(settings)), None
+
+
+def risk_advisory_limit(settings: GatewaySettings) -> float:
+    """The ``risk`` advisory's limit on this gateway: a live score and a shadow candidate's label at the same place."""
+    override = settings.alarms.conditions.get("risk")
+    configured = override.low if override is not None else None
+    return configured if configured is not None else default_specs()["risk"].tiers[0].limit
+
+
+def _manifest_task(artifact: Path) -> str:
+    """The ``task`` in the manifest beside an installed artifact ("" when unreadable: the loader says why)."""
+    try:
+        return str(json.loads(artifact.with_name(artifact.name + ".json").read_text(encoding="utf-8"))["task"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def check_identity(settings: GatewaySettings) -> None:
@@ -117,6 +133,7 @@ class Gateway:
                                   lambda patient: any(d.patient == patient for d in self.registry.devices()))
         self.rhythm, self.rhythm_error = load_rhythm_model(settings)
         self.risk, self.risk_error = load_risk_model(settings)
+        advisory_at = risk_advisory_limit(settings)
         self.devices = DeviceManager(self.registry, settings.ble, self, settings.ecg_block_samples,
                                      on_state=self._on_device_state, analysis=settings.analysis, rhythm=self.rhythm)
         if self.rhythm_error is not None or self.risk_error is not None:  # a technical alarm, not a crash
@@ -127,7 +144,11 @@ class Gateway:
         self.updaters = build_updaters(settings.updater, settings.gateway_id, __version__, settings.uplink.target,
                                        alarm_active=lambda: self._high_alarm, on_switch=self._on_model_switch,
                                        default_identity_dir=settings.uplink.identity_dir,
-                                       server_name=settings.uplink.server_name)
+                                       server_name=settings.uplink.server_name,
+                                       runner_factory=lambda path, manifest: default_runner_factory(
+                                           path, manifest, risk_advisory_at=advisory_at))
+        self._risk_updaters = [u for u in self.updaters if u.config.model == settings.updater.risk_line]
+        self._ecg_updaters = [u for u in self.updaters if u.config.model != settings.updater.risk_line]
         site, prefix = settings.site, settings.mqtt.topic_prefix
         self._gateway_topic = f"{prefix}/{site}/gateway/{settings.gateway_id}"
         # A locked plane (mqtt.identities_file) also listens on the old topics, only to refuse and audit.
@@ -195,6 +216,14 @@ class Gateway:
             return
         gateway_metrics.RISK_SCORED.inc()
         v.risk_score, v.risk_model = score.score, score.model
+        if score.features:
+            window = FeatureWindow(score.features, record.patient)
+            live = "advisory" if score.score >= self.risk.advisory_at else "normal"
+            for updater in self._risk_updaters:  # a risk candidate in shadow scores the same features
+                try:
+                    updater.observe(window, live_label=live)
+                except Exception:  # the shadow is measured, never trusted
+                    log.exception("shadow model observation failed", model=updater.config.model)
         self.alarms.observe_risk(record.patient, record.device_id, v.device_time_ns, score.score, score.model)
 
     def _publish_vitals(self, record: pb.Record) -> None:
@@ -233,7 +262,7 @@ class Gateway:
                        window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None:
         self.alarms.observe_rhythm(patient, device_id, end_ns, rhythm)
         if window_uv is not None and sample_rate_hz > 0:
-            for updater in self.updaters:  # a candidate model in shadow sees exactly what the live one saw
+            for updater in self._ecg_updaters:  # a candidate model in shadow sees exactly what the live one saw
                 try:
                     updater.observe(EcgWindow(window_uv, sample_rate_hz, patient), live_label=rhythm.label,
                                     live_ms=rhythm.latency_ms)
@@ -247,6 +276,9 @@ class Gateway:
             self._loop.call_soon_threadsafe(self._load_switched_model, version, artifact)
 
     def _load_switched_model(self, version: str, artifact: Path) -> None:
+        if _manifest_task(artifact) == "risk":
+            self._load_switched_risk_model(version, artifact)
+            return
         try:
             model = RhythmClassifier.load(artifact)
         except ModelError as exc:
@@ -257,6 +289,19 @@ class Gateway:
         for managed in self.devices.devices.values():
             managed.processor.set_rhythm_model(model)
         log.info("rhythm model switched", version=version, artifact=str(artifact), label=model.label)
+
+    def _load_switched_risk_model(self, version: str, artifact: Path) -> None:
+        try:
+            model = RiskModel.load(artifact)
+        except ModelError as exc:
+            log.error("switched model failed to load; keeping the previous one", version=version, reason=exc.reason)
+            return
+        if self.risk is None:
+            self.risk = RiskMonitor(model, every_s=self.settings.analysis.risk_every_s,
+                                    advisory_at=risk_advisory_limit(self.settings))
+        else:
+            self.risk.model = model  # the patients' 24-h histories carry over
+        log.info("risk model switched", version=version, artifact=str(artifact), model=model.model_id)
 
     # -- outbox pressure ----------------------------------------------------
     def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:

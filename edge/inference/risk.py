@@ -34,6 +34,8 @@ class RiskScore:
     model: str
     """``name@version`` of the artifact that produced it."""
     minutes_of_data: int
+    features: tuple[float, ...] = ()
+    """The inputs it was computed from (what a candidate model in shadow scores too)."""
 
 
 class RiskModel:
@@ -92,8 +94,11 @@ class RiskModel:
 class RiskMonitor:
     """Per-patient vitals histories and their latest risk, scored once per window."""
 
-    def __init__(self, model: RiskModel, every_s: float = 60.0, min_minutes: int = 5) -> None:
+    def __init__(self, model: RiskModel, every_s: float = 60.0, min_minutes: int = 5,
+                 advisory_at: float = 0.10) -> None:
         self.model = model
+        self.advisory_at = advisory_at
+        """Where the live label turns "advisory" for shadow comparison (the ``risk`` condition's default limit)."""
         self.every_ns = round(every_s * NS)
         self.min_minutes = min_minutes
         self._history: dict[str, VitalsHistory] = {}
@@ -111,8 +116,8 @@ class RiskMonitor:
         covered = max(history.minutes(s) for s in ("hr", "spo2", "sys", "map"))
         if covered < self.min_minutes:
             return None  # a few readings are not a day's picture: no score rather than a misleading one
-        score = RiskScore(self.model.predict(risk_features(history, self.model.features)), self.model.model_id,
-                          covered)
+        features = risk_features(history, self.model.features)
+        score = RiskScore(self.model.predict(features), self.model.model_id, covered, tuple(features))
         self._last[patient] = (device_ns, score)
         self.scored += 1
         return score

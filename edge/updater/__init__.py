@@ -11,7 +11,15 @@ from pathlib import Path
 from cardiogate.edge.updater.client import GrpcUpdateSource
 from cardiogate.edge.updater.config import UpdaterSettings
 from cardiogate.edge.updater.manifest import Manifest, Refusal, TrustedKeys
-from cardiogate.edge.updater.runners import EcgWindow, RuleRunner, Runner, RunnerFactory, default_runner_factory
+from cardiogate.edge.updater.runners import (
+    EcgWindow,
+    FeatureWindow,
+    RiskRunner,
+    RuleRunner,
+    Runner,
+    RunnerFactory,
+    default_runner_factory,
+)
 from cardiogate.edge.updater.store import ModelStore
 from cardiogate.edge.updater.updater import SwitchCallback, Updater, UpdaterConfig, run_updater
 
@@ -39,6 +47,7 @@ def build_updaters(settings: UpdaterSettings, gateway_id: str, gateway_version: 
 
 
 __all__ = [
-    "EcgWindow", "GrpcUpdateSource", "Manifest", "ModelStore", "Refusal", "RuleRunner", "Runner", "RunnerFactory",
+    "EcgWindow", "FeatureWindow", "GrpcUpdateSource", "Manifest", "ModelStore", "Refusal", "RiskRunner", "RuleRunner",
+    "Runner", "RunnerFactory",
     "TrustedKeys", "Updater", "UpdaterConfig", "UpdaterSettings", "build_updaters", "run_updater",
 ]

@@ -17,6 +17,8 @@ class UpdaterSettings(StrictModel):
 
     enabled: bool = False
     models: list[ModelName] = Field(default_factory=lambda: ["rhythm"])
+    risk_line: ModelName = Field(default="risk", description="the model line (one of `models`, if listed) that "
+                                 "carries the risk student: its shadow sees feature windows, the others ECG windows")
     models_dir: Path = Path("gateway-models")
     trusted_keys: Path = Field(default=Path("model-keys"),
                                description="JSON key list or a folder of PEM Ed25519 public keys; several for rotation")

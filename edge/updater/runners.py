@@ -1,8 +1,10 @@
 """What the updater needs from a model runtime: load an artifact, label a window.
 
 The updater never depends on one runtime. ``Runner`` is the whole contract; the real
-rhythm model (cardiogate.edge.inference, onnxruntime/LiteRT) is adapted by ``RhythmRunner``, and
-``RuleRunner`` is a tiny deterministic model (a JSON artifact) for tests and demos.
+rhythm model (cardiogate.edge.inference, onnxruntime/LiteRT) is adapted by ``RhythmRunner``, the
+risk student by ``RiskRunner`` (its windows are a patient's feature vectors, its labels
+"normal"/"advisory"), and ``RuleRunner`` is a tiny deterministic model (a JSON artifact) for
+tests and demos.
 """
 
 from __future__ import annotations
@@ -30,8 +32,19 @@ class EcgWindow:
     patient: str = ""
 
 
+@dataclass(frozen=True)
+class FeatureWindow:
+    """One patient's risk-model inputs at the end of a risk window, as the live risk model saw them."""
+
+    features: tuple[float, ...]
+    patient: str = ""
+
+
+Window = EcgWindow | FeatureWindow
+
+
 class Runner(Protocol):
-    def predict(self, window: EcgWindow) -> str:
+    def predict(self, window: Window) -> str:
         """The label for one window; raising counts against the model in shadow."""
         ...
 
@@ -88,7 +101,9 @@ class RuleRunner:
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise RunnerLoadError(f"{path}: {exc}") from exc
 
-    def predict(self, window: EcgWindow) -> str:
+    def predict(self, window: Window) -> str:
+        if not isinstance(window, EcgWindow):
+            raise TypeError("a rule model labels ECG windows")
         if self.delay_ms > 0:
             time.sleep(self.delay_ms / 1000.0)
         high = estimate_bpm(window.samples, window.sample_rate_hz) > self.threshold_bpm
@@ -106,14 +121,46 @@ class RhythmRunner:
         except ModelError as exc:
             raise RunnerLoadError(str(exc)) from exc
 
-    def predict(self, window: EcgWindow) -> str:
+    def predict(self, window: Window) -> str:
+        if not isinstance(window, EcgWindow):
+            raise TypeError("the rhythm model labels ECG windows")
         return self._classifier.classify(window.samples, window.sample_rate_hz).label
 
 
-def default_runner_factory(artifact: Path, manifest: Manifest) -> Runner:
-    """Pick the runtime from the manifest's ``format``: ``rule``, or ``onnx``/``tflite``."""
+RISK_ADVISORY_AT = 0.10
+"""The default ``risk`` advisory limit (cardiogate.edge.alarm_engine.config): the label boundary in shadow."""
+
+
+class RiskRunner:
+    """The gateway risk student behind the Runner protocol: "advisory" at or above the limit, else "normal".
+
+    In shadow the candidate scores the very features the live model scored, so agreement is
+    agreement on which patients would carry the advisory, and the alarm-rate gate catches a
+    model that would flag many more of them.
+    """
+
+    def __init__(self, artifact: Path, advisory_at: float = RISK_ADVISORY_AT) -> None:
+        from cardiogate.edge.inference import ModelError
+        from cardiogate.edge.inference.risk import RiskModel
+
+        try:
+            self.model = RiskModel.load(artifact)
+        except ModelError as exc:
+            raise RunnerLoadError(str(exc)) from exc
+        self.advisory_at = advisory_at
+
+    def predict(self, window: Window) -> str:
+        if not isinstance(window, FeatureWindow):
+            raise TypeError("the risk model labels feature windows")
+        return "advisory" if self.model.predict(list(window.features)) >= self.advisory_at else "normal"
+
+
+def default_runner_factory(artifact: Path, manifest: Manifest, risk_advisory_at: float = RISK_ADVISORY_AT) -> Runner:
+    """Pick the runtime from the manifest's ``format`` (``rule``, ``onnx``, ``tflite``) and ``task``."""
     if manifest.format == "rule":
         return RuleRunner.from_file(artifact)
+    if manifest.format == "onnx" and manifest.task == "risk":
+        return RiskRunner(artifact, risk_advisory_at)
     if manifest.format in ("onnx", "tflite"):
         return RhythmRunner(artifact)
     raise RunnerLoadError(f"no runtime for format {manifest.format!r}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cardiogate.edge.updater.runners import EcgWindow, Runner
+from cardiogate.edge.updater.runners import Runner, Window
 
 NORMAL_LABELS = frozenset({"N", "~", "normal", "noisy"})
 
@@ -57,7 +57,7 @@ class ShadowEvaluator:
         self.live_alarms = 0
         self.candidate_errors = 0
 
-    def observe(self, window: EcgWindow, live_label: str, live_ms: float | None = None) -> str | None:
+    def observe(self, window: Window, live_label: str, live_ms: float | None = None) -> str | None:
         """Run the candidate on ``window``; returns its label (None if it raised)."""
         began = time.perf_counter()
         try:

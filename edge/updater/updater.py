@@ -39,7 +39,14 @@ from cardiogate.edge.updater.manifest import (
     verify_manifest,
     verify_rollback_order,
 )
-from cardiogate.edge.updater.runners import EcgWindow, Runner, RunnerFactory, RunnerLoadError, default_runner_factory
+from cardiogate.edge.updater.runners import (
+    EcgWindow,
+    Runner,
+    RunnerFactory,
+    RunnerLoadError,
+    Window,
+    default_runner_factory,
+)
 from cardiogate.edge.updater.shadow import NORMAL_LABELS, ShadowEvaluator, ShadowFigures
 from cardiogate.edge.updater.store import ModelStore, Step
 from cardiogate.proto.contracts import RefusalCode, UpdateAction, UpdaterPhase
@@ -493,7 +500,7 @@ class Updater:
             "candidate_loaded": candidate_loaded, "watch_rollout": self._watch_rollout})
 
     # -- live data ----------------------------------------------------------------------------
-    def observe(self, window: EcgWindow, live_label: str | None = None, live_ms: float | None = None) -> str | None:
+    def observe(self, window: Window, live_label: str | None = None, live_ms: float | None = None) -> str | None:
         """One live window: returns the live label (computed here unless the caller already has it)
         and, during a shadow run, also feeds it to the candidate. A candidate failure is only counted;
         a live model failure raises to the caller, whose model-failure alarm it is."""

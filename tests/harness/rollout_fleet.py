@@ -33,6 +33,7 @@ from cardiogate.cloud.registry.signing import Signer
 from cardiogate.cloud.registry.wiring import Registries, attach_rollout
 from cardiogate.cloud.rollout.service import run_ticker
 from cardiogate.edge.updater import EcgWindow, GrpcUpdateSource, ModelStore, TrustedKeys, Updater, UpdaterConfig
+from cardiogate.edge.updater.runners import Window
 from cardiogate.sim.patient import PatientScenario, PatientSimulator
 
 MODEL = "rhythm"
@@ -100,6 +101,15 @@ class RolloutBackend:
             # mixed hardware tags, as a real ward has; the plans here select by site
             self.registries.fleet.add_gateway(gw, site, tags=["pi5" if i % 2 else "jetson"])
 
+    def publish_artifact(self, artifact: Path, *, name: str, version: str, metrics: dict[str, Any] | None = None
+                         ) -> None:
+        """Publish (signed) an artifact with the manifest beside it (``<artifact>.json``): its task, input, format."""
+        manifest = json.loads(artifact.with_name(artifact.name + ".json").read_text(encoding="utf-8"))
+        self.registries.models.publish(
+            artifact, signer=self.signer, name=name, version=version, task=manifest["task"],
+            input_spec=manifest["input"], min_gateway_version=GATEWAY_VERSION, metrics=metrics,
+            extra={"format": manifest["format"], "classes": manifest.get("classes", [])})
+
     def publish_rule(self, version: str, threshold_bpm: float, metrics: dict[str, Any] | None = None) -> None:
         """Publish (signed) a rule model that calls tachycardia above ``threshold_bpm``."""
         artifacts = self.root / "published"
@@ -135,20 +145,22 @@ async def rollout_backend(root: Path, tick_s: float = 0.2) -> AsyncIterator[Roll
 
 
 @contextlib.asynccontextmanager
-async def running_fleet(target: str, keys: TrustedKeys, root: Path, gateways: Sequence[str]) -> AsyncIterator[Fleet]:
-    """One updater thread per gateway polling ``target``, and the ECG feeder; stopped and joined on exit."""
+async def running_fleet(target: str, keys: TrustedKeys, root: Path, gateways: Sequence[str], *, model: str = MODEL,
+                        windows_for: Callable[[int], Sequence[Window]] = patient_windows) -> AsyncIterator[Fleet]:
+    """One updater thread per gateway polling ``target`` for the ``model`` line, and a feeder of live windows
+    (``windows_for(gateway index)``, ECG by default); stopped and joined on exit."""
     alarms = dict.fromkeys(gateways, False)
     fleet = Fleet({}, alarms)
     for gw in gateways:
         fleet.switches[gw] = []
         fleet.updaters[gw] = Updater(
-            UpdaterConfig(MODEL, gw, GATEWAY_VERSION, poll_s=0.1), ModelStore(root / gw / MODEL, keys),
+            UpdaterConfig(model, gw, GATEWAY_VERSION, poll_s=0.1), ModelStore(root / gw / model, keys),
             GrpcUpdateSource(target, timeout_s=5), alarm_active=lambda gw=gw: alarms[gw],  # type: ignore[misc]
             on_switch=lambda version, _path, _runner, gw=gw: fleet.switches[gw].append(version))  # type: ignore[misc]
         fleet.threads.append(threading.Thread(target=fleet.updaters[gw].run, args=(fleet.stop,), name=gw))
-    windows = {gw: patient_windows(i) for i, gw in enumerate(gateways)}
+    windows = {gw: windows_for(i) for i, gw in enumerate(gateways)}
 
-    def feed() -> None:  # live ECG: 10 windows/s per gateway
+    def feed() -> None:  # live windows: 10/s per gateway
         i = 0
         while not fleet.stop.is_set():
             for gw, u in fleet.updaters.items():
