@@ -193,6 +193,9 @@ def assess_vt(runs: Sequence[LeadRun], agreement: float | None, pulse: PulseEvid
     last longer than ``pulse.max_gap_s``. A run without output leaves a pause of its length plus one pulse
     interval, so that pause then exceeds the longest a regular pulse may pause by a whole pulse interval;
     a shorter run's pause sits within beat-to-beat scatter of that limit, and doubt must not silence a VT.
+    With two leads the caller has already weighed the pulse against the run's own beats: pulses locked to them
+    at a rate other than in the minute before arrive here as not regular (corroboration, see
+    :func:`cardiogate.edge.dsp.pulse.follows_run`).
     """
     if not runs:
         return VtVerdict(True, "no ECG evidence to weigh")

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
 from cardiogate.edge.dsp.beats import r_width_s
 from cardiogate.edge.dsp.ppg import run_pulse
-from cardiogate.edge.dsp.pulse import pulse_evidence
+from cardiogate.edge.dsp.pulse import follows_run, locked_delay, pulse_evidence
 from cardiogate.edge.dsp.vt import (
     BeatShape,
     LeadRun,
@@ -170,9 +170,13 @@ class _Lead:
                        float(np.mean(q)) if q else None)
         return lead, run
 
+    def beats_in(self, run: Run) -> list[int]:
+        """The run's beats (sample indices), first to last."""
+        return [p for p, _ in self.beats if run.first <= p <= run.last]
+
     def limit_beat(self, run: Run, k: int) -> int | None:
         """The run's ``k``-th beat (the one that brought it to ``k`` beats), or None when it is shorter."""
-        during = [p for p, _ in self.beats if run.first <= p <= run.last]
+        during = self.beats_in(run)
         return during[k - 1] if len(during) >= k else None
 
     def ventricular_near(self, index: int, tol: int) -> bool:
@@ -267,11 +271,27 @@ class VtWatch:
                                                f"{lead.lead} (one lead); waiting for the pulse", run_beats=lead.beats,
                                          pending_from=at, run_span=(run.first, run.last))
                     pulse = None  # too early for the pulse to tell and no wait: no evidence, so never doubted
+            k = max(range(len(found)), key=lambda i: found[i][1].beats)  # the run assess_vt weighs
+            if agreement is not None and pulse is not None and pulse.regular and found[k][1].beats >= c.min_run:
+                # two leads: pulses locked to the run's beats at a rate other than before mean its beats eject, so
+                # they do not doubt it (one lead keeps its own rule: regular pulses doubt, see assess_vt)
+                start = max(lo, p.start)
+                beats = [i - start for i in self._leads()[k].beats_in(found[k][1])]
+                if locked_delay(pulse, beats, window.size, self.fs, c.pulse) is not None:
+                    # only now the minute before's pulse rhythm, which costs as much as the judgement itself
+                    before = pulse_evidence(window, baseline, self.fs, c.pulse, baseline_rhythm=True)
+                    locked = follows_run(before, beats, window.size, self.fs, c.pulse) if before else None
+                    if locked is not None:
+                        pulse = replace(pulse, regular=False, reason=locked)
         verdict = assess_vt(runs, agreement, pulse, c)
         if not verdict.run_beats:
             return verdict
         longest = max(found, key=lambda f: f[1].beats)[1]  # the run assess_vt weighed (the longest of any lead)
         return replace(verdict, run_span=(longest.first, longest.last))
+
+    def _leads(self) -> list[_Lead]:
+        """The leads in the order :meth:`verdict` judges them: primary, then the second lead if there is one."""
+        return [self._primary] if self._aux is None else [self._primary, self._aux]
 
     def _agreement(self, found: list[tuple[LeadRun, Run]]) -> float:
         """The share of the other lead's beats during the longest run that look ventricular too (two at least)."""

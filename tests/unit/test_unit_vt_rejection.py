@@ -11,7 +11,7 @@ import pytest
 
 from cardiogate.edge.alarm_engine import AlarmEngine, Beat, Outcome
 from cardiogate.edge.alarm_engine.config import default_specs
-from cardiogate.edge.dsp.pulse import PulseConfig, PulseEvidence, pulse_evidence
+from cardiogate.edge.dsp.pulse import BEAT_TO_PULSE_S, PulseConfig, PulseEvidence, follows_run, pulse_evidence
 from cardiogate.edge.dsp.vt import (
     LeadRun,
     SinusTemplate,
@@ -22,7 +22,7 @@ from cardiogate.edge.dsp.vt import (
     longest_run,
     similarity,
 )
-from cardiogate.edge.dsp.vt_watch import Settled, settle
+from cardiogate.edge.dsp.vt_watch import Settled, VtWatch, settle
 
 FS = 250.0
 NS = 1_000_000_000
@@ -75,6 +75,25 @@ def test_collapsed_pulse_amplitude_is_not_regular() -> None:
     ev = _judge(_regular(16.0, 75), window_amp=0.4)
     assert ev is not None and not ev.regular
     assert "amplitude" in ev.reason or "pulses" in ev.reason
+
+
+def test_pulse_evidence_keeps_its_pulses_and_on_request_the_baseline_pulse_interval() -> None:
+    beats = _regular(16.0, 120)
+    base = _pulses(_regular(60.0, 75), 60.0)
+    ev = pulse_evidence(_pulses(beats, 16.0), base, FS, baseline_rhythm=True)
+    assert ev is not None and ev.regular
+    assert len(ev.peaks) == ev.pulses
+    assert ev.baseline_interval_s == pytest.approx(0.8, abs=0.01)
+    assert ev.peaks[1] / FS == pytest.approx(beats[1] + 0.25, abs=0.02)  # each pulse 0.25 s after its beat
+    plain = pulse_evidence(_pulses(beats, 16.0), base, FS)
+    assert plain is not None and plain.baseline_interval_s is None  # not asked for: not measured
+    paused = [b for b in beats if not 6.0 < b < 9.0]
+    irregular = pulse_evidence(_pulses(paused, 16.0), base, FS, baseline_rhythm=True)
+    assert irregular is not None and not irregular.regular and irregular.baseline_interval_s is None  # no use
+    few = pulse_evidence(_pulses(beats, 16.0), _pulses([1.0, 4.0], 6.0), FS, baseline_rhythm=True)
+    assert few is not None and few.regular and few.baseline_interval_s is None  # two pulses before: one interval
+    three = pulse_evidence(_pulses(beats, 16.0), _pulses([1.0, 3.0, 5.0], 6.0), FS, baseline_rhythm=True)
+    assert three is not None and three.baseline_interval_s == pytest.approx(2.0, abs=0.02)  # two: a median
 
 
 def test_a_flat_pulse_channel_cannot_be_judged() -> None:
@@ -219,6 +238,138 @@ def test_no_single_lead_run_confirms_without_corroboration() -> None:
 
 def test_no_leads_at_all_confirms() -> None:
     assert assess_vt([], None, REGULAR).confirmed
+
+
+# ---- pulses locked to the run's beats (two leads) -----------------------------------------------
+
+RUN_AT, RUN_RR = 10.0, 0.5  # a run of 8 beats at 120/min from 10 s, in a 16 s window
+EXACT = 256.0  # a sample rate whose sample times are exact binary fractions: boundaries compare exactly
+
+
+def _run_beats(n: int = 8, fs: float = FS) -> list[int]:
+    return [round((RUN_AT + i * RUN_RR) * fs) for i in range(n)]
+
+
+def _locked(delays_s: list[float] | None = None, before_s: float | None = 0.8, fs: float = FS,
+            every: int = 1) -> tuple[PulseEvidence, list[int], int]:
+    """Sinus pulses at 75/min, then one pulse after each run beat (``every``: only after every n-th)."""
+    beats = _run_beats(fs=fs)
+    delays = delays_s or [0.25] * len(beats)
+    sinus = [round((0.3 + i * 0.8 + 0.25) * fs) for i in range(12)]  # up to 9.35 s
+    run = [b + round(d * fs) for i, (b, d) in enumerate(zip(beats, delays, strict=True)) if i % every == 0]
+    peaks = tuple(sorted(sinus + run))
+    return PulseEvidence(len(peaks), 100.0, 0.8, 1.0, True, "pulses regular", peaks, before_s), beats, round(16 * fs)
+
+
+def test_pulses_locked_to_the_run_at_another_rate_than_before_follow_it() -> None:
+    pulse, beats, end = _locked()
+    why = follows_run(pulse, beats, end, FS)
+    assert why is not None
+    assert "a pulse 0.25 s after each of its last 7 beats" in why and "120/min against 75/min before" in why
+
+
+def test_the_run_must_differ_from_the_rate_before_by_more_than_the_tolerance() -> None:
+    # shipped: 15 % of the run's 0.5 s beat interval, 0.075 s either way
+    for before, follows in ((0.5, False), (0.57, False), (0.58, True), (0.43, False), (0.42, True), (0.4, True)):
+        pulse, beats, end = _locked(before_s=before)
+        assert (follows_run(pulse, beats, end, FS) is not None) is follows, before
+    cfg = PulseConfig(rate_tolerance=0.25)  # exactly 0.125 s of 0.5 s: the limit itself is still the same rate
+    for before, follows in ((0.625, False), (0.625 + 1 / EXACT, True), (0.375, False), (0.375 - 1 / EXACT, True)):
+        pulse, beats, end = _locked(before_s=before, fs=EXACT)
+        assert (follows_run(pulse, beats, end, EXACT, cfg) is not None) is follows, before
+    pulse, beats, end = _locked(before_s=None)
+    assert follows_run(pulse, beats, end, FS) is None  # nothing known about the rhythm before
+
+
+def test_pulses_must_keep_one_delay_to_every_beat() -> None:
+    cfg = PulseConfig(lock_tolerance_s=0.125)  # exact at 256 Hz: the limit is inclusive
+    pulse, beats, end = _locked([0.25, 0.375] * 4, fs=EXACT)
+    assert follows_run(pulse, beats, end, EXACT, cfg) is not None
+    pulse, beats, end = _locked([0.25, 0.375 + 1 / EXACT] * 4, fs=EXACT)
+    assert follows_run(pulse, beats, end, EXACT, cfg) is None
+    tol = PulseConfig().lock_tolerance_s  # shipped: 0.1 s
+    pulse, beats, end = _locked([0.2, 0.2 + tol - 1 / FS] * 4)
+    assert follows_run(pulse, beats, end, FS) is not None
+    pulse, beats, end = _locked([0.2, 0.2 + tol + 1 / FS] * 4)
+    assert follows_run(pulse, beats, end, FS) is None
+    rng = np.random.default_rng(5)  # noise on the pulse channel: peaks at random delays
+    pulse, beats, end = _locked(list(rng.uniform(0.02, 0.44, 8)))
+    assert follows_run(pulse, beats, end, FS) is None
+
+
+def test_the_first_beat_of_the_run_may_still_show_the_pulse_before_it() -> None:
+    pulse, beats, end = _locked([0.05] + [0.25] * 7)  # a premature first beat: the previous pulse comes just after it
+    assert follows_run(pulse, beats, end, FS) is not None
+    pulse, beats, end = _locked([0.25, 0.05] + [0.25] * 6)  # the same inside the run is another delay
+    assert follows_run(pulse, beats, end, FS) is None
+
+
+def test_pulses_at_half_the_rate_or_too_late_do_not_follow() -> None:
+    pulse, beats, end = _locked(every=2)  # 2:1, every other beat without output
+    assert follows_run(pulse, beats, end, FS) is None
+    fs = 100.0  # 0.45 s is 45 samples exactly
+    pulse, beats, end = _locked([BEAT_TO_PULSE_S] * 8, fs=fs)  # the limit itself still counts
+    assert follows_run(pulse, beats, end, fs) is not None
+    pulse, beats, end = _locked([BEAT_TO_PULSE_S + 1 / fs] * 8, fs=fs)
+    assert follows_run(pulse, beats, end, fs) is None
+
+
+def test_only_beats_whose_pulse_had_time_to_show_count_and_three_are_needed() -> None:
+    lag = round(BEAT_TO_PULSE_S * FS)
+    beats = _run_beats(4)
+    pulse, _, _ = _locked()
+    assert follows_run(pulse, beats, beats[3] + lag, FS) is not None  # beats 2-4 had time: three
+    assert follows_run(pulse, beats, beats[3] + lag - 1, FS) is None  # the last one has not: two
+    assert follows_run(pulse, beats[:3], round(16 * FS), FS) is None  # a 3-beat run has two after its first
+
+
+def _spikes(times_s: list[float], n: int, sigma_s: float, amplitude: float) -> np.ndarray:
+    t = np.arange(n) / FS
+    x = np.zeros(n)
+    for b in times_s:
+        near = np.abs(t - b) < 6 * sigma_s
+        x[near] += amplitude * np.exp(-0.5 * ((t[near] - b) / sigma_s) ** 2)
+    return x
+
+
+def _watch_run(heart_follows: bool, second_lead: bool = True) -> VtVerdict | None:
+    """80 s of sinus at 75/min, then 8 wide beats at 120/min in the first lead. ``heart_follows``: a VT (the
+    second lead, narrow there, and the pulse beat with the run); else artefact (the heart keeps its sinus beats)."""
+    total, run_at = 90.0, 84.0
+    n = int(total * FS)
+    run = [run_at + i * 0.5 for i in range(8)]
+    sinus = [t for t in np.arange(0.5, total, 0.8) if not run_at - 0.3 < t < run[-1] + 0.5]
+    heart = sorted(sinus + run) if heart_follows else list(np.arange(0.5, total, 0.8))
+    first = sorted([(t, 0.008) for t in sinus] + [(t, 0.04) for t in run])  # narrow sinus, wide run beats
+    lead1 = sum((_spikes([t], n, s, 1000.0) for t, s in first), np.zeros(n))
+    lead2 = _spikes(heart, n, 0.008, 1000.0)
+    pulse = _spikes([t + 0.25 for t in heart], n, 0.1, 1.0)
+    watch = VtWatch(FS, 1000.0, None, VtConfig(one_lead_pulse=True, pulse_wait_s=0.0))
+    peaks = np.array([round(t * FS) for t, _ in first], dtype=np.int64)
+    verdict = None
+    for start in range(0, n, 114):
+        stop = min(n, start + 114)
+        if second_lead:
+            watch.aux_ecg(lead2[start:stop], start)
+        watch.pulse(pulse[start:stop], start)
+        new = peaks[(peaks >= start - 50) & (peaks < stop - 50)]  # as a detector with 0.2 s of look-ahead
+        if any(watch.primary(lead1[start:stop], start, new, 0.9)):
+            verdict = watch.verdict(stop)
+    return verdict
+
+
+def test_a_run_the_pulse_follows_at_its_own_rate_is_corroborated_though_the_leads_disagree() -> None:
+    vt = _watch_run(heart_follows=True)
+    assert vt is not None and vt.confirmed and vt.corroborated and vt.run_beats == 8
+    assert "leads disagree (0.00) but a pulse 0.25 s after each of its last" in vt.reason
+    artefact = _watch_run(heart_follows=False)  # the pulse kept the sinus rhythm: doubted as before
+    assert artefact is not None and not artefact.confirmed
+    assert "pulses regular at 75/min" in artefact.reason
+
+
+def test_one_lead_keeps_its_own_rule_for_a_run_with_pulses_preserved() -> None:
+    one = _watch_run(heart_follows=True, second_lead=False)  # a chest strap with PPG: the advisory, as documented
+    assert one is not None and not one.confirmed and "(one lead)" in one.reason
 
 
 # ---- the engine's side --------------------------------------------------------------------------
