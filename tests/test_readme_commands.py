@@ -144,6 +144,14 @@ def delegate_of(sub: argparse.ArgumentParser) -> Delegate:
         from cardiogate.models.haim.train import build_parser as risk_parser
 
         return Delegate((), lambda a: risk_parser().parse_args(a), risk_parser)
+    if func == "_cmd_models_train" and action == "search-risk":
+        from cardiogate.models.haim.search import build_parser as search_parser
+
+        return Delegate((), lambda a: search_parser().parse_args(a), search_parser)
+    if func == "_cmd_models_train" and action == "retrain":
+        from cardiogate.models.haim.retrain import build_parser as retrain_parser
+
+        return Delegate((), lambda a: retrain_parser().parse_args(a), retrain_parser)
     raise AssertionError(f"pass-through command {func} has no parser check in {Path(__file__).name}: add it")
 
 

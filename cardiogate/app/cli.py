@@ -110,6 +110,9 @@ _TRAINERS = {
     "train-edge": ("cardiogate.models.rhythm.train_edge", "models"),
     "distill-rhythm": ("cardiogate.models.rhythm.distill", "models"),
     "train-risk": ("cardiogate.models.haim.train", "learn"),
+    "search-risk": ("cardiogate.models.haim.search", "learn"),
+    # the loop is cardiogate.models.haim.retrain; its entry point is the cloud side, which reaches the registry
+    "retrain": ("cardiogate.cloud.registry.retrain", "learn,cloud"),
 }
 
 
@@ -292,7 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     for action, helptext in (
             ("train-edge", "train the rhythm model on CinC 2017 and export ONNX fp32/int8 and TFLite"),
             ("distill-rhythm", "train a large rhythm teacher and distil the <= 300 KB int8 student (GPU if present)"),
-            ("train-risk", "train the eICU mortality teacher (XGBoost) and gateway student (needs [learn])")):
+            ("train-risk", "train the eICU mortality teacher (XGBoost) and gateway student (needs [learn])"),
+            ("search-risk", "search the teacher's hyperparameters with Ray Tune + ASHA, locally or on a Ray cluster"),
+            ("retrain", "retrain the gateway risk student, compare it with the champion, publish it only if "
+                        "not worse (needs [learn,cloud])")):
         mtrain = msub.add_parser(action, add_help=False, help=helptext)
         mtrain.add_argument("args", nargs=argparse.REMAINDER, help=f"see `cardiogate models {action} --help`")
         mtrain.set_defaults(func=_cmd_models_train, passthrough=True)

@@ -26,7 +26,13 @@ import numpy as np
 import xgboost as xgb
 
 from cardiogate.models.haim import ARTIFACTS_DIR, fusion, student
-from cardiogate.models.haim.eicu import PREDICTION_OFFSET_MIN, PROLONGED_STAY_MIN, EicuCohort, load_cohort
+from cardiogate.models.haim.eicu import (
+    PREDICTION_OFFSET_MIN,
+    PROLONGED_STAY_MIN,
+    EicuCohort,
+    StaySample,
+    load_cohort,
+)
 from cardiogate.models.haim.embeddings import Vocab, embed, fit_vocab
 from cardiogate.models.haim.metrics import summary
 
@@ -104,31 +110,58 @@ def code_version() -> str:
         return "unknown"
 
 
+def training_stays(cohort: EicuCohort, seed: int, fraction: float = HOLDOUT_FRACTION) -> list[StaySample]:
+    """The eligible stays of the patients not held out."""
+    return [s for s in cohort.samples if s.eligible and not is_held_out(s.patient_id, seed, fraction)]
+
+
+@dataclass
+class Fitted:
+    """The output of one teacher -> out-of-fold soft labels -> student fit."""
+
+    vocab: Vocab
+    teacher: xgb.Booster
+    student: dict[str, Any]
+    oof: np.ndarray
+    """The teacher's out-of-fold probabilities on the training stays: the student's soft labels."""
+    teacher_features: list[str]
+    student_features: list[str]
+
+
+def fit_teacher_and_student(cohort: EicuCohort, train_s: list[StaySample], y: np.ndarray, seed: int,
+                            rounds: int = fusion.TEACHER_ROUNDS, log: Callable[[str], None] = print) -> Fitted:
+    """The teacher on the embeddings of ``train_s`` (labels ``y``), its out-of-fold probabilities (folds by
+    patient) and the student fitted to them. Nothing outside ``train_s`` is read."""
+    train_ids = [s.stay_id for s in train_s]
+    vocab = fit_vocab(cohort, train_ids, seed)
+    x, names = embed(cohort, train_ids, vocab).matrix()
+    log(f"embeddings: {x.shape[1]} columns; fitting the teacher (XGBoost)")
+    teacher = fusion.fit(x, y, seed, rounds=rounds)
+    folds = np.array([fold_of(s.patient_id, seed) for s in train_s])
+    oof = np.zeros(len(train_ids))
+    for k in range(OOF_FOLDS):
+        inner = folds != k
+        oof[~inner] = fusion.predict(fusion.fit(x[inner], y[inner], seed, rounds=rounds), x[~inner])
+    log("fitting the student on the teacher's out-of-fold probabilities")
+    gnames, g = student.gateway_features(cohort, train_ids)
+    return Fitted(vocab, teacher, student.fit(gnames, g, oof), oof, names, gnames)
+
+
 def train(data: Path | str, out: Path | str, seed: int = DEFAULT_SEED, holdout_fraction: float = HOLDOUT_FRACTION,
           log: Callable[[str], None] = print, write: bool = True) -> dict[str, Any]:
     """Fit everything on the training split, measure on the held-out split, write the artifacts."""
     started = time.perf_counter()
     folder = Path(out)
     cohort = load_cohort(data, log=log)
-    eligible = [s for s in cohort.samples if s.eligible]
-    train_s = [s for s in eligible if not is_held_out(s.patient_id, seed, holdout_fraction)]
+    train_s = training_stays(cohort, seed, holdout_fraction)
     test_ids = held_out_ids(cohort, seed, holdout_fraction)
     train_ids = [s.stay_id for s in train_s]
     y = np.array([float(bool(s.died_in_hospital)) for s in train_s])
     log(f"split by patient (seed {seed}): {len(train_ids)} training stays ({int(y.sum())} deaths), "
         f"{len(test_ids)} held-out stays")
-    vocab = fit_vocab(cohort, train_ids, seed)
-    x, names = embed(cohort, train_ids, vocab).matrix()
-    log(f"embeddings: {x.shape[1]} columns; fitting the teacher (XGBoost)")
-    teacher = fusion.fit(x, y, seed)
-    folds = np.array([fold_of(s.patient_id, seed) for s in train_s])
-    oof = np.zeros(len(train_ids))
-    for k in range(OOF_FOLDS):
-        inner = folds != k
-        oof[~inner] = fusion.predict(fusion.fit(x[inner], y[inner], seed), x[~inner])
-    log("fitting the student on the teacher's out-of-fold probabilities")
-    gnames, g = student.gateway_features(cohort, train_ids)
-    spec = student.fit(gnames, g, oof)
+    fitted = fit_teacher_and_student(cohort, train_s, y, seed, log=log)
+    vocab, teacher, spec, oof = fitted.vocab, fitted.teacher, fitted.student, fitted.oof
+    names, gnames = fitted.teacher_features, fitted.student_features
     models = RiskModels(vocab, teacher, spec, {})
     metrics = {"held_out": compare(cohort, test_ids, models), "training_oof_teacher": summary(y, oof)}
     seconds = time.perf_counter() - started
