@@ -42,6 +42,7 @@ from cardiogate.models.rhythm.metrics import bootstrap_ci, score
 from cardiogate.models.rhythm.net import NetConfig, RhythmNet, parameter_count
 from cardiogate.models.rhythm.split import split_with_tune, training_data_hash
 from cardiogate.models.rhythm.train import TrainConfig, TrainResult, predict_records, random_window, train
+from cardiogate.models.rhythm.train_edge import pick_device
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "artifacts" / "rhythm"
 STEM = "rhythm-v2"
@@ -79,14 +80,6 @@ def read_signals(data: Path) -> SignalSet:
     if data.suffix == ".npz":
         return load_cache(data)
     return build_signals(data)
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _scores(net: torch.nn.Module, names: list[str], ds: SignalSet, device: torch.device) -> dict[str, Any]:
