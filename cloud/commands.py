@@ -230,9 +230,16 @@ class CommandService(commands_pb2_grpc.CommandsServicer):
         self._poll_s = poll_s
         self._recheck_s = recheck_s
         self._wake = asyncio.Event()
+        self._closing = False
         self.streams = 0
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Shutting down: end every open stream now (the gateways reconnect, to this process once it is back or to
+        another replica), so a drain waits for work in flight, not for streams that never end by themselves."""
+        self._closing = True
         self._wake.set()
 
     async def _gateway(self, claimed: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -259,13 +266,15 @@ class CommandService(commands_pb2_grpc.CommandsServicer):
         self.streams += 1
         log.info("gateway command stream open", gateway=gateway)
         try:
-            while True:
+            while not self._closing:
                 for command in await asyncio.to_thread(take_pending, self._engine, gateway, time.time_ns(), sent):
                     sent.add(command.command_id)
                     yield command
                 if self._tls and time.monotonic() - checked > self._recheck_s:
                     await self._gateway(gateway, context)  # revoked meanwhile: the stream ends
                     checked = time.monotonic()
+                if self._closing:
+                    break
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_s)

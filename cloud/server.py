@@ -176,6 +176,7 @@ async def serve(settings: CloudSettings, started: asyncio.Event | None = None,
         grace = settings.flow.drain_grace_s
         log.info("draining", streams=ingest.active_streams, grace_s=grace)
         ingest.start_drain()
+        commands.close()  # command streams never end by themselves: close them, or the drain waits out its grace
         stops = [server.stop(grace)] + ([enroll_server.stop(1)] if enroll_server is not None else [])
         await asyncio.gather(*stops, return_exceptions=True)
         if not await ingest.wait_idle(grace):

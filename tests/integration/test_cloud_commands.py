@@ -175,3 +175,35 @@ def test_bad_commands_are_refused_before_anything_is_queued(tmp_path: Path) -> N
     with pytest.raises(CommandRefused, match="already used"):
         enqueue(engine, AlarmCommand(patient="pt-1001", command="unsilence", actor="nurse-1", role="nurse",
                                      command_id="x1"))
+
+
+async def test_closing_ends_open_command_streams_so_a_drain_does_not_wait_out_its_grace(tmp_path: Path) -> None:
+    """A command stream never ends by itself; the ingest's drain (cloud/server.py) closes them first."""
+    import grpc
+
+    from cardiogate.app.stack import free_port
+    from cardiogate.cloud.commands import CommandService
+    from cardiogate.proto.v1 import commands_pb2, commands_pb2_grpc
+
+    service = CommandService(make_engine(f"sqlite:///{tmp_path / 'cloud.sqlite3'}"), tls=False, poll_s=5.0)
+    server = grpc.aio.server()
+    commands_pb2_grpc.add_CommandsServicer_to_server(service, server)
+    target = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(target)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = commands_pb2_grpc.CommandsStub(channel)
+            stream = stub.Subscribe(commands_pb2.CommandSubscription(gateway_id="gw-drain"))
+            reading = asyncio.ensure_future(stream.read())
+            await _until(lambda: service.streams == 1)
+            await asyncio.sleep(0.2)
+            assert not reading.done()  # open, waiting for commands (poll every 5 s)
+            t0 = time.monotonic()
+            service.close()
+            assert await asyncio.wait_for(reading, 2.0) is grpc.aio.EOF  # ended cleanly, at once
+            assert time.monotonic() - t0 < 1.0 and service.streams == 0
+            late = stub.Subscribe(commands_pb2.CommandSubscription(gateway_id="gw-late"))
+            assert await asyncio.wait_for(late.read(), 2.0) is grpc.aio.EOF  # a stream opened while closing
+    finally:
+        await server.stop(0)
