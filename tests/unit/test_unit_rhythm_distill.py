@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.training
 
 ARTIFACTS = REPO / "models" / "artifacts" / "rhythm"
-DATA = REPO.parent / "shared" / "data" / "cinc2017"
+DATA = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data")) / "cinc2017"
 INT8 = ARTIFACTS / "rhythm-v2.int8.onnx"
 FP32 = ARTIFACTS / "rhythm-v2.fp32.onnx"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from cardiogate.models.rhythm.spec import default_spec  # noqa: E402
 from cardiogate.models.rhythm.split import split_records, split_with_tune, training_data_hash  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "cinc2017"
+DATA = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data")) / "cinc2017"
 HAVE_DATA = (DATA / "REFERENCE.csv").is_file() and (DATA / "training2017.tar.gz").is_file()
 ARTIFACTS = REPO / "models" / "artifacts" / "rhythm"
 MAX_BYTES = 300_000

@@ -3,6 +3,7 @@ ASHA stopping weak trials, and one seed giving one result on the CPU."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.training, pytest.mark.timeout(300)]
 
-DATA = REPO.parent / "shared" / "data" / "eicu-demo"
+DATA = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data")) / "eicu-demo"
 
 
 @pytest.fixture(scope="module")
