@@ -26,6 +26,7 @@ from cardiogate.edge.inference.manifest import manifest_path_for
 from cardiogate.edge.inference.runtimes import OnnxRuntime
 
 NS = 1_000_000_000
+SWEEP_NS = 3600 * NS  # how often (device time) patients silent for a whole horizon are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,13 @@ class RiskMonitor:
         self.min_minutes = min_minutes
         self._history: dict[str, VitalsHistory] = {}
         self._last: dict[str, tuple[int, RiskScore]] = {}
+        self._swept_ns = 0
         self.scored = 0
 
     def observe(self, patient: str, device_ns: int, **values: float | None) -> RiskScore | None:
         """Add readings (hr, spo2, sys, dia, map); a new score when this patient's window has passed, else None."""
+        if device_ns - self._swept_ns > SWEEP_NS:
+            self._sweep(device_ns)
         history = self._history.setdefault(patient, VitalsHistory())
         for signal, value in values.items():
             history.add(signal, value, device_ns)
@@ -126,6 +130,13 @@ class RiskMonitor:
         last = self._last.get(patient)
         return None if last is None else last[1]
 
-    def forget(self, patient: str) -> None:
-        self._history.pop(patient, None)
-        self._last.pop(patient, None)
+    def patients(self) -> int:
+        return len(self._history)
+
+    def _sweep(self, device_ns: int) -> None:
+        """Drop patients with no reading for a whole horizon (unpaired, discharged): their summaries are stale,
+        and a gateway that serves a ward for months must not keep every past patient's ring."""
+        self._swept_ns = device_ns
+        for patient in [p for p, h in self._history.items() if device_ns - h.latest_ns > h.horizon_min * NS * 60]:
+            del self._history[patient]
+            self._last.pop(patient, None)

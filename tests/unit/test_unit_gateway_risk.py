@@ -39,6 +39,26 @@ def test_history_keeps_24_hours_of_minutes_and_the_value_farthest_from_normal() 
     assert h.stats("hr")["worst"] == 40.0
 
 
+def test_a_patient_day_of_five_vitals_costs_well_under_a_megabyte() -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        h = VitalsHistory()
+        for minute in range(24 * 60):
+            for signal, value in WELL.items():
+                h.add(signal, value + minute % 7 * 0.1, minute * NS_PER_MIN + 1)
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert all(h.minutes(s) == 24 * 60 for s in WELL)
+    assert used < 600_000  # a ring of raw numbers; per-minute Python objects took 1.6 MB (80 MB for 50 patients)
+    assert h.add("hr", 75.0, 24 * 60 * NS_PER_MIN + 1)  # minute 1440 takes minute 0's slot
+    assert h.minutes("hr") == 24 * 60
+    assert not h.add("hr", 70.0, 1)  # minute 0 is now older than the 24-h horizon: refused, not folded in
+    assert h.stats("hr")["min"] == 75.0
+
+
 def test_history_refuses_implausible_and_non_finite_readings_and_folds_late_ones_in() -> None:
     h = VitalsHistory()
     assert not h.add("hr", 900.0, 0) and not h.add("hr", math.nan, 0) and not h.add("lactate", 2.0, 0)
@@ -110,6 +130,10 @@ def test_the_monitor_scores_once_per_window_and_not_before_five_minutes_of_data(
     assert scores[-1][1].score > 0.10 and scores[-1][1].model == "risk-student@1.0.0"
     well = [s for t in range(0, 1200, 5) if (s := monitor.observe("pt-2", t * NS, **WELL)) is not None]
     assert well[-1].score < 0.05 and monitor.latest("pt-1") == scores[-1][1]
+    day = 24 * 3600
+    assert monitor.observe("pt-3", (day + 1000) * NS, **WELL) is None and monitor.patients() == 3  # < a day
+    monitor.observe("pt-3", (day + 1000 + 3700) * NS, **WELL)  # an hour on: pt-1 and pt-2 silent for over a day
+    assert monitor.patients() == 1 and monitor.latest("pt-1") is None
 
 
 def test_the_risk_advisory_is_low_priority_by_default_configurable_and_never_touches_the_rules() -> None:
