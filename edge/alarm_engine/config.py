@@ -143,7 +143,7 @@ def default_specs() -> dict[Condition, ConditionSpec]:
         ConditionSpec("news2", "physiological", "at_least", "points", (Tier("medium", 5, 60), Tier("high", 7, 60)),
                       hysteresis=1, clear_delay_s=60, latch_from="high", adjustable=(1, 20)),
         # the gateway risk model's score (docs/alarms.md "Risk advisory"): advisory only, beside NEWS2, never latched;
-        # 0.10 flags the top 3.7 % of eICU demo stays by the shipped student's score, 2.7x the base death rate
+        # 0.10 flags 3.7 % of eICU demo stays by the shipped student's score, 2.7x the base death rate (docs/alarms.md)
         ConditionSpec("risk", "physiological", "at_least", "probability", (Tier("low", 0.10, 0),),
                       hysteresis=0.01, clear_delay_s=600, adjustable=(0.01, 0.99)),
         _tech("lead_off", "medium", 10, 2),

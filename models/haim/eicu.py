@@ -20,7 +20,6 @@ every exclusion.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cardiogate.core.artifacts import sha256_file
 
 PREDICTION_OFFSET_MIN = 24 * 60
 """Prediction time: minutes after unit admission."""
@@ -132,14 +133,6 @@ def row_time(frame: pd.DataFrame, table: str) -> pd.Series:
     return frame[cols].apply(pd.to_numeric, errors="coerce").max(axis=1, skipna=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _find(folder: Path, table: str) -> Path | None:
     for name in (f"{table}.csv.gz", f"{table}.csv"):
         if (folder / name).is_file():
@@ -157,7 +150,7 @@ def read_table(folder: Path, table: str, columns: Sequence[str]) -> tuple[pd.Dat
     for c in wanted:
         if c not in frame.columns:
             frame[c] = np.nan
-    return frame[wanted], _sha256(path)
+    return frame[wanted], sha256_file(path)
 
 
 def _died(status: Any, apache_actual: Any) -> bool | None:
