@@ -16,11 +16,13 @@ import contextlib
 import json
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,20 +35,48 @@ if TYPE_CHECKING:
     import aiomqtt
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+_port_rng = random.Random(os.urandom(16))  # never the global generator: tests seed that one
+
+
+def _listen_range() -> tuple[int, int]:
+    """Ports for our listeners: below the kernel's ephemeral range, where no outgoing connection takes one."""
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low - 1) if low > 12000 else (low + 20000, 65000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free TCP port on 127.0.0.1 for a child process to listen on, never handed out twice by this process.
+
+    Not the kernel's ``bind(0)``: that draws from the ephemeral range, so two calls may return the same
+    port, and any outgoing connection made before the child binds may take it; either way a child
+    then fails to listen, or a client reaches another child's listener.
+    """
+    low, high = _listen_range()
+    with _port_lock:
+        for _ in range(500):
+            port = _port_rng.randint(low, high)
+            if port not in _handed_out and _bindable(port) and not port_open("127.0.0.1", port, 0.05):
+                _handed_out.add(port)
+                return port
+    raise RuntimeError(f"no free port found in {low}-{high}")
 
 
 def free_port_run(n: int, attempts: int = 50) -> int:
     """The first of ``n`` consecutive free TCP ports on 127.0.0.1 (for simulator processes side by side)."""
     for _ in range(attempts):
         first = free_port()
-        if first + n < 65536 and all(not port_open("127.0.0.1", first + i, 0.05) and _bindable(first + i)
-                                     for i in range(1, n)):
-            return first
+        rest = range(first + 1, first + n)
+        with _port_lock:
+            if first + n < 65536 and all(port not in _handed_out and not port_open("127.0.0.1", port, 0.05)
+                                         and _bindable(port) for port in rest):
+                _handed_out.update(rest)
+                return first
     raise RuntimeError(f"no {n} consecutive free ports found")
 
 

@@ -47,19 +47,30 @@ def test_demo_runs_its_own_locked_mosquitto_and_prints_no_secret() -> None:
     assert leftovers.stdout.strip() == "", f"processes left behind: {leftovers.stdout}"
 
 
-def test_the_demo_serves_the_api_with_its_local_users_and_site_scope() -> None:
+def _demo_logs(work: Path, printed: list[str]) -> str:
+    """What a failure shows: the demo's own lines and the tail of each part's log."""
+    tails = [f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+             for log in sorted(work.glob("*.log"))]
+    return "\n".join(["--- demo stdout", *printed[-30:], *tails])
+
+
+def test_the_demo_serves_the_api_with_its_local_users_and_site_scope(tmp_path: Path) -> None:
     """While the demo runs: the printed API answers, a nurse logs in and sees the site's patients (audited)."""
     import json
     import time
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "cardiogate", "demo", "--duration", "40", "--embedded-mqtt"],
+    work = tmp_path / "cardiogate-demo-api"  # the name the leftover check below looks for
+    proc = subprocess.Popen([sys.executable, "-m", "cardiogate", "demo", "--duration", "40", "--embedded-mqtt",
+                             "--workdir", str(work)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    printed: list[str] = []
     try:
         assert proc.stdout is not None
         url = creds = dashboard = None
         deadline = time.monotonic() + 120
         for line in proc.stdout:
+            printed.append(line.rstrip())
             found = re.search(r"demo: API at (http://\S+) .* passwords in (\S+)$", line.strip())
             if found:
                 url, creds = found.group(1), Path(found.group(2))
@@ -95,6 +106,11 @@ def test_the_demo_serves_the_api_with_its_local_users_and_site_scope() -> None:
                                         "password": (creds / "demo-operator").read_text().strip()})["access_token"]
         refused = post("/graphql", {"query": "{ patients { pseudonym } }"}, str(operator))
         assert refused.get("errors"), "an operator read patient data"
+    except Exception as exc:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=60)
+        printed.extend(rest.splitlines())
+        raise AssertionError(f"{exc!r}\n{_demo_logs(work, printed)}") from exc
     finally:
         proc.terminate()
         proc.wait(timeout=60)
