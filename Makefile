@@ -9,7 +9,7 @@ EXTRAS := edge,sim,cloud,demo,eval,learn,dev
 
 .PHONY: demo test venv proto clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt edge/dsp/_rpeaks_kernel.c
+$(VENV)/.installed: pyproject.toml constraints.txt edge/dsp/_rpeaks_kernel.c edge/dsp/_template_kernel.c
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cardiogate needs Python >= 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

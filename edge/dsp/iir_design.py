@@ -10,6 +10,7 @@ sections), written to give the same filters as scipy.signal's ``butter``/``iirno
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -125,7 +126,16 @@ def zpk_to_sos(zeros: ComplexArray, poles: ComplexArray, gain: float) -> FloatAr
 
 
 def butter_sos(order: int, edges_hz: tuple[float, ...], btype: Band, fs: float) -> FloatArray:
-    """A digital Butterworth filter as second-order sections."""
+    """A digital Butterworth filter as second-order sections (a fresh copy: callers may keep or change it).
+
+    Designs are cached: the rhythm model's preprocessing asks for the same band-pass every few seconds per
+    device, and designing it took longer than running it over a 30-s window.
+    """
+    return _butter_sos(int(order), tuple(float(e) for e in edges_hz), btype, float(fs)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _butter_sos(order: int, edges_hz: tuple[float, ...], btype: Band, fs: float) -> FloatArray:
     return zpk_to_sos(*butter_zpk(order, edges_hz, btype, fs))
 
 

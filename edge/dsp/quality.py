@@ -23,6 +23,11 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+try:  # the compiled template match (_template_kernel.c); optional at build time
+    from cardiogate.edge.dsp import _template_kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _template_kernel = None  # type: ignore[assignment]
+
 FloatArray = NDArray[np.float64]
 LeadOffReason = Literal["flat", "saturated", "no_qrs"]
 
@@ -72,6 +77,18 @@ def template_correlation(filtered: FloatArray, peaks: NDArray[np.int64], half: i
 
     Each beat may slide by up to ``shift`` samples to its best match, so that the detector's
     placement jitter (R vs S wave of a bundle-branch block) does not read as poor quality.
+    Runs in the compiled kernel where it is built (once a second per device, and in numpy the
+    per-call overhead of its twenty array operations was most of the quality index's cost).
+    """
+    if _template_kernel is not None:
+        return _template_kernel.aligned_correlation(np.ascontiguousarray(filtered, dtype=np.float64),
+                                                    np.ascontiguousarray(peaks, dtype=np.int64), half, shift)
+    return template_correlation_numpy(filtered, peaks, half, shift)
+
+
+def template_correlation_numpy(filtered: FloatArray, peaks: NDArray[np.int64], half: int, shift: int = 0) -> float:
+    """:func:`template_correlation` in numpy: the reference the kernel is tested against, and its fallback.
+
     The correlation at every shift comes from one matrix product plus running sums.
     """
     w = half + shift

@@ -31,6 +31,11 @@ from numpy.typing import NDArray
 from cardiogate.edge.dsp.beats import WIDE_R_S
 from cardiogate.edge.dsp.pulse import PulseConfig, PulseEvidence
 
+try:  # the compiled template match (_template_kernel.c); optional at build time
+    from cardiogate.edge.dsp import _template_kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _template_kernel = None  # type: ignore[assignment]
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -126,9 +131,19 @@ def segment(raw: FloatArray, peak: int, half: int) -> FloatArray | None:
 def similarity(raw: FloatArray, peak: int, template: FloatArray, shift: int) -> tuple[float, float] | None:
     """Best correlation with the template within +-``shift`` samples, and the amplitude ratio there.
 
-    Every shifted segment is detrended and correlated at once (one small matrix per beat): this runs for
-    every beat of every patient, so it is written for numpy, not as a loop of :func:`segment` calls.
+    This runs for every beat of every patient: in the compiled kernel where it is built, otherwise
+    in numpy (:func:`similarity_numpy`, the reference the kernel is tested against).
     """
+    if _template_kernel is not None:
+        found: tuple[float, float] | None = _template_kernel.detrended_similarity(
+            np.ascontiguousarray(raw, dtype=np.float64), int(peak),
+            np.ascontiguousarray(template, dtype=np.float64), int(shift))
+        return found
+    return similarity_numpy(raw, peak, template, shift)
+
+
+def similarity_numpy(raw: FloatArray, peak: int, template: FloatArray, shift: int) -> tuple[float, float] | None:
+    """:func:`similarity` in numpy: every shifted segment is detrended and correlated at once."""
     half = (template.size - 1) // 2
     t_norm = float(np.sqrt(template @ template))
     t_ptp = float(np.ptp(template))
@@ -251,21 +266,24 @@ class SinusTemplate:
         self.half = max(1, round(cfg.half_s * fs))
         self.shift = round(cfg.shift_s * fs)
         self._pending: deque[tuple[int, FloatArray]] = deque()
-        self._store: deque[FloatArray] = deque(maxlen=cfg.template_beats)
+        # the last ``template_beats`` beats, one per row, oldest overwritten: the median needs no stacking
+        self._store = np.zeros((cfg.template_beats, 2 * self.half + 1))
+        self._stored = 0  # beats ever stored (since the last reset)
         self._template: FloatArray | None = None
         self._dirty = False
 
     def reset(self) -> None:
         self._pending.clear()
-        self._store.clear()
+        self._stored = 0
         self._template, self._dirty = None, False
 
     @property
     def template(self) -> FloatArray | None:
         if self._dirty:
             self._dirty = False
-            if len(self._store) >= self.cfg.template_min_beats:
-                self._template = np.median(np.stack(list(self._store)), axis=0)
+            count = min(self._stored, self._store.shape[0])
+            if count >= self.cfg.template_min_beats:
+                self._template = np.median(self._store[:count], axis=0)
         return self._template
 
     def shape(self, raw: FloatArray, peak: int, width_s: float | None) -> BeatShape:
@@ -286,5 +304,6 @@ class SinusTemplate:
         """Move beats older than ``template_age_s`` into the template."""
         age = round(self.cfg.template_age_s * self.fs)
         while self._pending and self._pending[0][0] <= now_index - age:
-            self._store.append(self._pending.popleft()[1])
+            self._store[self._stored % self._store.shape[0]] = self._pending.popleft()[1]
+            self._stored += 1
             self._dirty = True

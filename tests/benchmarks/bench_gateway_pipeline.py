@@ -7,6 +7,13 @@ one, on disk). Beside it, in the same run, the decoders alone: the ratio says ho
 the cost is the codec. Not a test; run by hand:
 
     .venv/bin/python -m tests.benchmarks.bench_gateway_pipeline --watches 50 --seconds 60
+
+``--ecg synthetic`` sends the simulator's ECG (beats the analysis finds, so the quality index, the VT
+check and the rhythm model all work as on a patient) instead of random samples; ``--ab`` then runs
+the pipeline twice in the same process on the same notifications, first with the numpy template
+match and an uncached filter design (the gateway before the compiled template kernel), then as built:
+
+    .venv/bin/python -m tests.benchmarks.bench_gateway_pipeline --watches 20 --seconds 120 --ecg synthetic --ab
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiogate.core.logs import setup_logging
 from cardiogate.edge.codecs.ecg_waveform import EcgPacket, decode_ecg_packet, encode_ecg_packet
 from cardiogate.edge.codecs.heart_rate import (
     HeartRateMeasurement,
@@ -31,22 +39,26 @@ from cardiogate.edge.codecs.pulse_oximeter import (
     encode_plx_continuous_measurement,
 )
 from cardiogate.edge.codecs.sfloat import sfloat_from_float
+from cardiogate.edge.dsp import iir_design, quality, vt
 from cardiogate.edge.gateway import Gateway
 from cardiogate.edge.settings import GatewaySettings, PairedDevice
+from cardiogate.sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline
 
 FS = 250
 PER_PACKET = 114
 T0_US = 1_800_000_000_000_000
 
 
-def notifications(watches: int, seconds: int) -> list[tuple[int, str, bytes, int]]:
+def notifications(watches: int, seconds: int, ecg: str = "random") -> list[tuple[int, str, bytes, int]]:
     """(watch index, kind, payload, receive ns) in arrival order for ``seconds`` of simulated time."""
     rng = np.random.default_rng(1)
     out: list[tuple[int, str, bytes, int]] = []
     for w in range(watches):
         seq, index = 0, 0
+        synth = EcgSynthesizer(BeatGenerator(HeartRateTimeline(((0.0, 60.0 + w % 40),)), seed=w), FS, seed=w)
         while index + PER_PACKET <= seconds * FS:
-            samples = rng.integers(-2000, 2000, PER_PACKET).astype(np.int16)
+            samples = (synth.samples(index, PER_PACKET) if ecg == "synthetic"
+                       else rng.integers(-2000, 2000, PER_PACKET).astype(np.int16))
             t_us = T0_US + index * 4000
             out.append((w, "ecg", encode_ecg_packet(EcgPacket(seq, t_us, FS, 1000, samples)),
                         t_us * 1000 + PER_PACKET * 4_000_000 + 20_000_000))
@@ -64,17 +76,48 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--watches", type=int, default=50)
     p.add_argument("--seconds", type=int, default=60, help="simulated seconds of data per watch")
+    p.add_argument("--ecg", choices=("random", "synthetic"), default="random")
+    p.add_argument("--ab", action="store_true", help="first without the template kernel and the filter cache")
     a = p.parse_args(argv)
-    feed = notifications(a.watches, a.seconds)
+    setup_logging("WARNING")  # as a gateway in service logs: per-beat debug lines would be most of the cost
+    feed = notifications(a.watches, a.seconds, a.ecg)
     decoders = {"ecg": decode_ecg_packet, "hr": decode_heart_rate_measurement,
                 "plx": decode_plx_continuous_measurement}
     t = time.process_time()
     for _, kind, payload, _ in feed:
         decoders[kind](payload)
     decode_s = time.process_time() - t
+    n = len(feed)
+    print(f"{a.watches} watches x {a.seconds} s, {a.ecg} ECG: {n:,} notifications")
+    print(f"{'stage':<34}{'notifications/s':>18}{'µs each':>10}{'ms CPU per watch-s':>20}")
+    print(f"{'decoders only':<34}{n / decode_s:>18,.0f}{1e6 * decode_s / n:>10.1f}")
+    if a.ab:
+        kernel, design = quality._template_kernel, iir_design._butter_sos
+        quality._template_kernel = vt._template_kernel = None  # type: ignore[assignment]
+        iir_design._butter_sos = design.__wrapped__  # type: ignore[assignment]
+        try:
+            before = _pipeline(a.watches, feed)
+        finally:
+            quality._template_kernel = vt._template_kernel = kernel
+            iir_design._butter_sos = design
+        _row("pipeline, numpy template match", n, before, a.watches * a.seconds)
+    after = _pipeline(a.watches, feed)
+    _row("full pipeline (one core)", n, after, a.watches * a.seconds)
+    print(f"ratio pipeline / decoders: {decode_s / after:.2f}; "
+          f"watch-seconds per CPU-second: {a.watches * a.seconds / after:,.0f}"
+          + (f"; as built / numpy template match: {after / before:.2f}" if a.ab else ""))
+    return 0
+
+
+def _row(label: str, n: int, cpu_s: float, watch_seconds: int) -> None:
+    print(f"{label:<34}{n / cpu_s:>18,.0f}{1e6 * cpu_s / n:>10.1f}{1e3 * cpu_s / watch_seconds:>20.3f}")
+
+
+def _pipeline(watches: int, feed: list[tuple[int, str, bytes, int]]) -> float:
+    """CPU seconds of one gateway's processors over the whole feed (a fresh gateway and outbox each time)."""
     with tempfile.TemporaryDirectory() as tmp:
         devices = [PairedDevice(address=f"C0:00:00:00:{w // 256:02X}:{w % 256:02X}", patient=f"pt-{w:04d}")
-                   for w in range(a.watches)]
+                   for w in range(watches)]
         gw = Gateway(GatewaySettings(devices=devices, outbox={"path": Path(tmp) / "outbox.sqlite3"},
                                      state={"pairings_path": Path(tmp) / "pairings.json"}, uplink={"tls": False}))
         procs = [gw.devices.devices[d.address].processor for d in devices]
@@ -86,16 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         for proc in procs:
             proc.flush()
         pipeline_s = time.process_time() - t
-        records = gw.outbox.metrics().records
         gw.outbox.close()
-    n = len(feed)
-    print(f"{a.watches} watches x {a.seconds} s: {n:,} notifications, {records:,} outbox records")
-    print(f"{'stage':<28}{'notifications/s':>18}{'µs each':>10}")
-    print(f"{'decoders only':<28}{n / decode_s:>18,.0f}{1e6 * decode_s / n:>10.1f}")
-    print(f"{'full pipeline (one core)':<28}{n / pipeline_s:>18,.0f}{1e6 * pipeline_s / n:>10.1f}")
-    print(f"ratio pipeline / decoders: {decode_s / pipeline_s:.2f}; "
-          f"watch-seconds per CPU-second: {a.watches * a.seconds / pipeline_s:,.0f}")
-    return 0
+    return pipeline_s
 
 
 if __name__ == "__main__":
