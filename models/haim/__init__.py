@@ -7,6 +7,10 @@ reads it; ``embeddings`` turns each modality into one embedding; ``fusion`` is t
 (vitals only, logistic regression, a JSON of coefficients); ``metrics`` has AUROC/AUPRC with
 bootstrap CIs; ``train`` ties it together and writes ``models/artifacts/risk/``.
 
+Other layouts, loaded with the same rule (nothing recorded after the prediction time reaches a
+feature) but not yet trained on: ``mimic`` (the MIMIC-III and MIMIC-IV demos) and ``haim_mm``
+(the HAIM-MIMIC-MM per-patient pickles, read through an allow-listed unpickler).
+
 Needs the ``[learn]`` extra (xgboost-cpu, scikit-learn, pandas); never torch.
 """
 
