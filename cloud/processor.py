@@ -113,6 +113,18 @@ class Item:
     route: dict[int, str] = field(default_factory=dict)
     floor_ms: dict[int, int] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes, dict[int, str], dict[int, int]]]:
+        """Pickled as its wire bytes: quixstreams copies a value by pickling it at every branch of the
+        pipeline, and the record is never changed after decoding, so ``raw`` says all of it (half the cost
+        of pickling the message)."""
+        return _item_from_wire, (self.raw, self.route, self.floor_ms)
+
+
+def _item_from_wire(raw: bytes, route: dict[int, str], floor_ms: dict[int, int]) -> Item:
+    record = pb.Record()
+    record.ParseFromString(raw)
+    return Item(record, raw, route, floor_ms)
+
 
 class RecordDeserializer(Deserializer):
     def __init__(self) -> None:
@@ -302,9 +314,12 @@ class Processor:
             sdf = sdf.concat(self.app.dataframe(topic))
         sdf = sdf.filter(_decoded)
         sdf = sdf.apply(self._annotate, metadata=True)
-        for width_s, name in ((60, p.topic_features_1m), (300, p.topic_features_5m)):
-            late = sdf.filter(_routed(width_s, LATE_TOPIC)).set_headers(_late_header(width_s))
-            late.to_topic(late_topic)
+        # Every branch of ``sdf`` costs a copy of every record (quixstreams pickles the value at a branch), so
+        # the rare routes (late, revised, provisional) share one branch and split only below it, and the
+        # branches run in this order: the windows, then the rare ones (a provisional report reads the open
+        # 1-minute window, which must already hold its alarm), then the ECG history.
+        features_topics = {60: output(p.topic_features_1m), 300: output(p.topic_features_5m)}
+        for width_s in WIDTHS_S:
             window = (sdf.filter(_routed(width_s, ON_TIME))
                       .tumbling_window(width_s * 1000, grace_ms=self._grace_ms, name=f"features_{width_s}s",
                                        on_late=self._rejected)
@@ -312,16 +327,24 @@ class Processor:
             if width_s == PROVISIONAL_WIDTH_S:
                 self._open_window_store = window.name
             out = window.final(closing_strategy="partition").apply(self._emit(width_s), stateful=True, metadata=True)
-            revised = sdf.filter(_routed(width_s, REVISED)).apply(self._revise(width_s), stateful=True, metadata=True)
-            features_topic = output(name)
-            for published in (out, revised):
-                published.apply(_first_of).to_topic(features_topic)
-                published.apply(_second_of).to_topic(risk_topic)
-        # after the windows, so the open window already holds the alarm
+            self._publish_to(out, features_topics[width_s], risk_topic)
         self._sdf = sdf
-        sdf.filter(_provisional_trigger).apply(self._provisional, stateful=True, metadata=True).to_topic(risk_topic)
+        rare = sdf.filter(_rare)
+        for width_s in WIDTHS_S:
+            late = rare.filter(_routed(width_s, LATE_TOPIC)).set_headers(_late_header(width_s))
+            late.to_topic(late_topic)
+            revised = rare.filter(_routed(width_s, REVISED)).apply(self._revise(width_s), stateful=True,
+                                                                    metadata=True)
+            self._publish_to(revised, features_topics[width_s], risk_topic)
+        rare.filter(_provisional_trigger).apply(self._provisional, stateful=True, metadata=True).to_topic(risk_topic)
         self.history = HistorySink(engine)
         sdf.filter(_is_ecg).sink(self.history)
+
+    @staticmethod
+    def _publish_to(published: Any, features_topic: Any, risk_topic: Any) -> None:
+        """(window, report) pairs: the window to its features topic, the report to risk-events."""
+        published.apply(_first_of).to_topic(features_topic)
+        published.apply(_second_of).to_topic(risk_topic)
 
     @staticmethod
     def _partition() -> int:
@@ -471,6 +494,11 @@ _LAST_WINDOW = f"last_window:{PROVISIONAL_WIDTH_S}"
 
 def _decoded(item: Item | None) -> bool:
     return item is not None
+
+
+def _rare(item: Item) -> bool:
+    """Late for a window, or revising a closed one, or an alarm that may make a provisional report."""
+    return any(route != ON_TIME for route in item.route.values()) or item.record.WhichOneof("body") == "alarm"
 
 
 def _provisional_trigger(item: Item) -> bool:
