@@ -9,7 +9,9 @@ bootstrap CIs; ``train`` ties it together and writes ``models/artifacts/risk/``.
 
 Other layouts, loaded with the same rule (nothing recorded after the prediction time reaches a
 feature) but not yet trained on: ``mimic`` (the MIMIC-III and MIMIC-IV demos) and ``haim_mm``
-(the HAIM-MIMIC-MM per-patient pickles, read through an allow-listed unpickler).
+(the HAIM-MIMIC-MM per-patient pickles, read through an allow-listed unpickler); ``fleet_history``
+(the cloud's own feature windows, alarms and clinicians' labels). ``deterioration`` is the
+deterioration-within-hours task on the MIMIC-III demo's vitals, beside NEWS2.
 
 Needs the ``[learn]`` extra (xgboost-cpu, scikit-learn, pandas); never torch.
 """
