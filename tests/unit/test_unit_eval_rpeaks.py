@@ -13,12 +13,15 @@ from cardiogate.app.cli import main
 from cardiogate.app.evaluation.rpeaks import (
     BEAT_SYMBOLS,
     Score,
+    evaluate,
     find_records,
     format_table,
     match_pairs,
+    outside,
     score_beats,
     speed_summary,
     tolerance_samples,
+    vf_spans,
     window_label,
 )
 from tests.conftest import REPO
@@ -173,3 +176,30 @@ def test_cli_rejects_a_window_that_is_not_positive(tmp_path: Path, capsys: pytes
 def test_cli_rejects_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "rpeaks", "--data", str(tmp_path / "absent"), "--no-neurokit"]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_vf_episodes_run_from_open_to_close_bracket() -> None:
+    spans = vf_spans([10, 50, 60, 100, 200, 300], ["N", "[", "!", "]", "N", "["], 400)
+    assert spans == ((50, 100), (300, 399))  # one still open at the end runs to the last sample
+    assert vf_spans([5], ["]"], 10) == ()  # a close without an open excludes nothing
+    assert outside([10, 50, 75, 100, 101, 350], spans).tolist() == [10, 101]
+
+
+@needs_mitdb
+def test_record_207_scores_better_without_its_flutter_and_101_is_untouched() -> None:
+    """207's flutter waves are not beats, so every detection there is a false positive: excluded, +P rises;
+    101 has no VF episode, so its two figures are the same."""
+    result = evaluate(MITDB, ["101", "207"], window_s=(0.15,), detectors={"ours": detect_ours_only})
+    whole, no_vf = result["overall"]["ours"], result["vf_excluded"]["windows"]["150"]["ours"]
+    assert result["vf_excluded"]["samples"] > 10 * 360  # 207 has minutes of flutter
+    assert no_vf["fp"] < whole["fp"] - 100 and no_vf["tp"] <= whole["tp"] and no_vf["ppv"] > whole["ppv"]
+    only_101 = evaluate(MITDB, ["101"], window_s=(0.15,), detectors={"ours": detect_ours_only})
+    assert only_101["vf_excluded"]["samples"] == 0
+    assert only_101["vf_excluded"]["windows"]["150"]["ours"] == {
+        k: only_101["overall"]["ours"][k] for k in ("se", "ppv", "f1", "tp", "fp", "fn")}
+
+
+def detect_ours_only(signal: np.ndarray, sample_rate_hz: float) -> tuple[np.ndarray, float]:
+    from cardiogate.app.evaluation.rpeaks import detect_ours
+
+    return detect_ours(signal, sample_rate_hz)

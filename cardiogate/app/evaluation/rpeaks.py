@@ -6,6 +6,11 @@ detections are matched one-to-one to reference beats, nearest pair first, when
 ``|detection - reference| <= window`` (inclusive); Se, +P and F1 come from TP/FP/FN summed
 over all records (not averaged per record); whole records, first channel.
 
+Beside it, the same scores with ventricular flutter/fibrillation excluded, as WFDB's ``bxb`` and
+AAMI EC57 compare beats: the episodes between ``[`` and ``]`` reference annotations, where the
+waves are not beats (``!``) and every detection would count as a false positive (``vf_excluded``
+in the JSON). The headline stays the whole-record figure.
+
 Every detector runs once per record and is scored at each window (150 and 75 ms by default:
 the wide window counts beats found, the narrow one also asks that they sit on the R wave).
 
@@ -130,6 +135,31 @@ class Record:
     signal: NDArray[np.float64]
     sample_rate_hz: float
     beats: IntArray
+    vf_spans: tuple[tuple[int, int], ...] = ()
+    """Ventricular flutter/fibrillation episodes, ``[`` to ``]`` annotations (sample indices, inclusive)."""
+
+
+def vf_spans(samples: ArrayLike, symbols: Sequence[str], n_samples: int) -> tuple[tuple[int, int], ...]:
+    """The ``[`` ... ``]`` episodes; one still open at the end of the record runs to its last sample."""
+    spans, start = [], None
+    for at, symbol in zip(np.asarray(samples).tolist(), symbols, strict=True):
+        if symbol == "[" and start is None:
+            start = int(at)
+        elif symbol == "]" and start is not None:
+            spans.append((start, int(at)))
+            start = None
+    if start is not None:
+        spans.append((start, n_samples - 1))
+    return tuple(spans)
+
+
+def outside(points: ArrayLike, spans: Sequence[tuple[int, int]]) -> IntArray:
+    """The points that lie in none of the spans."""
+    pts = np.asarray(points, dtype=np.int64)
+    keep = np.ones(pts.size, dtype=bool)
+    for lo, hi in spans:
+        keep &= (pts < lo) | (pts > hi)
+    return pts[keep]
 
 
 def load_record(data_dir: Path, name: str) -> Record:
@@ -142,7 +172,8 @@ def load_record(data_dir: Path, name: str) -> Record:
         ann = wfdb.rdann(str(data_dir / name), "atr")
     sig = np.nan_to_num(np.asarray(rec.p_signal[:, 0], dtype=np.float64))
     keep = np.isin(np.asarray(ann.symbol), list(BEAT_SYMBOLS))
-    return Record(name, sig, float(rec.fs), np.asarray(ann.sample, dtype=np.int64)[keep])
+    return Record(name, sig, float(rec.fs), np.asarray(ann.sample, dtype=np.int64)[keep],
+                  vf_spans(ann.sample, [str(x) for x in ann.symbol], sig.size))
 
 
 def detect_ours(signal: NDArray[np.float64], sample_rate_hz: float, chunk_s: float = 1.0,
@@ -221,6 +252,8 @@ def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: flo
     dets: dict[str, Detector] = detectors if detectors is not None else {"ours": detect_ours,
                                                                          "neurokit2": detect_neurokit}
     totals = {w: {k: DetectorTotals(Score(0, 0, 0)) for k in dets} for w in windows}
+    no_vf = {w: {k: Score(0, 0, 0) for k in dets} for w in windows}
+    vf_samples = 0
     per_record: dict[float, dict[str, dict[str, dict[str, float | int]]]] = {w: {} for w in windows}
     for i, name in enumerate(names, 1):
         rec = load_record(data_dir, name)
@@ -231,6 +264,8 @@ def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: flo
             f1s = []
             for w in windows:
                 s = score_beats(rec.beats, peaks, tolerance_samples(w, rec.sample_rate_hz))
+                no_vf[w][key] += score_beats(outside(rec.beats, rec.vf_spans), outside(peaks, rec.vf_spans),
+                                             tolerance_samples(w, rec.sample_rate_hz))
                 t = totals[w][key]
                 t.score, t.samples, t.seconds = t.score + s, t.samples + rec.signal.size, t.seconds + seconds
                 rows[w][key] = s.as_dict()
@@ -238,6 +273,7 @@ def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: flo
             notes.append(f"{key} F1 {'/'.join(f1s)} ({seconds:.2f} s CPU)")
         for w in windows:
             per_record[w][name] = rows[w]
+        vf_samples += sum(hi - lo + 1 for lo, hi in rec.vf_spans)
         if progress:
             progress(f"[{i}/{len(names)}] {name}: {rec.beats.size} beats, " + ", ".join(notes))
     by_window: dict[str, dict[str, Any]] = {
@@ -245,6 +281,10 @@ def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: flo
         for w in windows}
     head = by_window[window_label(windows[0])]
     result: dict[str, Any] = {"overall": head["overall"], "records": head["records"], "windows": by_window}
+    result["vf_excluded"] = {
+        "samples": vf_samples,
+        "windows": {window_label(w): {k: sc.as_dict()
+                                      for k, sc in no_vf[w].items()} for w in windows}}
     speed = speed_summary(head["overall"])
     if speed is not None:
         result["speed"] = speed
@@ -277,6 +317,12 @@ def format_table(result: dict[str, Any]) -> str:
     windows = result.get("windows") or {"": {"overall": result["overall"]}}
     for label, w in windows.items():
         lines.append(f"{'overall':>8} {cells(w['overall'])}" + (f"   (window {label} ms)" if label else ""))
+    vf = result.get("vf_excluded")
+    if vf and vf["samples"]:
+        for label, by_key in vf["windows"].items():
+            lines.append(f"{'no VF':>8} " + " ".join(f"{100 * by_key[k]['se']:13.2f} {100 * by_key[k]['ppv']:13.2f} "
+                                                    f"{100 * by_key[k]['f1']:13.2f}" for k in keys)
+                         + f"   (window {label} ms; {vf['samples']:,} samples of VF/flutter episodes excluded)")
     for k in keys:
         o = result["overall"][k]
         lines.append(f"{k}: TP {o['tp']} FP {o['fp']} FN {o['fn']}, {o['samples_per_s'] / 1e6:.2f} M samples/s")
