@@ -63,16 +63,18 @@ def _patients() -> list[Patient]:
     return out
 
 
-def synthesize_backlog(outbox_path: Path, patients: list[Patient], end_ns: int) -> dict[tuple[str, int], pb.Record]:
-    """Queue 30 minutes of each patient's data in the outbox, as an outage would have; returns what was queued."""
+def synthesize_backlog(outbox_path: Path, patients: list[Patient], end_ns: int,
+                       seconds: int = BACKLOG_S) -> dict[tuple[str, int], pb.Record]:
+    """Queue ``seconds`` (30 minutes) of each patient's data in the outbox, as an outage would have; returns what
+    was queued."""
     outbox = Outbox(outbox_path)
     queued: dict[tuple[str, int], pb.Record] = {}
-    start_ns = end_ns - BACKLOG_S * 1_000_000_000
+    start_ns = end_ns - seconds * 1_000_000_000
     try:
         for p in patients:
             sim = PatientSimulator(PatientScenario.from_heart_rate_knots([(0.0, p.heart_rate[0][1])]), seed=p.seed,
                                    ecg_rate_hz=FS)
-            counts = uv_to_int16(sim.ecg_uv(0, BACKLOG_S * FS))
+            counts = uv_to_int16(sim.ecg_uv(0, seconds * FS))
             records: list[pb.Record] = []
             block = PACKET * BLOCK_PACKETS
             for k, first in enumerate(range(0, len(counts) - block + 1, block)):
@@ -82,7 +84,7 @@ def synthesize_backlog(outbox_path: Path, patients: list[Patient], end_ns: int) 
                     unit="uV", encoding=pb.SAMPLE_ENCODING_INT16_LE, samples=counts[first:first + block].tobytes(),
                     sample_count=block, device_sequence_first=k * BLOCK_PACKETS,
                     device_sequence_last=k * BLOCK_PACKETS + BLOCK_PACKETS - 1, first_sample_corrected_time_ns=t0)))
-            for s in range(1, BACKLOG_S):
+            for s in range(1, seconds):
                 t = start_ns + s * 1_000_000_000
                 rr = [round(x * 1000.0, 3) for x in sim.rr_intervals_s(s - 1.0, float(s))]
                 records.append(_record(p, pb.STREAM_KIND_VITALS, vitals=pb.VitalsRecord(
