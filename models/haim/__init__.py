@@ -11,9 +11,11 @@ Other layouts, loaded with the same rule (nothing recorded after the prediction 
 feature) but not yet trained on: ``mimic`` (the MIMIC-III and MIMIC-IV demos) and ``haim_mm``
 (the HAIM-MIMIC-MM per-patient pickles, read through an allow-listed unpickler); ``fleet_history``
 (the cloud's own feature windows, alarms and clinicians' labels). ``deterioration`` is the
-deterioration-within-hours task on the MIMIC-III demo's vitals, beside NEWS2.
+deterioration-within-hours task on the MIMIC-III demo's vitals, beside NEWS2. ``fusion_net`` is
+HAIM's other fusion head, a small torch network over the same embeddings (torch imported lazily:
+the [models] extra, never the gateway's install).
 
-Needs the ``[learn]`` extra (xgboost-cpu, scikit-learn, pandas); never torch.
+Needs the ``[learn]`` extra (xgboost-cpu, scikit-learn, pandas); torch only for ``fusion_net``.
 """
 
 from __future__ import annotations
