@@ -110,13 +110,11 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(choice: str = "auto") -> Any:
-    """As ``models/rhythm/train_edge.pick_device``: CUDA when asked for or (``auto``) available, else the CPU."""
-    torch = _torch()
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """The project's one device rule (``models/rhythm/train_edge.pick_device``), imported here so that this
+    module itself loads without torch."""
+    from cardiogate.models.rhythm.train_edge import pick_device as rhythm_pick_device
+
+    return rhythm_pick_device(choice)
 
 
 def _torch() -> Any:
