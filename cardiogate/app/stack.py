@@ -42,12 +42,13 @@ _port_rng = random.Random(os.urandom(16))  # never the global generator: tests s
 
 
 def _listen_range() -> tuple[int, int]:
-    """Ports for our listeners: below the kernel's ephemeral range, where no outgoing connection takes one."""
+    """Ports for our listeners: outside the kernel's ephemeral range, where no outgoing connection takes one
+    (below it where there is room, as with Linux's default 32768-60999; otherwise above it)."""
     try:
-        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return (10000, low - 1) if low > 12000 else (low + 20000, 65000)
+        low, high = (int(v) for v in _EPHEMERAL_RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return (10000, low - 1) if low > 12000 else (high + 1, 65535)
 
 
 def free_port() -> int:
