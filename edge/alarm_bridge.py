@@ -22,7 +22,15 @@ from cardiogate.core.tracing import child_span
 from cardiogate.edge.alarm_engine import AlarmEngine, Beat, EngineConfig, parse_command
 from cardiogate.edge.alarm_engine.commands import CommandError, Refusal, authorize
 from cardiogate.edge.alarm_engine.config import ConditionSpec, default_specs
-from cardiogate.edge.alarm_engine.model import AlarmNotice, AuditEntry, Condition, Outcome, Priority, TechnicalCondition
+from cardiogate.edge.alarm_engine.model import (
+    AlarmNotice,
+    AuditEntry,
+    Condition,
+    Outcome,
+    Priority,
+    TechnicalCondition,
+    VfVerdict,
+)
 from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, MonitoredBeat
 from cardiogate.edge.gateway_metrics import ALARM_LATENCY, ALARMS_RAISED
 from cardiogate.edge.inference import RhythmResult
@@ -119,6 +127,10 @@ class AlarmBridge:
         self._rhythm_of[patient] = rhythm
         name = RHYTHM_NAMES.get(rhythm.label, "other")
         self._deliver(self.engine.observe_rhythm(patient, end_ns, name, time.time_ns()))  # type: ignore[arg-type]
+
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: VfVerdict, reason: str) -> None:
+        self._device_of.setdefault(patient, device_id)
+        self._deliver(self.engine.observe_vf(patient, end_ns, verdict, reason, time.time_ns()))
 
     def news2(self, patient: str, device_ns: int) -> dict[str, Any]:
         """The early-warning score, with the rhythm model's latest class as an advisory flag beside it."""

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
+from cardiogate.edge.dsp.vf import VfJudgement, VfVerdict, VfWatch, judge
 from cardiogate.edge.dsp.vt import VtConfig, VtVerdict
 from cardiogate.edge.dsp.vt_watch import VtWatch
 from cardiogate.edge.ecg_assembler import EcgFrame
@@ -60,6 +61,7 @@ class MonitorOutput:
     rhythm_end_ns: int | None = None
     rhythm_window_uv: npt.NDArray[np.float64] | None = None  # the signal the model saw (for shadow models)
     interrupted: bool = False  # the signal restarted here (gap, clock jump): beat history before it is unrelated
+    vf: list[tuple[int, VfVerdict, str]] = field(default_factory=list)  # (window end ns, verdict, why) per VF window
 
 
 class EcgMonitor:
@@ -75,6 +77,9 @@ class EcgMonitor:
         self._analyzer = EcgAnalyzer(sample_rate_hz, self._config)
         self._vt_rejection = vt_rejection
         self._vt = VtWatch(sample_rate_hz, self._config.units_per_mv, self._config.mains_hz, vt)
+        self._vf = VfWatch(sample_rate_hz, self._config.units_per_mv)
+        self._vf_aux = VfWatch(sample_rate_hz, self._config.units_per_mv)
+        self._vf_aux_latest: VfJudgement | None = None
         self._rhythm = rhythm
         self._rhythm_every = int(rhythm_every_s * sample_rate_hz)
         self._keep = int(max(rhythm_window_s, 2.0) * sample_rate_hz)
@@ -97,6 +102,9 @@ class EcgMonitor:
         self._base_ns = frame.first_sample_ns
         self._analyzer = EcgAnalyzer(self.fs, self._config)
         self._vt.reset()
+        self._vf.reset()
+        self._vf_aux.reset()
+        self._vf_aux_latest = None
         self._aux_tail = {}
         self._buffer = np.zeros(0, dtype=np.float64)
         self._buffer_start = 0
@@ -139,9 +147,23 @@ class EcgMonitor:
         if settled is not None and settled.decisions:
             out.beats[:0] = [MonitoredBeat(self._time_of(at), "V", v.confirmed, v.reason, v.corroborated, v.run_beats,
                                            vt_decision=True) for at, v in settled.decisions]
+        out.vf = [self._vf_verdict(j) for j in self._vf.push(x, first)]
         out.complete_ns = self._time_of(end - update.lookahead_samples)
         self._maybe_classify(end, out)
         return out
+
+    def _vf_verdict(self, j: VfJudgement) -> tuple[int, VfVerdict, str]:
+        """A primary-lead VF window weighed against the second lead's latest window and the pulse (cardiogate.edge.
+        dsp.vf.judge); with the VT rejection off for the site, the primary lead decides alone."""
+        other, pulse = None, None
+        if j.vf and self._vt_rejection:
+            aux = self._vf_aux_latest
+            if aux is not None and abs(aux.end - j.end) <= self._vf.step:
+                other = aux.features
+            evidence = self._vt.pulse_between(j.end - self._vf.window, j.end)
+            pulse = evidence.reason if evidence is not None and evidence.regular else None
+        verdict, why = judge(j.features, self._vf.cfg, other, pulse)
+        return self._time_of(j.end), verdict, why
 
     def _beat(self, peak: int, ventricular: bool, check: VtVerdict | None) -> MonitoredBeat:
         t = self._time_of(peak)
@@ -189,6 +211,9 @@ class EcgMonitor:
             x = np.interp(np.arange(first, int(np.floor(at[-1])) + 1, dtype=np.float64), at, x)
         if kind == "ecg":
             self._vt.aux_ecg(x, first)
+            judged = self._vf_aux.push(x, first)
+            if judged:
+                self._vf_aux_latest = judged[-1]
         else:
             self._vt.pulse(x, first)
 

@@ -26,7 +26,7 @@ from cardiogate.core.tracing import setup_tracing
 from cardiogate.edge import gateway_metrics
 from cardiogate.edge.alarm_bridge import AlarmBridge
 from cardiogate.edge.alarm_engine.config import default_specs
-from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.alarm_engine.model import TechnicalCondition, VfVerdict
 from cardiogate.edge.cloud_commands import run_cloud_commands
 from cardiogate.edge.device_manager import DeviceManager, ManagedDevice
 from cardiogate.edge.ecg_assembler import EcgTail
@@ -257,6 +257,9 @@ class Gateway:
     def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat],
                       interrupted: bool = False) -> None:
         self.alarms.observe_beats(patient, device_id, complete_ns, beats, interrupted)
+
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: VfVerdict, reason: str) -> None:
+        self.alarms.observe_vf(patient, device_id, end_ns, verdict, reason)
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
                        window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None:

@@ -43,6 +43,7 @@ from cardiogate.edge.codecs.polar_pmd import (
 )
 from cardiogate.edge.codecs.pulse_oximeter import decode_plx_continuous_measurement, decode_plx_spot_check_measurement
 from cardiogate.edge.dsp.ppg import PpgMonitor
+from cardiogate.edge.dsp.vf import VfVerdict
 from cardiogate.edge.dsp.vt import VtConfig
 from cardiogate.edge.ecg_assembler import EcgAssembler, EcgFrame, EcgTail
 from cardiogate.edge.ecg_monitor import RHYTHM_NAMES, AuxKind, EcgMonitor, MonitoredBeat, MonitorOutput
@@ -71,6 +72,8 @@ class RecordSink(Protocol):
 
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
                        window_uv: npt.NDArray[np.float64] | None = None, sample_rate_hz: float = 0.0) -> None: ...
+
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: VfVerdict, reason: str) -> None: ...
 
 
 @runtime_checkable
@@ -443,6 +446,8 @@ class DeviceProcessor:
         out = self.monitor.push(frame)
         if out.complete_ns is not None:
             self._sink.observe_beats(self.patient, self.device_id, out.complete_ns, out.beats, out.interrupted)
+        for end_ns, verdict, why in out.vf:
+            self._sink.observe_vf(self.patient, self.device_id, end_ns, verdict, why)
         now = frame.first_sample_ns
         if out.lead_off is not None:
             self._sink.observe_technical(self.patient, self.device_id, "lead_off", out.lead_off, now)

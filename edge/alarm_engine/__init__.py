@@ -25,10 +25,12 @@ from cardiogate.edge.alarm_engine.model import (
     Condition,
     Outcome,
     Priority,
+    VfVerdict,
 )
 
 __all__ = [
     "CONDITIONS", "PHYSIOLOGICAL", "TECHNICAL", "Acknowledge", "AlarmEngine", "AlarmNotice", "AlarmView",
     "AuditEntry", "Beat", "Command", "CommandError", "Condition", "ConditionSpec", "EngineConfig", "News2Result",
-    "Outcome", "Priority", "SetLimits", "Silence", "Tier", "Unsilence", "default_specs", "news2", "parse_command",
+    "Outcome", "Priority", "SetLimits", "Silence", "Tier", "Unsilence", "VfVerdict", "default_specs", "news2",
+    "parse_command",
 ]

@@ -137,6 +137,13 @@ def default_specs() -> dict[Condition, ConditionSpec]:
         # noisy single-lead ECG (4: 0.2). docs/alarms.md "The VT limit".
         ConditionSpec("vt", "physiological", "at_least", "beats", (Tier("high", 4, 0),),
                       latch_from="high", adjustable=(3, 30)),
+        # ventricular flutter/fibrillation from the waveform (cardiogate.edge.dsp.vf), judged every second on 4 s:
+        # the flag must hold for 2 s more (three windows in a row), so one odd window never pages anyone
+        ConditionSpec("vf", "physiological", "at_least", "flag", (Tier("high", 1.0, 2.0),), clear_delay_s=5,
+                      latch_from="high"),
+        # VF on one lead that a second lead or a continuing pulse argues against: an advisory, never nothing
+        ConditionSpec("vf_unconfirmed", "physiological", "at_least", "flag", (Tier("low", 1.0, 2.0),),
+                      clear_delay_s=10),
         ConditionSpec("af", "physiological", "at_least", "flag", (Tier("low", 1.0, 30),), clear_delay_s=30),
         # a VT run the evidence argues against (vt_rejection): shown as an advisory, never dropped silently
         ConditionSpec("vt_unconfirmed", "physiological", "at_least", "flag", (Tier("low", 1.0, 0),), clear_delay_s=10),

@@ -47,6 +47,7 @@ from cardiogate.edge.alarm_engine.model import (
     Outcome,
     Priority,
     TechnicalCondition,
+    VfVerdict,
     rank,
 )
 
@@ -252,6 +253,24 @@ class AlarmEngine:
             p.tracker("af").since.clear()
             return sink.outcome()
         self._feed(sink, patient, p, "af", 1.0 if rhythm == "af" else 0.0, device_time_ns, decision_time_ns)
+        return sink.outcome()
+
+    def observe_vf(self, patient: str, device_time_ns: int, verdict: VfVerdict, reason: str,
+                   decision_time_ns: int) -> Outcome:
+        """One VF window's verdict (``"vf"``, ``"doubted"`` or ``"none"``) for the window ending at ``device_time_ns``.
+
+        Unlike the beat-based conditions, a poor signal quality index does not stop it: fibrillation itself is
+        what makes the quality index poor. Leads off do: a trace with no electrode on the skin says nothing.
+        """
+        p, sink = self._patient(patient), _Sink()
+        if "lead_off" in p.technical_inputs:
+            verdict, reason = "none", ""
+            for condition in ("vf", "vf_unconfirmed"):
+                p.tracker(condition).since.clear()  # an onset never spans a time with the leads off
+        self._feed(sink, patient, p, "vf", 1.0 if verdict == "vf" else 0.0, device_time_ns, decision_time_ns,
+                   reason if verdict == "vf" else "")
+        self._feed(sink, patient, p, "vf_unconfirmed", 1.0 if verdict == "doubted" else 0.0, device_time_ns,
+                   decision_time_ns, f"VF unconfirmed: {reason}" if verdict == "doubted" else "")
         return sink.outcome()
 
     def signal_interrupted(self, patient: str) -> None:

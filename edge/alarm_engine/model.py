@@ -9,17 +9,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from cardiogate.edge.dsp.vf import VfVerdict as VfVerdict  # the engine takes the DSP verdict as is
+
 Priority = Literal["low", "medium", "high"]
 PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high")
 Category = Literal["physiological", "technical"]
 
 PhysiologicalCondition = Literal["hr_high", "hr_low", "spo2_low", "sbp_high", "sbp_low", "asystole", "vt", "af",
-                                 "news2", "vt_unconfirmed", "risk"]
+                                 "news2", "vt_unconfirmed", "risk", "vf", "vf_unconfirmed"]
 TechnicalCondition = Literal["lead_off", "poor_signal", "device_lost", "battery_low", "outbox_near_full",
                              "model_failure", "uplink_refused"]
 Condition = PhysiologicalCondition | TechnicalCondition
 PHYSIOLOGICAL: tuple[PhysiologicalCondition, ...] = ("hr_high", "hr_low", "spo2_low", "sbp_high", "sbp_low",
-                                                     "asystole", "vt", "af", "news2", "vt_unconfirmed", "risk")
+                                                     "asystole", "vt", "af", "news2", "vt_unconfirmed", "risk",
+                                                     "vf", "vf_unconfirmed")
 TECHNICAL: tuple[TechnicalCondition, ...] = ("lead_off", "poor_signal", "device_lost", "battery_low",
                                              "outbox_near_full", "model_failure", "uplink_refused")
 CONDITIONS: tuple[Condition, ...] = (*PHYSIOLOGICAL, *TECHNICAL)

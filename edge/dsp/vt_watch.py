@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
 from cardiogate.edge.dsp.beats import r_width_s
 from cardiogate.edge.dsp.ppg import run_pulse
-from cardiogate.edge.dsp.pulse import follows_run, locked_delay, pulse_evidence
+from cardiogate.edge.dsp.pulse import PulseEvidence, follows_run, locked_delay, pulse_evidence
 from cardiogate.edge.dsp.vt import (
     BeatShape,
     LeadRun,
@@ -239,6 +239,15 @@ class VtWatch:
     def pulse(self, x: FloatArray, first: int) -> None:
         """A pulsatile waveform's chunk, resampled by the caller to this clock."""
         self._pulse.add(x, first)
+
+    def pulse_between(self, lo: int, now: int) -> PulseEvidence | None:
+        """The pulse over samples ``[lo, now)`` against the minute before; None where no live pulse covers it
+        (no pulse channel, a stale one, or one that cannot be judged: unknown, never 'present')."""
+        p = self._pulse
+        if p.end < now - round(2.0 * self.fs):
+            return None
+        return pulse_evidence(p.between(lo, now), p.between(lo - round(PULSE_BASELINE_S * self.fs), lo), self.fs,
+                              self.cfg.pulse)
 
     def verdict(self, now: int) -> VtVerdict:
         """Judge the ``window_s`` seconds before sample ``now`` with every channel that covers them."""

@@ -70,6 +70,9 @@ class OutboxSink:
     def observe_technical(self, patient: str, device_id: str, kind: Any, active: bool, device_ns: int) -> None:
         pass
 
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: Any, reason: str) -> None:
+        pass
+
     def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat],
                       interrupted: bool = False) -> None:
         pass

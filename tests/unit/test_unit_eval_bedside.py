@@ -125,10 +125,25 @@ def test_rate_alarms_need_the_challenge_limits_inside_the_window() -> None:
     from cardiogate.app.evaluation.bedside import decide
 
     w = 1_000
-    assert decide("r", "Tachycardia", "hr_high", [_notice("hr_high", 150.0, w + 1)], w, False)["decision"]
-    assert not decide("r", "Tachycardia", "hr_high", [_notice("hr_high", 130.0, w + 1)], w, False)["decision"]
-    assert decide("r", "Bradycardia", "hr_low", [_notice("hr_low", 35.0, w + 1)], w, False)["decision"]
-    assert not decide("r", "Bradycardia", "hr_low", [_notice("hr_low", 45.0, w + 1)], w, True)["decision"]
-    assert not decide("r", "Asystole", "asystole", [_notice("asystole", 3.5, w - 1)], w, False)["decision"]
-    late = decide("r", "Asystole", "asystole", [_notice("asystole", 3.5, w - 1)], w, True)
+    assert decide("r", "Tachycardia", ("hr_high",), [_notice("hr_high", 150.0, w + 1)], w, False)["decision"]
+    assert not decide("r", "Tachycardia", ("hr_high",), [_notice("hr_high", 130.0, w + 1)], w, False)["decision"]
+    assert decide("r", "Bradycardia", ("hr_low",), [_notice("hr_low", 35.0, w + 1)], w, False)["decision"]
+    assert not decide("r", "Bradycardia", ("hr_low",), [_notice("hr_low", 45.0, w + 1)], w, True)["decision"]
+    assert not decide("r", "Asystole", ("asystole",), [_notice("asystole", 3.5, w - 1)], w, False)["decision"]
+    late = decide("r", "Asystole", ("asystole",), [_notice("asystole", 3.5, w - 1)], w, True)
     assert late["decision"] and "showing" in late["reason"]  # raised before the window, still going on
+
+
+def test_a_ventricular_alarm_is_true_on_a_vt_run_or_the_vf_detector_and_doubts_say_why() -> None:
+    from cardiogate.app.evaluation.bedside import TYPES, decide
+
+    w = 1_000
+    ventricular = TYPES["Ventricular_Flutter_Fib"]
+    assert ventricular == TYPES["Ventricular_Tachycardia"] == ("vt", "vf")
+    by_vf = decide("r", "Ventricular_Flutter_Fib", ventricular, [_notice("vf", 1.0, w + 1)], w, False)
+    assert by_vf["decision"] and by_vf["reason"].startswith("vf raised")
+    assert decide("r", "Ventricular_Tachycardia", ventricular, [_notice("vt", 5.0, w + 1)], w, False)["decision"]
+    doubted = decide("r", "Ventricular_Flutter_Fib", ventricular,
+                     [_notice("vf_unconfirmed", 1.0, w + 1), _notice("vf", 1.0, w - 1)], w, False)
+    assert not doubted["decision"] and doubted["reason"].startswith("vf_unconfirmed")
+    assert not decide("r", "Ventricular_Tachycardia", ventricular, [], w, False)["decision"]

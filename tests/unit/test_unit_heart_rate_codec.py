@@ -185,6 +185,9 @@ class _Sink:
     def observe_technical(self, patient: str, device_id: str, kind: str, active: bool, device_ns: int) -> None:
         pass
 
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: str, reason: str) -> None:
+        pass
+
 
 def test_the_gateway_keeps_the_heart_rate_and_counts_the_dropped_rr() -> None:
     sink = _Sink()

@@ -15,7 +15,7 @@ import pytest
 from bumble.link import LocalLink
 
 from cardiogate.edge.alarm_bridge import AlarmBridge
-from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.alarm_engine.model import TechnicalCondition, VfVerdict
 from cardiogate.edge.codecs.polar_pmd import (
     PmdError,
     PmdMeasurementType,
@@ -237,6 +237,9 @@ class _Sink:
     def observe_technical(self, patient: str, device_id: str, kind: TechnicalCondition, active: bool,
                           device_ns: int) -> None:
         self.bridge.observe_technical(patient, device_id, kind, active, device_ns)
+
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: VfVerdict, reason: str) -> None:
+        self.bridge.observe_vf(patient, device_id, end_ns, verdict, reason)
 
     def observe_beats(self, patient: str, device_id: str, complete_ns: int, beats: list[MonitoredBeat],
                       interrupted: bool = False) -> None:

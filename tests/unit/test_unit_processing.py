@@ -26,6 +26,7 @@ class RecordingSink:
         self.records: list[pb.Record] = []
         self.vitals: list[tuple[str, str, int, dict[str, float | None]]] = []
         self.technical: list[tuple[str, str, str, bool, int]] = []
+        self.vf: list[tuple[int, str, str]] = []
 
     def emit_record(self, record: pb.Record) -> None:
         copy = pb.Record()
@@ -38,6 +39,9 @@ class RecordingSink:
 
     def observe_technical(self, patient: str, device_id: str, kind: str, active: bool, device_ns: int) -> None:
         self.technical.append((patient, device_id, kind, active, device_ns))
+
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: str, reason: str) -> None:
+        self.vf.append((end_ns, verdict, reason))
 
     def blocks(self) -> list[pb.SampleBlock]:
         ecg = [r for r in self.records if r.kind == pb.STREAM_KIND_ECG]

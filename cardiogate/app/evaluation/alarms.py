@@ -29,7 +29,7 @@ import numpy as np
 from cardiogate.app.evaluation import ALARMS_DESCRIPTION, add_alarms_arguments
 from cardiogate.edge.alarm_bridge import AlarmBridge
 from cardiogate.edge.alarm_engine.config import default_specs
-from cardiogate.edge.alarm_engine.model import TechnicalCondition
+from cardiogate.edge.alarm_engine.model import TechnicalCondition, VfVerdict
 from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
 from cardiogate.edge.codecs.pulse_oximeter import PlxContinuousMeasurement, SpO2PR, encode_plx_continuous_measurement
 from cardiogate.edge.codecs.sfloat import sfloat_from_float
@@ -74,6 +74,9 @@ class BridgeSink:
     def observe_rhythm(self, patient: str, device_id: str, end_ns: int, rhythm: RhythmResult,
                        window_uv: Any = None, sample_rate_hz: float = 0.0) -> None:
         self.bridge.observe_rhythm(patient, device_id, end_ns, rhythm)
+
+    def observe_vf(self, patient: str, device_id: str, end_ns: int, verdict: VfVerdict, reason: str) -> None:
+        self.bridge.observe_vf(patient, device_id, end_ns, verdict, reason)
 
 
 @dataclass

@@ -35,6 +35,8 @@ const CONDITIONS: Record<string, string> = {
   asystole: 'Asystole',
   vt: 'Ventricular tachycardia',
   vt_unconfirmed: 'VT (unconfirmed)',
+  vf: 'Ventricular fibrillation/flutter',
+  vf_unconfirmed: 'VF (unconfirmed)',
   af: 'Atrial fibrillation',
   news2: 'NEWS2 high',
   lead_off: 'Lead off',
@@ -54,7 +56,7 @@ export function conditionLabel(condition: string): string {
 }
 
 // Conditions that are a rhythm class, not a measurement: their value says nothing to the reader.
-const NO_VALUE = new Set(['af', 'vt', 'vt_unconfirmed']);
+const NO_VALUE = new Set(['af', 'vt', 'vt_unconfirmed', 'vf', 'vf_unconfirmed']);
 
 /** Whether an alarm's value is worth showing next to its condition. */
 export function showsValue(priority: string, condition: string): boolean {
