@@ -26,6 +26,7 @@ from cardiogate.core.settings import ConfigError, StrictModel, describe_validati
 from cardiogate.sim.physiology import (
     NOMINAL_R_MV,
     block_noise,
+    fibrillation_mv,
     fibrillatory_mv,
     fibrillatory_oscillators,
     motion_mv,
@@ -147,6 +148,20 @@ class VtEvent(_Event):
         return "ventricular tachycardia run"
 
 
+class VfEvent(_Event):
+    """Ventricular fibrillation: no beats and no pulses, only a wandering 3-9 Hz oscillation (coarse or fine).
+    It does not end on its own (defibrillation ends it): without ``duration_s`` it lasts to the end."""
+
+    kind: Literal["vf"] = "vf"
+    duration_s: float | None = Field(default=None, gt=0.0)
+    amplitude_mv: float = Field(default=0.5, ge=0.05, le=3.0, description="typical peak; coarse VF >= 0.2 mV, "
+                                                                         "fine below")
+    frequency_hz: float = Field(default=5.0, ge=3.0, le=9.0)
+
+    def critical_reason(self, sustain_s: float) -> str | None:
+        return "ventricular fibrillation"
+
+
 class PauseEvent(_Event):
     """No beats at all (sinus pause, or asystole when it never ends); the next beat comes at the end."""
 
@@ -227,11 +242,11 @@ class LeadOffEvent(_Event):
 
 
 Event = Annotated[
-    SinusEvent | BradycardiaEvent | TachycardiaEvent | AfEvent | VtEvent | PauseEvent | DesaturationEvent
+    SinusEvent | BradycardiaEvent | TachycardiaEvent | AfEvent | VtEvent | VfEvent | PauseEvent | DesaturationEvent
     | HypertensiveEvent | NoiseEvent | MotionEvent | PpgMotionEvent | LeadOffEvent,
     Field(discriminator="kind"),
 ]
-EVENT_KINDS = ("sinus", "bradycardia", "tachycardia", "af", "vt", "pause", "desaturation", "hypertensive",
+EVENT_KINDS = ("sinus", "bradycardia", "tachycardia", "af", "vt", "vf", "pause", "desaturation", "hypertensive",
                "noise", "motion", "ppg_motion", "lead_off")
 
 
@@ -358,7 +373,7 @@ class PatientSimulator:
         self.plan = RhythmPlan(
             baseline_hr_bpm=scenario.hr_bpm,
             rate_ramps=tuple(Ramp(e.at_s, e.end_s, e.hr_bpm, e.ramp_s) for e in ev if isinstance(e, _RateEvent)),
-            spans=tuple(self._span(e) for e in ev if isinstance(e, AfEvent | VtEvent | PauseEvent)),
+            spans=tuple(self._span(e) for e in ev if isinstance(e, AfEvent | VtEvent | VfEvent | PauseEvent)),
             rr_variability=scenario.rr_variability, respiration_hz=resp_hz,
             pvc_per_min=scenario.pvc_per_min, pac_per_min=scenario.pac_per_min)
         self._train = BeatTrain(self.plan, seed)
@@ -371,6 +386,7 @@ class PatientSimulator:
         self._noise = [e for e in ev if isinstance(e, NoiseEvent)]
         self._lead_off = [e for e in ev if isinstance(e, LeadOffEvent)]
         self._vt = [e for e in ev if isinstance(e, VtEvent)]
+        self._vf = [(i, e) for i, e in enumerate(ev) if isinstance(e, VfEvent)]
         self._ppg_motion = [(i, e) for i, e in enumerate(ev) if isinstance(e, PpgMotionEvent)]
         self._desat = [e for e in ev if isinstance(e, DesaturationEvent)]
         hyper = [e for e in ev if isinstance(e, HypertensiveEvent)]
@@ -379,12 +395,12 @@ class PatientSimulator:
         self._cache: OrderedDict[int, F64] = OrderedDict()
 
     @staticmethod
-    def _span(e: AfEvent | VtEvent | PauseEvent) -> RhythmSpan:
+    def _span(e: AfEvent | VtEvent | VfEvent | PauseEvent) -> RhythmSpan:
         if isinstance(e, AfEvent):
             return RhythmSpan(e.at_s, e.end_s, "af", e.hr_bpm, e.irregularity)
         if isinstance(e, VtEvent):
             return RhythmSpan(e.at_s, e.end_s, "vt", e.hr_bpm)
-        return RhythmSpan(e.at_s, e.end_s, "pause")
+        return RhythmSpan(e.at_s, e.end_s, "pause")  # a pause, or VF: no beat ejects, no R wave to time
 
     # -- beats and rate --
 
@@ -447,6 +463,9 @@ class PatientSimulator:
             inside = _window(t, af.at_s, af.end_s)
             if af.fwave_mv > 0 and inside.any():
                 mv += np.where(inside, fibrillatory_mv(self._fwaves, t, af.fwave_mv * self._gain), 0.0)
+        for i, vf in self._vf:
+            mv += fibrillation_mv(t, self.seed, i, vf.at_s, math.inf if vf.end_s is None else vf.end_s,
+                                  vf.amplitude_mv, vf.frequency_hz)
         for i, motion in self._motion:
             end = math.inf if motion.end_s is None else motion.end_s
             mv += motion_mv(t, self.seed, i, motion.at_s, end,

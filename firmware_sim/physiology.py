@@ -199,6 +199,7 @@ _PHASE_STREAM = 0x5A5E
 _NOISE_STREAM = 0x401E
 _MOTION_STREAM = 0x3071
 _SPIKE_STREAM = 0x5B1C
+_VF_STREAM = 0x7F00
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,21 @@ def fibrillatory_mv(osc: Oscillators, t: F64, amplitude_mv: float) -> F64:
     """f-waves of ``amplitude_mv`` with a slow amplitude modulation (coarse and fine stretches)."""
     envelope = 1.0 + 0.35 * np.sin(2.0 * math.pi * osc.freqs[-1] * t + osc.phases[-1])
     return amplitude_mv * envelope * osc(t)
+
+
+def fibrillation_mv(t: F64, seed: int, event: int, start_s: float, end_s: float, amplitude_mv: float,
+                    frequency_hz: float) -> F64:
+    """Ventricular fibrillation within [start_s, end_s): no complexes and no baseline, only an oscillation that
+    wanders around ``frequency_hz`` (two close components beat against each other, a slower third adds shape)
+    and waxes and wanes over a few seconds; ``amplitude_mv`` is its typical peak."""
+    inside = (t >= start_s) & (t < end_s)
+    if not inside.any():
+        return np.zeros_like(t)
+    f = frequency_hz
+    bands = [(0.94 * f, 0.98 * f), (1.02 * f, 1.08 * f), (0.6 * f, 0.7 * f)]
+    wave = Oscillators.seeded(seed, _VF_STREAM + event, bands, [0.6, 0.4, 0.2])
+    envelope = Oscillators.seeded(seed, _VF_STREAM + 0x80 + event, [(0.15, 0.3)], [0.3])
+    return np.where(inside, amplitude_mv * wave(t) * (1.0 + envelope(t)), 0.0)
 
 
 def wander_oscillators(seed: int, respiration_hz: float) -> Oscillators:

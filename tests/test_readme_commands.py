@@ -299,12 +299,12 @@ def test_eval_alarms_as_the_readme_shows_it_alarms_on_every_critical_event(tmp_p
     report = json.loads(out.read_text(encoding="utf-8"))
     assert set(report) >= {"critical", "false_alarms", "rhythm_model", "cpu_s"}
     critical = report["critical"]
-    assert critical["expected"] == 5 and critical["detected"] == 5
-    assert {e["condition"] for e in critical["events"]} == {"vt", "asystole", "hr_high", "hr_low", "spo2_low"}
+    assert critical["expected"] == 6 and critical["detected"] == 6
+    assert {e["condition"] for e in critical["events"]} == {"vt", "vf", "asystole", "hr_high", "hr_low", "spo2_low"}
     assert all(e["delay_s"] is not None and e["delay_s"] <= e["allowed_s"] for e in critical["events"])
     fa = report["false_alarms"]
     assert fa["patient_hours"] == pytest.approx(2 / 60, abs=1e-3)
     assert fa["physiological_alarms"] >= 0
     assert fa["per_patient_hour"] == pytest.approx(fa["physiological_alarms"] / fa["patient_hours"], rel=1e-3)
     assert fa["upper95_per_patient_hour"] > fa["per_patient_hour"]
-    assert "critical events alarmed in time: 5/5" in result.stdout
+    assert "critical events alarmed in time: 6/6" in result.stdout

@@ -1,6 +1,7 @@
-"""ECG-derived alarms end to end: a VT run and a pause on real BLE, through the gateway, to MQTT.
+"""ECG-derived alarms end to end: a VT run, a pause and ventricular fibrillation on real BLE, through the
+gateway, to MQTT.
 
-Two simulated ECG watches (one with a ventricular tachycardia run, one with a 5 s pause)
+Three simulated ECG watches (a ventricular tachycardia run, a 5 s pause, ventricular fibrillation)
 and the real stack (its own locked Mosquitto; the test listens as the read-only monitor).
 The alarms must arrive on MQTT with the condition, high priority,
 and trigger samples inside the event; the time from the triggering sample to the MQTT
@@ -23,8 +24,8 @@ from cardiogate.sim.truth import read_truth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 RUN_S = 40.0
-VT, PAUSE = "C0:00:00:00:03:01", "C0:00:00:00:03:02"
-VT_AT, PAUSE_AT = 15.0, 18.0
+VT, PAUSE, VF = "C0:00:00:00:03:01", "C0:00:00:00:03:02", "C0:00:00:00:03:03"
+VT_AT, PAUSE_AT, VF_AT = 15.0, 18.0, 16.0
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             {"kind": "vt", "at_s": VT_AT, "duration_s": 10, "hr_bpm": 180}]}}),
         Patient("pt-pause", PAUSE, [(0.0, 70.0)], seed=42, watch_extra={"patient": {
             "hr_bpm": 70, "snr_db": 25, "events": [{"kind": "pause", "at_s": PAUSE_AT, "duration_s": 5}]}}),
+        Patient("pt-vf", VF, [(0.0, 80.0)], seed=43, watch_extra={"patient": {
+            "hr_bpm": 80, "snr_db": 25, "events": [{"kind": "vf", "at_s": VF_AT, "duration_s": 15}]}}),
     ]
     stack = LocalStack(tmp_path_factory.mktemp("alarms"), patients, gateway_id="gw-alarms", site="alarm-site")
 
@@ -90,8 +93,18 @@ def test_a_five_second_pause_raises_asystole_after_three_seconds(run: dict[str, 
     assert alarm["priority"] == "high" and PAUSE_AT + 2.0 < t < PAUSE_AT + 5.0
 
 
+def test_ventricular_fibrillation_raises_vf_once_a_window_of_it_has_held_for_the_onset_delay(
+        run: dict[str, Any]) -> None:
+    """The detector judges 4-s windows and the alarm wants three in a row: 6 s after onset, plus a second."""
+    alarm = _first(run, VF, "vf")
+    t = alarm["trigger_sample_device_time_ns"] / 1e9 - _start_s(run["truth"], VF)
+    assert alarm["priority"] == "high" and VF_AT + 4.0 < t <= VF_AT + 4.0 + 2.0 + 1.0, t
+    assert "oscillation" in alarm["reason"]
+
+
 def test_report_sample_to_mqtt_latency(run: dict[str, Any]) -> None:
-    ecg = [a for a in run["alarms"] if a["condition"] in ("vt", "asystole") and a["state"] in ("raised", "escalated")]
+    ecg = [a for a in run["alarms"] if a["condition"] in ("vt", "asystole", "vf")
+           and a["state"] in ("raised", "escalated")]
     to_mqtt = np.array([(a["received_ns"] - a["trigger_sample_device_time_ns"]) / 1e6 for a in ecg])
     publish = np.array([(a["publish_time_ns"] - a["decision_time_ns"]) / 1e6 for a in run["alarms"]])
     print(f"\ntriggering sample -> MQTT subscriber: p50 {np.percentile(to_mqtt, 50):.0f} ms, "

@@ -18,7 +18,7 @@ def critical() -> dict[str, object]:
 def test_every_critical_event_kind_is_expected(critical: dict[str, object]) -> None:
     events = critical["events"]
     assert isinstance(events, list)
-    assert {e["condition"] for e in events} == {"vt", "asystole", "hr_high", "hr_low", "spo2_low"}
+    assert {e["condition"] for e in events} == {"vt", "vf", "asystole", "hr_high", "hr_low", "spo2_low"}
 
 
 def test_each_alarms_within_its_onset_delay_plus_one_second(critical: dict[str, object]) -> None:

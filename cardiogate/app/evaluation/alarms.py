@@ -5,9 +5,10 @@ frames, Heart Rate Measurements and oximeter readings, encoded exactly as the wa
 would send them, go through the gateway's own processor, ECG monitor (and rhythm model
 when given) and alarm engine, faster than real time. Two questions:
 
-- sensitivity and delay: every injected critical event (VT run, pause over 3 s,
-  HR above 150 or below 40 bpm, SpO2 below 88 %) must alarm within its condition's onset
-  delay + 1 s of the moment the signal first met the condition (device time);
+- sensitivity and delay: every injected critical event (VT run, ventricular fibrillation,
+  pause over 3 s, HR above 150 or below 40 bpm, SpO2 below 88 %) must alarm within its
+  condition's onset delay + 1 s of the moment the signal first met the condition (device
+  time; for VF, once a whole VF window of it has arrived);
 - false alarms: physiological alarms raised on noisy normal rhythms, per patient-hour.
 
 The BLE link, MQTT and the uplink are not involved (the e2e tests cover those); the
@@ -33,6 +34,7 @@ from cardiogate.edge.alarm_engine.model import TechnicalCondition, VfVerdict
 from cardiogate.edge.codecs.heart_rate import HeartRateMeasurement, encode_heart_rate_measurement, rr_ms_to_1024
 from cardiogate.edge.codecs.pulse_oximeter import PlxContinuousMeasurement, SpO2PR, encode_plx_continuous_measurement
 from cardiogate.edge.codecs.sfloat import sfloat_from_float
+from cardiogate.edge.dsp.vf import VfConfig
 from cardiogate.edge.ecg_assembler import EcgFrame
 from cardiogate.edge.ecg_monitor import MonitoredBeat
 from cardiogate.edge.inference import RhythmClassifier, RhythmResult
@@ -47,7 +49,9 @@ PER_PACKET = 114
 T0_NS = 1_800_000_000 * 1_000_000_000
 TRANSPORT_NS = 20_000_000  # a notification arrives this long after its last sample
 VT_BEATS = int(default_specs()["vt"].tiers[0].limit)  # the run is a VT once it is as long as the gateway's limit
-ONSET_S = {"vt": 0.0, "asystole": 0.0, "hr_high": 5.0, "hr_low": 5.0, "spo2_low": 15.0}
+ONSET_S = {"vt": 0.0, "asystole": 0.0, "hr_high": 5.0, "hr_low": 5.0, "spo2_low": 15.0,
+           "vf": default_specs()["vf"].tiers[0].onset_delay_s}
+VF_WINDOW_S = VfConfig().window_s  # VF is judged on this much signal: its criterion is a window full of it
 
 
 class BridgeSink:
@@ -153,6 +157,8 @@ def expected_alarms(run: PatientRun, sim: PatientSimulator) -> list[Expected]:
             v = [b.t_s for b in sim.beats_between(start, end + 0.5) if b.symbol == "V"]
             if len(v) >= VT_BEATS:
                 out.append(Expected(run.patient, "vt", "vt", v[VT_BEATS - 1]))
+        elif ev.kind == "vf":
+            out.append(Expected(run.patient, "vf", "vf", start + VF_WINDOW_S))
         elif ev.kind == "pause":
             before = [b.t_s for b in sim.beats_between(max(0.0, start - 5.0), start + 0.01)]
             if before:
@@ -217,6 +223,7 @@ def critical_scenarios() -> list[tuple[str, dict[str, Any]]]:
                                                           "hr_bpm": 34, "ramp_s": 5}]}),
         ("pt-desat", {**base, "hr_bpm": 72, "events": [{"kind": "desaturation", "at_s": 20, "duration_s": 60,
                                                           "target_pct": 84}]}),
+        ("pt-vf", {**base, "hr_bpm": 80, "events": [{"kind": "vf", "at_s": 40, "duration_s": 30}]}),
     ]
 
 
