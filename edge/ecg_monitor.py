@@ -77,7 +77,9 @@ class EcgMonitor:
         self._analyzer = EcgAnalyzer(sample_rate_hz, self._config)
         self._vt_rejection = vt_rejection
         self._vt = VtWatch(sample_rate_hz, self._config.units_per_mv, self._config.mains_hz, vt)
-        self._vf = VfWatch(sample_rate_hz, self._config.units_per_mv)
+        # the primary lead's non-VF windows need no measure beyond the spectrum; the second lead's all do (a veto
+        # reads its TCSC and amplitude)
+        self._vf = VfWatch(sample_rate_hz, self._config.units_per_mv, screen=True)
         self._vf_aux = VfWatch(sample_rate_hz, self._config.units_per_mv)
         self._vf_aux_latest: VfJudgement | None = None
         self._rhythm = rhythm

@@ -88,6 +88,20 @@ def test_judgements_do_not_depend_on_the_chunking_and_never_span_a_gap() -> None
     assert after_gap[0].end == 3500 + 1000
 
 
+def test_the_spectral_screen_gives_the_same_verdicts_and_skips_the_rest_only_where_vf_is_ruled_out() -> None:
+    rng = np.random.default_rng(5)
+    x = np.concatenate([sinus(12), flutter(8), 0.3 * rng.standard_normal(round(6 * FS)), flutter(6, mv=0.1)]) * 1e3
+    full, screened = VfWatch(FS, 1000.0).push(x, 0), VfWatch(FS, 1000.0, screen=True).push(x, 0)
+    assert [(j.end, j.vf) for j in screened] == [(j.end, j.vf) for j in full]
+    assert any(j.vf for j in full) and not all(j.vf for j in full)
+    for a, b in zip(full, screened, strict=True):
+        assert b.features.vf_band_share == a.features.vf_band_share
+        if a.features.vf_band_share > CFG.min_vf_band_share:
+            assert b.features == a.features  # past the screen, every measure is computed
+        else:
+            assert np.isnan(b.features.tcsc) and np.isnan(b.features.leakage)
+
+
 def test_other_evidence_only_ever_doubts_and_says_why() -> None:
     vf = vf_features(band(flutter(8)), FS)
     resting = vf_features(band(sinus(8)), FS)
