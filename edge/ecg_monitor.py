@@ -155,8 +155,9 @@ class EcgMonitor:
         return out
 
     def _vf_verdict(self, j: VfJudgement) -> tuple[int, VfVerdict, str]:
-        """A primary-lead VF window weighed against the second lead's latest window and the pulse (cardiogate.edge.
-        dsp.vf.judge); with the VT rejection off for the site, the primary lead decides alone."""
+        """A primary-lead VF window weighed against the second lead's latest window and the pulse
+        (:func:`cardiogate.edge.dsp.vf.judge`); with the VT rejection off for the site, the primary lead decides
+        alone. Only the primary lead can raise VF; the second lead's windows serve as evidence."""
         other, pulse = None, None
         if j.vf and self._vt_rejection:
             aux = self._vf_aux_latest

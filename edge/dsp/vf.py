@@ -17,10 +17,12 @@ measures that all have to agree, plus an amplitude floor:
   the dominant frequency (one organised oscillation rather than broadband noise).
 
 Each measure alone flags muscle noise or a wide-complex tachycardia now and then; all together, on the
-reference data, they flagged 121 of 143 windows inside MIT-BIH 207's flutter and none of 10 h of noise
-stress records (docs/alarms.md "Ventricular flutter and fibrillation" has the measurement). The limits come
-from the papers, not fitted to these records. The alarm engine adds the onset delay (the flag must hold for
-several consecutive windows) and a second ECG lead, where there is one, must agree (cardiogate.edge.ecg_monitor).
+reference data, they judged 108 of the 119 windows lying wholly inside MIT-BIH 207's flutter VF, and raised
+no alarm in 2.5 h of noise stress records (docs/alarms.md "Ventricular flutter and fibrillation";
+tests/benchmarks/vf_reference.py). These limits come from the papers, not fitted to these records; only the
+second-lead limit of :func:`judge` was chosen on data. The alarm engine adds the onset delay (the flag must
+hold for several consecutive windows), and :func:`judge` weighs a second lead and a pulse where there are
+such (cardiogate.edge.ecg_monitor).
 
 Pure: :func:`vf_features` on one window; :class:`VfWatch` keeps one lead's filter state and window and judges
 at fixed sample positions, so the result does not depend on how the stream was chunked.
