@@ -35,6 +35,7 @@ from bumble.hci import Address
 from bumble.transport import open_transport
 
 from cardiogate.core.logs import get_logger
+from cardiogate.edge.ble.bumble_strings import defer_packet_strings
 
 log = get_logger(__name__)
 
@@ -135,6 +136,7 @@ class BumbleRadio:
                     await radio._transport.close()
                 radio = None
             if radio is None:
+                defer_packet_strings()
                 transport = await open_transport(spec)
                 device = Device.with_hci("cardiogate-gateway", Address("F0:F0:F0:F0:F0:F0"),
                                          transport.source, transport.sink)
