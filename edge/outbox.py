@@ -316,9 +316,10 @@ class Outbox:
     def __init__(self, path: Path, *, max_bytes: int | None = None, evict_headroom: float = 0.05,
                  group_commit_s: float | None = 1.0, sync: Mapping[Lane, Synchronous] | None = None,
                  on_evicted: EvictedCallback | None = None, on_full: FullCallback | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, commit_linger_s: float = 0.0) -> None:
         """``max_bytes`` None means no budget; ``group_commit_s`` None never upgrades a lane's commits
-        to FULL (benchmarks only), 0 upgrades every one; ``on_evicted(device_id, patient, samples)``
+        to FULL (benchmarks only), 0 upgrades every one; ``commit_linger_s`` is the writer thread's
+        (OutboxWriter); ``on_evicted(device_id, patient, samples)``
         fires once per gap; ``on_full(True/False)`` when the budget is exceeded with nothing evictable,
         and when that ends."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -370,14 +371,15 @@ class Outbox:
         self._reader = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._reader.execute("PRAGMA query_only=1")
         self._reader.execute("PRAGMA busy_timeout=2000")
-        self.writer = OutboxWriter(self)
+        self.writer = OutboxWriter(self, linger_s=commit_linger_s)
         self._enforce_budget()
 
     @classmethod
     def from_settings(cls, settings: OutboxSettings, *, on_evicted: EvictedCallback | None = None,
                       on_full: FullCallback | None = None) -> Outbox:
         return cls(settings.path, max_bytes=settings.max_bytes, evict_headroom=settings.evict_headroom,
-                   group_commit_s=settings.group_commit_s, on_evicted=on_evicted, on_full=on_full)
+                   group_commit_s=settings.group_commit_s, on_evicted=on_evicted, on_full=on_full,
+                   commit_linger_s=settings.commit_linger_s)
 
     def _migrate(self) -> None:
         for table, columns in _MIGRATIONS.items():

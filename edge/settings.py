@@ -155,6 +155,9 @@ class OutboxSettings(StrictModel):
     group_commit_s: float = Field(default=1.0, ge=0, le=60,
                                   description="raw ECG commits are fsynced at most this long after they commit "
                                               "(0: every commit); alarms and vitals are fsynced at every commit")
+    commit_linger_s: float = Field(default=0.05, ge=0, le=1,
+                                   description="a routine append waits up to this long for others to join its "
+                                               "transaction (fewer commits and fsyncs); alarms never wait")
 
 
 # The rhythm model shipped with this checkout (models/artifacts); the model updater replaces it in the field.

@@ -228,3 +228,80 @@ def test_a_caller_cancelled_while_waiting_still_gets_its_write_and_the_writer_li
 
     assert asyncio.run(scenario()) == [1]
     assert rows_on_disk(box.path) == 2 and box.writer.running
+
+
+def _paced_submits(box: Outbox, n: int, every_s: float, make=vitals) -> list:  # type: ignore[no-untyped-def]
+    futures = []
+    for i in range(n):
+        futures.append(box.writer.submit([make(hr=float(i))] if make is vitals else [make()]))
+        time.sleep(every_s)
+    return futures
+
+
+def test_a_linger_gathers_appends_arriving_one_by_one_into_few_commits(tmp_path: Path) -> None:
+    """Appends 5 ms apart: without a linger nearly each is its own commit, with 100 ms a handful share one."""
+    commits = {}
+    for linger in (0.0, 0.1):
+        ob = Outbox(tmp_path / f"outbox-{linger}.sqlite3", commit_linger_s=linger)
+        ob.writer.start()
+        futures = _paced_submits(ob, 40, 0.005)
+        assert [f.result(timeout=10) for f in futures] == [[i] for i in range(40)]
+        commits[linger] = ob.writer.batches
+        assert rows_on_disk(ob.path) == 40
+        ob.close()
+    assert commits[0.0] >= 20, commits
+    assert commits[0.1] <= 6, commits
+
+
+def test_an_alarm_does_not_wait_for_the_linger_and_takes_the_queue_with_it(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "outbox.sqlite3", commit_linger_s=1.0)
+    try:
+        ob.writer.start()
+        routine = ob.writer.submit([vitals(hr=70.0)])
+        time.sleep(0.05)
+        assert not routine.done(), "a routine append waits for company while the linger lasts"
+        started = time.perf_counter()
+        urgent = ob.writer.submit([alarm()])
+        assert urgent.result(timeout=5) == [0]
+        took = time.perf_counter() - started
+        assert took < 0.5, f"the alarm waited {took * 1000:.0f} ms for the 1-s linger"
+        assert routine.done() and routine.result() == [0]  # committed with it, in its order
+        assert rows_on_disk(ob.path) == 2
+    finally:
+        ob.close()
+
+
+@pytest.mark.parametrize("write", ["ack", "pin", "append"])
+def test_writes_somebody_awaits_end_the_linger(tmp_path: Path, write: str) -> None:
+    ob = Outbox(tmp_path / "outbox.sqlite3", commit_linger_s=1.0)
+    block = ecg()
+
+    async def go() -> float:
+        ob.writer.start()
+        ob.writer.submit([block])
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        if write == "ack":
+            await ob.writer.ack([(block.stream_id, 0, 0)])
+        elif write == "pin":
+            await ob.writer.mark_sent({block.stream_id: 0})
+        else:
+            await ob.writer.append([vitals(hr=71.0)])
+        return time.perf_counter() - started
+
+    try:
+        took = asyncio.run(go())
+        assert took < 0.5, f"an awaited {write} waited {took * 1000:.0f} ms for the 1-s linger"
+    finally:
+        ob.close()
+
+
+def test_stopping_commits_a_lingering_batch_at_once(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "outbox.sqlite3", commit_linger_s=1.0)
+    ob.writer.start()
+    future = ob.writer.submit([vitals(hr=70.0)])
+    time.sleep(0.05)
+    started = time.perf_counter()
+    ob.close()
+    assert time.perf_counter() - started < 0.5
+    assert future.result(timeout=1) == [0] and rows_on_disk(ob.path) == 1
