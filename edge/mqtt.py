@@ -18,12 +18,19 @@ in as its own identity (the password is read at every connect, so a rotated file
 
 Messages wait in a queue while the broker is unreachable; alarms are never dropped
 from it (they are also in the outbox), vitals are dropped oldest-first beyond a cap.
+
+QoS 1 messages go through aiomqtt's ``publish``, which returns once the broker acknowledged.
+Vitals (QoS 0) are handed to the MQTT client without that wait: aiomqtt's wait is an event and a
+timeout task per message, about two thirds of a QoS 0 publish's CPU (docs/benchmarks.md). A vital
+leaves the queue only once the client has written it to the socket; what was handed over but not
+written when the connection broke goes back to the front of the queue, in order, for the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import ssl
 import time
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from cardiogate.core.backoff import Backoff
 from cardiogate.core.logs import get_logger
@@ -40,6 +48,10 @@ from cardiogate.edge.settings import MqttSettings, MqttTlsSettings
 log = get_logger(__name__)
 SCHEMA_VERSION = 1
 MAX_QUEUED_VITALS = 2000
+ROUTINE_IN_FLIGHT = 64
+"""Vitals handed to the client and not yet written; an alarm waits behind at most these on the socket."""
+SETTLE_POLL_S = 0.05
+"""How often the drain looks again for handed-over vitals the client has written, while any are waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,7 @@ class MqttPublisher:
         self._client_id = client_id
         self._urgent: collections.deque[Outgoing] = collections.deque()
         self._routine: collections.deque[Outgoing] = collections.deque(maxlen=MAX_QUEUED_VITALS)
+        self._in_flight: collections.deque[tuple[Outgoing, paho.MQTTMessageInfo]] = collections.deque()
         self._ready = asyncio.Event()
         self.published = 0
         self.connected = False
@@ -142,16 +155,45 @@ class MqttPublisher:
                         log.exception("mqtt handler failed", topic=message.topic.value)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        while True:
-            if not self._urgent and not self._routine:
-                self._ready.clear()
-                await self._ready.wait()
-            queue = self._urgent if self._urgent else self._routine
-            message = queue[0]
-            payload = dict(message.payload)
-            if message.stamp_publish_time:
-                payload["publish_time_ns"] = time.time_ns()
-            await client.publish(message.topic, json.dumps(payload, separators=(",", ":")),
-                                 qos=message.qos, retain=message.retain)
-            queue.popleft()  # only after the broker took it (PUBACK for QoS 1)
+        try:
+            while True:
+                self._settle_routine()
+                if self._urgent:
+                    message = self._urgent[0]
+                    await client.publish(message.topic, self._encode(message), qos=message.qos, retain=message.retain)
+                    self._urgent.popleft()  # only after the broker took it (PUBACK for QoS 1)
+                    self.published += 1
+                elif self._routine and len(self._in_flight) < ROUTINE_IN_FLIGHT:
+                    self._hand_over(client, self._routine.popleft())
+                else:
+                    self._ready.clear()
+                    if not self._in_flight:
+                        await self._ready.wait()
+                    else:  # nothing to notify us when the client writes: look again shortly
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._ready.wait(), SETTLE_POLL_S)
+        finally:
+            self._settle_routine()
+            while self._in_flight:  # handed over, never written: first in line on the next connection
+                self._routine.appendleft(self._in_flight.pop()[0])
+
+    def _hand_over(self, client: aiomqtt.Client, message: Outgoing) -> None:
+        """Give a QoS 0 message to the client without waiting for it to be written."""
+        # aiomqtt has no publish that does not wait; its client underneath queues and the loop writes
+        info = client._client.publish(message.topic, self._encode(message), 0, message.retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            self._routine.appendleft(message)
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        self._in_flight.append((message, info))
+
+    def _settle_routine(self) -> None:
+        while self._in_flight and self._in_flight[0][1].is_published():
+            self._in_flight.popleft()
             self.published += 1
+
+    @staticmethod
+    def _encode(message: Outgoing) -> str:
+        payload = dict(message.payload)
+        if message.stamp_publish_time:
+            payload["publish_time_ns"] = time.time_ns()
+        return json.dumps(payload, separators=(",", ":"))
