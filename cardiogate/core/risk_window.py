@@ -113,6 +113,8 @@ class VitalsHistory:
         self.horizon_min = horizon_min
         self._series: dict[str, _Series] = {}
         self.latest_ns = 0
+        self.new_minutes = 0
+        """How many minute entries have been started: with ``latest_ns``'s minute, what :meth:`minutes` depends on."""
 
     def add(self, signal: str, value: float | None, device_ns: int) -> bool:
         """Record one reading; False (and nothing stored) for an unknown signal, an implausible value or a
@@ -132,6 +134,7 @@ class VitalsHistory:
         i = series.find(minute)
         if i < 0:  # a new minute
             series.append(minute, value, floor)
+            self.new_minutes += 1
         else:  # a minute already begun, or a late reading for it (reordered BLE notifications): folded in
             series.n[i] += 1
             series.total[i] += value

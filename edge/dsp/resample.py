@@ -10,6 +10,7 @@ meet real (not zero-stuffed) input samples are computed.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -20,13 +21,18 @@ KAISER_BETA = 5.0
 HALF_ZERO_CROSSINGS = 10
 
 
+@lru_cache(maxsize=32)
 def lowpass_fir(up: int, down: int) -> FloatArray:
-    """The anti-aliasing/anti-imaging filter for ``up/down``: cut-off at the slower rate's Nyquist, gain ``up``."""
+    """The anti-aliasing/anti-imaging filter for ``up/down``: cut-off at the slower rate's Nyquist, gain ``up``.
+
+    Cached and read-only: the Kaiser window's Bessel function made designing it cost more than filtering a 30-s
+    window with it, and the gateway resamples every device's ECG for the rhythm model every few seconds."""
     rate = max(up, down)
     half = HALF_ZERO_CROSSINGS * rate
     m = np.arange(2 * half + 1) - half
     h = (1.0 / rate) * np.sinc(m / rate) * np.kaiser(2 * half + 1, KAISER_BETA)
     out: FloatArray = h / h.sum() * up
+    out.flags.writeable = False
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cardiogate.core.artifacts import sha256_file
-from cardiogate.core.risk_window import VitalsHistory, known_feature, risk_features
+from cardiogate.core.risk_window import NS_PER_MIN, VitalsHistory, known_feature, risk_features
 from cardiogate.edge.inference.errors import InferenceError, ModelLoadError
 from cardiogate.edge.inference.manifest import manifest_path_for
 from cardiogate.edge.inference.runtimes import OnnxRuntime
@@ -104,6 +104,7 @@ class RiskMonitor:
         self.min_minutes = min_minutes
         self._history: dict[str, VitalsHistory] = {}
         self._last: dict[str, tuple[int, RiskScore]] = {}
+        self._covered: dict[str, tuple[tuple[int, int], int]] = {}
         self._swept_ns = 0
         self.scored = 0
 
@@ -117,7 +118,15 @@ class RiskMonitor:
         last = self._last.get(patient)
         if last is not None and device_ns - last[0] < self.every_ns:
             return None
-        covered = max(history.minutes(s) for s in ("hr", "spo2", "sys", "map"))
+        # Coverage only changes when a minute entry starts or the horizon moves on a minute: counted once per
+        # such change, not at every reading (that count was a visible share of the gateway's CPU).
+        key = (history.new_minutes, history.latest_ns // NS_PER_MIN)
+        cached = self._covered.get(patient)
+        if cached is not None and cached[0] == key:
+            covered = cached[1]
+        else:
+            covered = max(history.minutes(s) for s in ("hr", "spo2", "sys", "map"))
+            self._covered[patient] = (key, covered)
         if covered < self.min_minutes:
             return None  # a few readings are not a day's picture: no score rather than a misleading one
         features = risk_features(history, self.model.features)
@@ -140,3 +149,4 @@ class RiskMonitor:
         for patient in [p for p, h in self._history.items() if device_ns - h.latest_ns > h.horizon_min * NS * 60]:
             del self._history[patient]
             self._last.pop(patient, None)
+            self._covered.pop(patient, None)

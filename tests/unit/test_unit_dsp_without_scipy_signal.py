@@ -16,7 +16,7 @@ from scipy import signal  # type: ignore[import-untyped]
 from cardiogate.edge.dsp import sosfilt as sf
 from cardiogate.edge.dsp.iir_design import ba_to_sos, butter_sos, notch_ba, sos_zi
 from cardiogate.edge.dsp.peaks import find_peaks, prominences
-from cardiogate.edge.dsp.resample import resample_poly
+from cardiogate.edge.dsp.resample import lowpass_fir, resample_poly
 
 RATES = (50.0, 100.0, 125.0, 130.0, 250.0, 256.0, 360.0, 500.0, 1000.0)
 
@@ -116,6 +116,13 @@ def test_polyphase_resampling_matches_scipy(up: int, down: int) -> None:
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12 * max(1.0, float(np.abs(x).max())))
     with pytest.raises(ValueError):
         resample_poly(np.zeros(4), 0, 2)
+
+
+def test_the_cached_resampling_filter_cannot_be_changed_by_a_caller() -> None:
+    h = lowpass_fir(1, 2)
+    assert lowpass_fir(1, 2) is h  # designed once per ratio
+    with pytest.raises(ValueError):
+        h[0] = 1.0
 
 
 def test_the_gateway_never_loads_scipy_signal() -> None:
