@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import signal
 import sys
@@ -523,7 +522,6 @@ class Gateway:
 
 
 SHUTDOWN_GRACE_S = 5.0
-GC_YOUNG_THRESHOLD = 10_000
 
 
 def _log_append_failure(future: Future[list[int]]) -> None:
@@ -536,10 +534,6 @@ def _log_append_failure(future: Future[list[int]]) -> None:
 async def run_gateway(settings: GatewaySettings) -> None:
     """Run until SIGTERM/SIGINT, then flush and close cleanly."""
     setup_tracing(settings.tracing, "cardiogate-gateway")
-    # The gateway allocates thousands of short-lived objects a second (records, arrays, futures). At Python's
-    # default young-generation threshold (700) the cyclic collector ran ~7 times a second and walked all ~140 k
-    # objects every 15-20 s (~40 ms each): 3.5 % of the gateway's CPU at 50 watches (docs/benchmarks.md).
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     gateway = Gateway(settings)
     task = asyncio.create_task(gateway.run())
     loop = asyncio.get_running_loop()
