@@ -174,17 +174,23 @@ class MqttPublisher:
                             await asyncio.wait_for(self._ready.wait(), SETTLE_POLL_S)
         finally:
             self._settle_routine()
-            while self._in_flight:  # handed over, never written: first in line on the next connection
-                self._routine.appendleft(self._in_flight.pop()[0])
+            self._requeue([message for message, _ in self._in_flight])
+            self._in_flight.clear()
 
     def _hand_over(self, client: aiomqtt.Client, message: Outgoing) -> None:
         """Give a QoS 0 message to the client without waiting for it to be written."""
         # aiomqtt has no publish that does not wait; its client underneath queues and the loop writes
         info = client._client.publish(message.topic, self._encode(message), 0, message.retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            self._routine.appendleft(message)
+            self._requeue([message])
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         self._in_flight.append((message, info))
+
+    def _requeue(self, messages: list[Outgoing]) -> None:
+        """Put vitals that were handed over but never written back at the front, in order; at the cap the oldest
+        go first, as everywhere else in the queue."""
+        if messages:
+            self._routine = collections.deque([*messages, *self._routine], maxlen=MAX_QUEUED_VITALS)
 
     def _settle_routine(self) -> None:
         while self._in_flight and self._in_flight[0][1].is_published():

@@ -8,9 +8,9 @@ gateway receiving a few hundred notifications a second that was 6-8 % of its eve
 
 :func:`defer_packet_strings` wraps the ``__str__`` of bumble's HCI packet and ATT PDU classes: when
 none of bumble's loggers is enabled for DEBUG, a packet describes itself by its class name only;
-when one is, the full original description is produced, so turning on bumble's debug logging at
-any time (``CARDIOGATE_LOG_LEVEL=debug``, or the ``bumble`` logger alone) shows every field as before.
-It changes how packets print and nothing else.
+when one is, the full original description is produced, so lowering the ``bumble`` logger to DEBUG
+at any time shows every field as before. (The gateway's ``--log-level debug`` does not: setup_logging
+keeps bumble's loggers at WARNING or above.) It changes how packets print and nothing else.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The gateway's MQTT publisher against the real Mosquitto: every vital once and in order, alarms ahead of them,
-and vitals handed to the client but never written go out again on the next connection."""
+"""The gateway's MQTT publisher against the real Mosquitto: every vital once and in order, an alarm ahead of a
+vitals backlog, and vitals handed to the client but never written go out again on the next connection."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from cardiogate.edge.mqtt import MqttPublisher, Outgoing
+from cardiogate.edge.mqtt import MAX_QUEUED_VITALS, MqttPublisher, Outgoing
 from cardiogate.edge.settings import MqttSettings
 from tests.conftest import port_open
 
@@ -40,12 +40,15 @@ def test_vitals_arrive_once_in_order_and_alarms_overtake_the_queue() -> None:
                         if publisher.connected:
                             break
                         await asyncio.sleep(0.02)
-                for i in range(600):
+                for i in range(300):  # vitals as they come, a few per turn of the loop
                     publisher.publish(Outgoing(vitals_topic, {"i": i}, qos=0))
-                    if i % 100 == 50:  # a burst of vitals is queued, then an alarm joins the queue behind them
+                    if i == 150:
                         publisher.publish(Outgoing(alarm_topic, {"alarm": i}, qos=1))
                     if i % 7 == 0:
                         await asyncio.sleep(0)
+                for i in range(300, 600):  # a backlog of 300 vitals queued at once, then an alarm behind them
+                    publisher.publish(Outgoing(vitals_topic, {"i": i}, qos=0))
+                publisher.publish(Outgoing(alarm_topic, {"alarm": 600}, qos=1))
                 async with asyncio.timeout(20):
                     async for message in sub.messages:
                         assert isinstance(message.payload, bytes)
@@ -60,12 +63,12 @@ def test_vitals_arrive_once_in_order_and_alarms_overtake_the_queue() -> None:
     got = asyncio.run(go())
     vitals = [g["i"] for g in got if g["topic"] == vitals_topic]
     assert vitals == list(range(600))  # none lost, none twice, in order
-    alarms = [(n, g["alarm"]) for n, g in enumerate(got) if g["topic"] == alarm_topic]
-    assert [a for _, a in alarms] == [50, 150, 250, 350, 450, 550]
-    for position, alarm in alarms:
-        # queued behind vitals up to its own number, it reached the broker before most of them
-        assert position < alarm + 1 + 64, f"alarm {alarm} waited behind {position} messages"
-    assert publisher.published == 606
+    alarms = {g["alarm"]: n for n, g in enumerate(got) if g["topic"] == alarm_topic}
+    assert sorted(alarms) == [150, 600]
+    first_of_backlog = next(n for n, g in enumerate(got) if g.get("i") == 300)
+    # only vitals already handed to the client (all from before the backlog) may go ahead of the last alarm
+    assert alarms[600] < first_of_backlog, f"the alarm went out behind the backlog, at {alarms[600]}"
+    assert publisher.published == 602
 
 
 class _NeverWritten:
@@ -90,6 +93,26 @@ class _BrokenConnection:
             raise aiomqtt.MqttError("connection lost")
         self.handed.append(json.loads(payload)["i"])
         return _NeverWritten()
+
+
+def test_requeued_vitals_at_the_cap_push_out_the_oldest() -> None:
+    publisher = MqttPublisher(MqttSettings(), "pub-cap")
+    for i in range(3):
+        publisher.publish(Outgoing("v", {"i": i}, qos=0))
+    broken = _BrokenConnection()
+
+    async def go() -> None:
+        drain = asyncio.create_task(publisher._drain(broken))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # 0, 1, 2 are with the client, unwritten
+        for i in range(3, 3 + MAX_QUEUED_VITALS):
+            publisher.publish(Outgoing("v", {"i": i}, qos=0))
+        publisher.publish(Outgoing("a", {"alarm": 1}, qos=1))
+        with pytest.raises(aiomqtt.MqttError):
+            await drain
+
+    asyncio.run(go())
+    kept = [m.payload["i"] for m in publisher._routine]
+    assert kept == list(range(3, 3 + MAX_QUEUED_VITALS))  # the cap holds; the three oldest went
 
 
 def test_vitals_the_client_never_wrote_go_first_on_the_next_connection() -> None:

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import closing
 from pathlib import Path
 
@@ -230,10 +231,10 @@ def test_a_caller_cancelled_while_waiting_still_gets_its_write_and_the_writer_li
     assert rows_on_disk(box.path) == 2 and box.writer.running
 
 
-def _paced_submits(box: Outbox, n: int, every_s: float, make=vitals) -> list:  # type: ignore[no-untyped-def]
+def _paced_submits(box: Outbox, n: int, every_s: float) -> list[Future[list[int]]]:
     futures = []
     for i in range(n):
-        futures.append(box.writer.submit([make(hr=float(i))] if make is vitals else [make()]))
+        futures.append(box.writer.submit([vitals(hr=float(i))]))
         time.sleep(every_s)
     return futures
 
