@@ -1,5 +1,6 @@
 /* Beat-template correlations in C: the signal-quality index's template match and the VT check's
- * similarity of one beat with the patient's sinus template.
+ * similarity of one beat with the patient's sinus template; and the R wave's width at half height
+ * (beats.py), which the VT check measures for every beat too.
  *
  * Both run for every device every second (quality) or every beat (VT), and in numpy each is some
  * twenty small array operations whose per-call overhead is most of their cost. The arithmetic is
@@ -239,16 +240,164 @@ none:
     Py_RETURN_NONE;
 }
 
+/* Quickselect: the k-th smallest of v[0..n-1] (v is reordered). No NaN may be present. */
+static double kth_smallest(double *v, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = v[lo + (hi - lo) / 2], t;
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                t = v[i]; v[i] = v[j]; v[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return v[k];
+}
+
+/* half_height_width(raw, peak, half_window) -> samples or None: beats.r_width_s before dividing by the rate.
+ * The baseline is the median of the 2 * half_window + 1 samples around the peak (an odd count, so the middle
+ * value itself, as numpy's median), and the comparisons are the same floating-point operations as the numpy
+ * version's, so the width is identical, not merely close. A NaN in the segment gives numpy's NaN median,
+ * against which nothing is "above": one sample wide, as there. */
+static PyObject *half_height_width(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer rv;
+    const double *raw, *seg;
+    double *copy = NULL, baseline, height, sign, level;
+    Py_ssize_t peak, hw, n, len, j, left, right;
+    int has_nan = 0;
+    PyObject *out = NULL;
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "half_height_width(raw, peak, half_window)");
+        return NULL;
+    }
+    peak = PyLong_AsSsize_t(args[1]);
+    hw = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    if (hw < 0) {
+        PyErr_SetString(PyExc_ValueError, "half_window must not be negative");
+        return NULL;
+    }
+    if (get_buffer(args[0], &rv, 'd', "raw") < 0) return NULL;
+    raw = (const double *)rv.buf;
+    len = rv.len / 8;
+    if (peak - hw < 0 || peak + hw + 1 > len) goto none;
+    n = 2 * hw + 1;
+    seg = raw + peak - hw;
+    copy = malloc(sizeof(double) * (size_t)n);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    for (j = 0; j < n; j++) {
+        copy[j] = seg[j];
+        if (isnan(seg[j])) has_nan = 1;
+    }
+    baseline = has_nan ? NAN : kth_smallest(copy, n, hw);
+    free(copy);
+    height = raw[peak] - baseline;
+    if (height == 0.0) goto none;
+    sign = height > 0.0 ? 1.0 : (height < 0.0 ? -1.0 : height);  /* numpy's sign (NaN stays NaN) */
+    level = fabs(height) / 2.0;
+    left = right = hw;
+    while (left > 0 && (seg[left - 1] - baseline) * sign >= level) left--;
+    while (right < n - 1 && (seg[right + 1] - baseline) * sign >= level) right++;
+    out = PyLong_FromSsize_t(right - left + 1);
+    PyBuffer_Release(&rv);
+    return out;
+none:
+    PyBuffer_Release(&rv);
+    Py_RETURN_NONE;
+}
+
+/* column_median_into(rows, count, out): out[j] = the median of rows[0..count-1][j], as numpy's
+ * median(rows[:count], axis=0): the middle value of an odd count, the mean of the two middle values of
+ * an even one ((a + b) / 2, the same operations), NaN where a column holds a NaN. The VT check's sinus
+ * template is this median, recomputed for nearly every beat. */
+static PyObject *column_median_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer rv, ov;
+    const double *rows;
+    double *out, *col = NULL;
+    Py_ssize_t count, n, total, b, j;
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "column_median_into(rows, count, out)");
+        return NULL;
+    }
+    count = PyLong_AsSsize_t(args[1]);
+    if (PyErr_Occurred()) return NULL;
+    if (get_buffer(args[0], &rv, 'd', "rows") < 0) return NULL;
+    if (PyObject_GetBuffer(args[2], &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    if (ov.itemsize != 8 || ov.format == NULL || strchr(ov.format, 'd') == NULL) {
+        PyErr_SetString(PyExc_TypeError, "out: expected a writable contiguous float64 array");
+        goto fail;
+    }
+    rows = (const double *)rv.buf;
+    out = (double *)ov.buf;
+    n = ov.len / 8;
+    total = rv.len / 8;
+    if (count < 1 || n < 1 || count * n > total) {
+        PyErr_SetString(PyExc_ValueError, "count must be at least 1 and rows must hold count rows of len(out)");
+        goto fail;
+    }
+    col = malloc(sizeof(double) * (size_t)count);
+    if (col == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (j = 0; j < n; j++) {
+        int has_nan = 0;
+        for (b = 0; b < count; b++) {
+            col[b] = rows[b * n + j];
+            if (isnan(col[b])) has_nan = 1;
+        }
+        if (has_nan) {
+            out[j] = NAN;
+        } else if (count % 2) {
+            out[j] = kth_smallest(col, count, count / 2);
+        } else {
+            double hi = kth_smallest(col, count, count / 2), lo = col[0];
+            for (b = 1; b < count / 2; b++)  /* after the selection, the lower half lies before count / 2 */
+                if (col[b] > lo) lo = col[b];
+            out[j] = (lo + hi) / 2.0;
+        }
+    }
+    free(col);
+    PyBuffer_Release(&rv);
+    PyBuffer_Release(&ov);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&rv);
+    PyBuffer_Release(&ov);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"aligned_correlation", (PyCFunction)(void (*)(void))aligned_correlation, METH_FASTCALL,
      "aligned_correlation(filtered, peaks, half, shift) -> mean correlation of the beats with their template"},
     {"detrended_similarity", (PyCFunction)(void (*)(void))detrended_similarity, METH_FASTCALL,
      "detrended_similarity(raw, peak, template, shift) -> (best correlation, amplitude ratio) or None"},
+    {"column_median_into", (PyCFunction)(void (*)(void))column_median_into, METH_FASTCALL,
+     "column_median_into(rows, count, out) -> None: out = numpy.median(rows[:count], axis=0)"},
+    {"half_height_width", (PyCFunction)(void (*)(void))half_height_width, METH_FASTCALL,
+     "half_height_width(raw, peak, half_window) -> width in samples of the wave at peak at half height, or None"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_template_kernel", "Beat-template correlations of the quality index and the VT check.",
+    PyModuleDef_HEAD_INIT, "_template_kernel", "Beat-template correlations of the quality index and the VT check; the R wave's half-height width.",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

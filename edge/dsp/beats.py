@@ -13,12 +13,30 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+try:  # the compiled width (_template_kernel.c); optional at build time
+    from cardiogate.edge.dsp import _template_kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _template_kernel = None  # type: ignore[assignment]
+
 WIDE_R_S = 0.055  # half-height width above which a beat is called ventricular
 BASELINE_S = 0.15  # baseline = median of the samples within this distance of the peak
 
 
 def r_width_s(raw: npt.NDArray[np.float64], peak: int, fs: float) -> float | None:
-    """Width (s) of the wave at ``peak`` at half its height above the local baseline; None near the edges."""
+    """Width (s) of the wave at ``peak`` at half its height above the local baseline; None near the edges.
+
+    The VT check measures every beat of every patient, so this runs in the compiled kernel where it is
+    built (the same operations, so the same width to the bit); :func:`r_width_s_numpy` is the reference.
+    """
+    if _template_kernel is not None:
+        samples: int | None = _template_kernel.half_height_width(
+            np.ascontiguousarray(raw, dtype=np.float64), int(peak), int(BASELINE_S * fs))
+        return None if samples is None else samples / fs
+    return r_width_s_numpy(raw, peak, fs)
+
+
+def r_width_s_numpy(raw: npt.NDArray[np.float64], peak: int, fs: float) -> float | None:
+    """:func:`r_width_s` in numpy."""
     half_window = int(BASELINE_S * fs)
     lo, hi = peak - half_window, peak + half_window + 1
     if lo < 0 or hi > raw.size:

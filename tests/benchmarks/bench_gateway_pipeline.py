@@ -14,6 +14,13 @@ the pipeline twice in the same process on the same notifications, first with the
 match and an uncached filter design (the gateway before the compiled template kernel), then as built:
 
     .venv/bin/python -m tests.benchmarks.bench_gateway_pipeline --watches 20 --seconds 120 --ecg synthetic --ab
+
+``--ab-beat N`` alternates N rounds of the per-beat R-wave width, sinus template median and per-chunk heart
+rate in numpy (as before 2026-12-05) with the compiled width and median and the plain-Python heart rate, on
+the same notifications, and prints each round's ratio (TMPDIR=/dev/shm keeps the outbox's fsyncs, the
+noisiest part here, out of it):
+
+    .venv/bin/python -m tests.benchmarks.bench_gateway_pipeline --watches 50 --seconds 120 --ecg synthetic --ab-beat 3
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from cardiogate.edge.codecs.pulse_oximeter import (
     encode_plx_continuous_measurement,
 )
 from cardiogate.edge.codecs.sfloat import sfloat_from_float
-from cardiogate.edge.dsp import iir_design, quality, vt
+from cardiogate.edge.dsp import beats, hrv, iir_design, quality, vt
 from cardiogate.edge.gateway import Gateway
 from cardiogate.edge.settings import GatewaySettings, PairedDevice
 from cardiogate.sim.physiology import BeatGenerator, EcgSynthesizer, HeartRateTimeline
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=60, help="simulated seconds of data per watch")
     p.add_argument("--ecg", choices=("random", "synthetic"), default="random")
     p.add_argument("--ab", action="store_true", help="first without the template kernel and the filter cache")
+    p.add_argument("--ab-beat", type=int, default=0, metavar="ROUNDS",
+                   help="alternate the numpy R-wave width, template median and heart rate with the built ones")
     a = p.parse_args(argv)
     setup_logging("WARNING")  # as a gateway in service logs: per-beat debug lines would be most of the cost
     feed = notifications(a.watches, a.seconds, a.ecg)
@@ -91,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.watches} watches x {a.seconds} s, {a.ecg} ECG: {n:,} notifications")
     print(f"{'stage':<34}{'notifications/s':>18}{'µs each':>10}{'ms CPU per watch-s':>20}")
     print(f"{'decoders only':<34}{n / decode_s:>18,.0f}{1e6 * decode_s / n:>10.1f}")
+    if a.ab_beat:
+        return _ab_beat(a.ab_beat, a.watches, a.seconds, n, feed)
     if a.ab:
         kernel, design = quality._template_kernel, iir_design._butter_sos
         quality._template_kernel = vt._template_kernel = None  # type: ignore[assignment]
@@ -106,6 +117,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio pipeline / decoders: {decode_s / after:.2f}; "
           f"watch-seconds per CPU-second: {a.watches * a.seconds / after:,.0f}"
           + (f"; as built / numpy template match: {after / before:.2f}" if a.ab else ""))
+    return 0
+
+
+def _ab_beat(rounds: int, watches: int, seconds: int, n: int, feed: list[tuple[int, str, bytes, int]]) -> int:
+    """Alternate the per-beat width and per-chunk heart rate in numpy (before) with the built ones (after)."""
+    kernel, fast_rate, fast_median = beats._template_kernel, hrv.RrWindow.heart_rate, vt.column_median
+    ratios = []
+    def numpy_round() -> float:
+        beats._template_kernel = None  # type: ignore[assignment]
+        hrv.RrWindow.heart_rate = hrv.RrWindow.heart_rate_numpy  # type: ignore[method-assign]
+        vt.column_median = lambda rows, count: np.median(rows[:count], axis=0)  # type: ignore[assignment]
+        try:
+            return _pipeline(watches, feed)
+        finally:
+            beats._template_kernel = kernel
+            hrv.RrWindow.heart_rate = fast_rate  # type: ignore[method-assign]
+            vt.column_median = fast_median
+
+    for k in range(rounds):  # which goes first alternates, so neither gains from the other's warm-up
+        if k % 2:
+            after = _pipeline(watches, feed)
+            before = numpy_round()
+        else:
+            before = numpy_round()
+            after = _pipeline(watches, feed)
+        _row(f"round {k + 1}: numpy width, median, rate", n, before, watches * seconds)
+        _row(f"round {k + 1}: as built", n, after, watches * seconds)
+        ratios.append(after / before)
+    print("as built / numpy width, median and rate, per round: " + ", ".join(f"{r:.3f}" for r in ratios))
     return 0
 
 

@@ -392,6 +392,28 @@ def test_rr_window_is_time_based_and_excludes_ectopic_intervals() -> None:
     assert w.heart_rate(now + 20 * int(fs), 10.0) is None  # no beats in the last 10 s: no stale rate
 
 
+
+def test_heart_rate_walk_equals_the_array_reference_exactly() -> None:
+    """The per-chunk heart rate walks back from the newest beat; it must give the array version's rate to the
+    bit at every moment: before, between and after beats, with implausible intervals, pauses and window edges."""
+    rng = np.random.default_rng(5)
+    compared = nones = 0
+    for _ in range(300):
+        fs = float(rng.choice([125.0, 250.0, 256.0, 360.0]))
+        w = RrWindow(fs, horizon_s=float(rng.choice([15.0, 60.0])))
+        t = 0
+        for _ in range(int(rng.integers(1, 60))):
+            t += int(rng.choice([rng.integers(20, 120), rng.integers(1, 20), rng.integers(300, 900)]) * fs / 100)
+            w.add([t])
+            for now in (t, t + int(rng.integers(0, 5 * int(fs))), t - int(rng.integers(0, int(fs)))):
+                window = float(rng.choice([5.0, 10.0, 12.5]))
+                fast, ref = w.heart_rate(now, window), w.heart_rate_numpy(now, window)
+                assert fast == ref
+                compared += 1
+                nones += fast is None
+    assert compared > 5000 and 0 < nones < compared
+
+
 # -- AF ------------------------------------------------------------------------------------------------
 
 

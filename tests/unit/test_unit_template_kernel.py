@@ -1,4 +1,4 @@
-"""The compiled beat-template correlations (_template_kernel.c) against their numpy references.
+"""The compiled beat-template correlations and R-wave width (_template_kernel.c) against their numpy references.
 
 The kernel must give the numpy versions' answers (to rounding) on every input, including the edges:
 beats too near the window's ends, fewer than two beats, shifts that leave the signal, flat templates.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cardiogate.edge.dsp import quality, vt
+from cardiogate.edge.dsp import beats, quality, vt
 
 kernel = pytest.importorskip("cardiogate.edge.dsp._template_kernel", reason="the C kernel is not built here")
 
@@ -75,3 +75,59 @@ def test_wrong_array_types_are_refused_with_a_clear_error() -> None:
         kernel.aligned_correlation(np.zeros(10), np.zeros(2, dtype=np.int32), 2, 1)
     with pytest.raises(ValueError, match="negative"):
         kernel.aligned_correlation(np.zeros(10), np.zeros(2, dtype=np.int64), -1, 1)
+
+
+def test_the_r_wave_width_equals_numpy_exactly_including_ties_edges_and_nan() -> None:
+    """Bit-identical, not close: the width decides whether a beat is ventricular, so a rounding difference
+    at the 55-ms limit would change an alarm. Integer-valued signals (as the watches send) tie the median."""
+    rng = np.random.default_rng(13)
+    nones = widths = 0
+    for trial in range(3000):
+        n = int(rng.integers(20, 400))
+        fs = float(rng.choice([128.0, 130.0, 250.0, 256.0, 360.0, 500.0]))
+        if trial % 3 == 0:
+            x = np.round(rng.normal(scale=4.0, size=n))  # few distinct values: many ties
+        elif trial % 3 == 1:
+            x, _ = _ecg_like(rng, n, int(rng.integers(30, 120)))
+            x = -x if trial % 2 else x  # negative waves too
+        else:
+            x = np.cumsum(rng.normal(size=n))
+        if trial % 50 == 0:
+            x[int(rng.integers(0, n))] = np.nan
+        peak = int(rng.integers(-3, n + 3))
+        fast, ref = beats.r_width_s(x, peak, fs), beats.r_width_s_numpy(x, peak, fs)
+        assert fast == ref, (trial, peak, fs)
+        nones += fast is None
+        widths += fast is not None
+    assert nones > 0 and widths > 1000
+    flat = np.full(200, 7.0)
+    assert beats.r_width_s(flat, 100, 250.0) is None and beats.r_width_s_numpy(flat, 100, 250.0) is None
+    with pytest.raises(TypeError, match="float64"):
+        kernel.half_height_width(np.zeros(100, dtype=np.float32), 50, 10)
+    with pytest.raises(ValueError, match="negative"):
+        kernel.half_height_width(np.zeros(100), 50, -1)
+
+
+def test_the_sinus_template_median_equals_numpy_exactly() -> None:
+    """The VT check's template (the median of up to 30 stored beats) from the kernel is numpy's median to the bit:
+    odd and even counts, tied integer values, a NaN in a column; and refuses a read-only or mistyped output."""
+    rng = np.random.default_rng(17)
+    for trial in range(3000):
+        count, width = int(rng.integers(1, 31)), int(rng.integers(1, 60))
+        rows = rng.normal(size=(30, width))
+        if trial % 3:
+            rows = np.round(rows * (3.0 if trial % 2 else 1000.0))
+        if trial % 97 == 0:
+            rows[int(rng.integers(0, count)), int(rng.integers(0, width))] = np.nan
+        assert np.array_equal(vt.column_median(rows, count), np.median(rows[:count], axis=0), equal_nan=True)
+    rows = rng.normal(size=(30, 21))
+    frozen = np.empty(21)
+    frozen.flags.writeable = False
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        kernel.column_median_into(rows, 30, frozen)
+    with pytest.raises(TypeError, match="float64"):
+        kernel.column_median_into(rows, 30, np.empty(21, dtype=np.float32))
+    with pytest.raises(ValueError, match="count"):
+        kernel.column_median_into(rows, 31, np.empty(21))
+    with pytest.raises(ValueError, match="count"):
+        kernel.column_median_into(rows, 0, np.empty(21))
