@@ -18,11 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A C-contiguous buffer of 8-byte items: float64 ('d') or int64 ('q', or 'l' where long has 64 bits). */
-static int get_buffer(PyObject *obj, Py_buffer *view, char fmt, const char *what) {
+/* A C-contiguous buffer of 8-byte items: float64 ('d') or int64 ('q', or 'l' where long has 64 bits);
+ * ``flags`` adds to that what else is asked of it (PyBUF_WRITABLE for an output). */
+static int get_buffer_as(PyObject *obj, Py_buffer *view, char fmt, const char *what, int flags) {
     const char *f;
     int ok;
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | flags) < 0) return -1;
     f = view->format != NULL ? view->format : "B";
     if (*f == '@' || *f == '=' || (*f == '<' && PY_LITTLE_ENDIAN) || (*f == '>' && !PY_LITTLE_ENDIAN)) f++;
     ok = view->itemsize == 8 && f[0] != '\0' && f[1] == '\0'
@@ -34,6 +35,10 @@ static int get_buffer(PyObject *obj, Py_buffer *view, char fmt, const char *what
         return -1;
     }
     return 0;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, char fmt, const char *what) {
+    return get_buffer_as(obj, view, fmt, what, 0);
 }
 
 static double mean_of(const double *x, Py_ssize_t n) {
@@ -336,20 +341,20 @@ static PyObject *column_median_into(PyObject *self, PyObject *const *args, Py_ss
     count = PyLong_AsSsize_t(args[1]);
     if (PyErr_Occurred()) return NULL;
     if (get_buffer(args[0], &rv, 'd', "rows") < 0) return NULL;
-    if (PyObject_GetBuffer(args[2], &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+    if (get_buffer_as(args[2], &ov, 'd', "out", PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&rv);
         return NULL;
-    }
-    if (ov.itemsize != 8 || ov.format == NULL || strchr(ov.format, 'd') == NULL) {
-        PyErr_SetString(PyExc_TypeError, "out: expected a writable contiguous float64 array");
-        goto fail;
     }
     rows = (const double *)rv.buf;
     out = (double *)ov.buf;
     n = ov.len / 8;
     total = rv.len / 8;
+    if (rv.ndim != 2 || rv.shape[1] != n) {
+        PyErr_SetString(PyExc_ValueError, "rows must be a 2-D array with len(out) columns");
+        goto fail;
+    }
     if (count < 1 || n < 1 || count * n > total) {
-        PyErr_SetString(PyExc_ValueError, "count must be at least 1 and rows must hold count rows of len(out)");
+        PyErr_SetString(PyExc_ValueError, "count must be at least 1 and at most the rows there are");
         goto fail;
     }
     col = malloc(sizeof(double) * (size_t)count);

@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ab_beat(rounds: int, watches: int, seconds: int, n: int, feed: list[tuple[int, str, bytes, int]]) -> int:
-    """Alternate the per-beat width and per-chunk heart rate in numpy (before) with the built ones (after)."""
+    """Alternate the per-beat width, template median and per-chunk heart rate in numpy (before) with the built
+    ones (after)."""
     kernel, fast_rate, fast_median = beats._template_kernel, hrv.RrWindow.heart_rate, vt.column_median
     ratios = []
+
     def numpy_round() -> float:
         beats._template_kernel = None  # type: ignore[assignment]
         hrv.RrWindow.heart_rate = hrv.RrWindow.heart_rate_numpy  # type: ignore[method-assign]

@@ -392,7 +392,6 @@ def test_rr_window_is_time_based_and_excludes_ectopic_intervals() -> None:
     assert w.heart_rate(now + 20 * int(fs), 10.0) is None  # no beats in the last 10 s: no stale rate
 
 
-
 def test_heart_rate_walk_equals_the_array_reference_exactly() -> None:
     """The per-chunk heart rate walks back from the newest beat; it must give the array version's rate to the
     bit at every moment: before, between and after beats, with implausible intervals, pauses and window edges."""

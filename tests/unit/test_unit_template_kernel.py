@@ -110,7 +110,8 @@ def test_the_r_wave_width_equals_numpy_exactly_including_ties_edges_and_nan() ->
 
 def test_the_sinus_template_median_equals_numpy_exactly() -> None:
     """The VT check's template (the median of up to 30 stored beats) from the kernel is numpy's median to the bit:
-    odd and even counts, tied integer values, a NaN in a column; and refuses a read-only or mistyped output."""
+    odd and even counts, tied integer values, a NaN in a column; and refuses a read-only or mistyped output and
+    rows that do not match it."""
     rng = np.random.default_rng(17)
     for trial in range(3000):
         count, width = int(rng.integers(1, 31)), int(rng.integers(1, 60))
@@ -131,3 +132,7 @@ def test_the_sinus_template_median_equals_numpy_exactly() -> None:
         kernel.column_median_into(rows, 31, np.empty(21))
     with pytest.raises(ValueError, match="count"):
         kernel.column_median_into(rows, 0, np.empty(21))
+    with pytest.raises(ValueError, match="columns"):  # rows of another width would be read as garbage
+        kernel.column_median_into(rows, 10, np.empty(20))
+    with pytest.raises(ValueError, match="columns"):
+        kernel.column_median_into(rows.ravel(), 10, np.empty(21))
