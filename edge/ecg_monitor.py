@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cardiogate.edge.dsp.analyzer import AnalyzerConfig, EcgAnalyzer
-from cardiogate.edge.dsp.vf import VfJudgement, VfVerdict, VfWatch, judge
+from cardiogate.edge.dsp.vf import VfJudgement, VfRhythm, VfVerdict, VfWatch, judge
 from cardiogate.edge.dsp.vt import VtConfig, VtVerdict
 from cardiogate.edge.dsp.vt_watch import VtWatch
 from cardiogate.edge.ecg_assembler import EcgFrame
@@ -44,6 +44,10 @@ class MonitoredBeat:
     # Not a new beat: the beat that brought a waiting run to the limit, restated with the check's final verdict
     # (sent once, on the chunk where the wait ended). Counters of beats skip it.
     vt_decision: bool = False
+    # Counted while the lead is in ventricular flutter/fibrillation (cardiogate.edge.dsp.vf.VfRhythm): a wave, not a
+    # beat. The alarm engine still sees it (a VT run in progress counts on, asystole must not read flutter as a
+    # pause), but it is no beat to report and no part of a heart rate.
+    in_vf: bool = False
 
 
 @dataclass
@@ -52,7 +56,7 @@ class MonitorOutput:
 
     beats: list[MonitoredBeat] = field(default_factory=list)
     complete_ns: int | None = None
-    heart_rate_bpm: float | None = None
+    heart_rate_bpm: float | None = None  # None while the lead is in VF/VFL: its waves are no heart rate
     sqi: float | None = None
     lead_off: bool | None = None
     af_evidence: bool | None = None
@@ -82,6 +86,7 @@ class EcgMonitor:
         self._vf = VfWatch(sample_rate_hz, self._config.units_per_mv, screen=True)
         self._vf_aux = VfWatch(sample_rate_hz, self._config.units_per_mv)
         self._vf_aux_latest: VfJudgement | None = None
+        self._vf_rhythm = VfRhythm()
         self._rhythm = rhythm
         self._rhythm_every = int(rhythm_every_s * sample_rate_hz)
         self._keep = int(max(rhythm_window_s, 2.0) * sample_rate_hz)
@@ -107,6 +112,7 @@ class EcgMonitor:
         self._vf.reset()
         self._vf_aux.reset()
         self._vf_aux_latest = None
+        self._vf_rhythm.reset()
         self._aux_tail = {}
         self._buffer = np.zeros(0, dtype=np.float64)
         self._buffer_start = 0
@@ -128,6 +134,7 @@ class EcgMonitor:
             self._buffer_start = first
             self._next_rhythm_at = None  # the model waits for its minimum length of new signal
             self._vt.reset()
+            self._vf_rhythm.reset()
             interrupted = True
         x = frame.samples.astype(np.float64)
         update = self._analyzer.process(x, first)
@@ -142,6 +149,13 @@ class EcgMonitor:
         ventricular = self._vt.primary(x, first, update.peaks, update.sqi)
         # judged on every chunk with ventricular beats, and on every chunk while a decision waits for the pulse
         settled = self._vt.decide(end) if self._vt_rejection and (any(ventricular) or self._vt.waiting) else None
+        # the VF windows first: whether a beat was counted in flutter is judged by every window ending before it
+        for j in self._vf.push(x, first):
+            at, verdict, why = self._vf_verdict(j)
+            out.vf.append((at, verdict, why))
+            self._vf_rhythm.observe(j.end, verdict == "vf")
+        if self._vf_rhythm.holds:
+            out.heart_rate_bpm = None
         if update.peaks.size:
             check = settled.verdict if settled is not None else None
             out.beats = [self._beat(int(p), v, check) for p, v in zip(update.peaks.tolist(), ventricular, strict=True)]
@@ -149,7 +163,6 @@ class EcgMonitor:
         if settled is not None and settled.decisions:
             out.beats[:0] = [MonitoredBeat(self._time_of(at), "V", v.confirmed, v.reason, v.corroborated, v.run_beats,
                                            vt_decision=True) for at, v in settled.decisions]
-        out.vf = [self._vf_verdict(j) for j in self._vf.push(x, first)]
         out.complete_ns = self._time_of(end - update.lookahead_samples)
         self._maybe_classify(end, out)
         return out
@@ -169,15 +182,15 @@ class EcgMonitor:
         return self._time_of(j.end), verdict, why
 
     def _beat(self, peak: int, ventricular: bool, check: VtVerdict | None) -> MonitoredBeat:
-        t = self._time_of(peak)
+        t, in_vf = self._time_of(peak), self._vf_rhythm.holds_at(peak)
         if not ventricular or check is None:
-            return MonitoredBeat(t, "V" if ventricular else "N")
+            return MonitoredBeat(t, "V" if ventricular else "N", in_vf=in_vf)
         hold = self._vt.hold
         run = self._run_through(peak, check)
         if check.pending_from is not None and hold is not None:
             return MonitoredBeat(t, "V", None, check.reason, False, run,
-                                 vt_pending_until_ns=self._time_of(hold.until))
-        return MonitoredBeat(t, "V", check.confirmed, check.reason, check.corroborated, run)
+                                 vt_pending_until_ns=self._time_of(hold.until), in_vf=in_vf)
+        return MonitoredBeat(t, "V", check.confirmed, check.reason, check.corroborated, run, in_vf=in_vf)
 
     def _run_through(self, peak: int, check: VtVerdict) -> int:
         """The check's run length for this beat: only a beat inside that run, or where its next beat would come,

@@ -253,3 +253,59 @@ class VfWatch:
             self._buf[:-n] = self._buf[n:]
             self._buf[-n:] = y
         self._end += n
+
+
+VF_RHYTHM_WINDOWS = 3
+"""VF windows in a row before the lead counts as in a VF/VFL rhythm: the ``vf`` alarm's own onset (judged every
+second, the flag held 2 s more; cardiogate.edge.alarm_engine.config), so beats are withheld only where that alarm
+has its grounds."""
+
+
+class VfRhythm:
+    """Whether a lead is in ventricular flutter or fibrillation, for what the gateway reports as *beats*.
+
+    In flutter the R-peak detector counts every wave, about 300 a minute; those waves are not beats (MIT-BIH
+    annotates them ``!``), and a heart rate counted from them is not a heart rate. Bedside monitors stop counting
+    beats in VF, and AAMI EC57 scores beat detection with VF left out for the same reason. The rhythm holds from
+    the :data:`VF_RHYTHM_WINDOWS`-th ``vf`` verdict in a row until the first window that is not ``vf`` (a doubted
+    window ends it too: other evidence argues for real beats). Pure state on sample indices: a beat at sample
+    ``p`` is judged by the newest window that ended at or before ``p``, so the answer does not depend on how the
+    stream was chunked, provided every window ending at or before ``p`` has been observed (the monitor pushes the
+    chunk's samples to the VF watch before it reports the chunk's beats).
+
+    Withholding a beat here changes no alarm: the alarm engine still gets every detected wave (asystole must not
+    read flutter as a pause; a VT run in progress keeps counting), marked as counted in VF.
+    """
+
+    __slots__ = ("_changes", "_run", "_windows", "holds")
+
+    def __init__(self, windows: int = VF_RHYTHM_WINDOWS) -> None:
+        if windows < 1:
+            raise ValueError("a VF rhythm needs at least one window")
+        self._windows = windows
+        self._run = 0
+        self.holds = False
+        """The state after the newest window observed."""
+        self._changes: list[tuple[int, bool]] = []  # (window end, state from then on), oldest first, a few kept
+
+    def reset(self) -> None:
+        """A restart of the signal (gap, clock jump): no window before it says anything about what follows."""
+        self._run, self.holds = 0, False
+        self._changes.clear()
+
+    def observe(self, end: int, vf: bool) -> None:
+        """One window's verdict, windows in order; ``end`` is the sample index just past the window."""
+        self._run = self._run + 1 if vf else 0
+        state = self._run >= self._windows
+        if state != self.holds:
+            self.holds = state
+            self._changes.append((end, state))
+            if len(self._changes) > 8:  # beats are asked about within a second or so of the newest window
+                del self._changes[0]
+
+    def holds_at(self, index: int) -> bool:
+        """The state judged by the newest window that ended at or before sample ``index``."""
+        for end, state in reversed(self._changes):
+            if end <= index:
+                return state
+        return False

@@ -98,3 +98,46 @@ def test_a_lone_ventricular_beat_after_a_run_does_not_carry_the_run() -> None:
     assert len(in_run) >= 5 and max(b.vt_run for b in in_run) >= 5
     assert len(lone) == 1, [secs(b) for b in ventricular]
     assert lone[0].vt_run == 0 and lone[0].vt_confirmed is True
+
+
+def _vf_run(chunk: int, vt_rejection: bool = True) -> tuple[list[MonitoredBeat], list[tuple[float, float | None]]]:
+    """70/min sinus, 20 s of ventricular fibrillation from 20 s, sinus again: the beats and (chunk end, heart rate)."""
+    sim = PatientSimulator(PatientScenario.model_validate(
+        {"hr_bpm": 70, "snr_db": 25, "events": [{"kind": "vf", "at_s": 20, "duration_s": 20}]}), seed=5, ecg_rate_hz=FS)
+    monitor = EcgMonitor(float(FS), 1.0, vt_rejection=vt_rejection)
+    beats: list[MonitoredBeat] = []
+    rates: list[tuple[float, float | None]] = []
+    for k in range(0, 60 * FS, chunk):
+        x = uv_to_int16(sim.ecg_uv(k, chunk), 1000).astype(np.int32)
+        out = monitor.push(EcgFrame(T0 + round(k * 1e9 / FS), float(FS), 1.0, x, k // chunk, 0))
+        beats += out.beats
+        rates.append(((k + x.size) / FS, out.heart_rate_bpm))
+    return beats, rates
+
+
+def test_waves_counted_in_vf_are_marked_not_beats_and_give_no_heart_rate() -> None:
+    """From the third VF window in a row (the vf alarm's own onset) until the first window without VF, what the
+    detector counts is a fibrillation wave: still handed on (the alarm engine must not read VF as a pause), marked
+    ``in_vf``, and no heart rate is reported; sinus beats on either side are untouched."""
+    beats, rates = _vf_run(114)
+    marked = [secs(b) for b in beats if b.in_vf]
+    assert marked, "no wave in VF was marked"
+    assert 20.0 < min(marked) <= 28.0 and max(marked) < 20.0 + 20.0 + 4.0  # the last window holding VF ends it
+    assert [b for b in beats if 26.0 < secs(b) < 40.0 and not b.in_vf] == [], "an unmarked wave inside VF"
+    assert [b for b in beats if secs(b) < 20.0] and all(not b.in_vf for b in beats if secs(b) < 20.0)
+    assert [b for b in beats if secs(b) > 44.0] and all(not b.in_vf for b in beats if secs(b) > 44.0)
+    assert all(hr is None for end, hr in rates if 26.0 <= end <= 40.0)  # no "heart rate" of fibrillation waves
+    assert all(hr is not None for end, hr in rates if 12.0 <= end <= 19.5)
+    assert any(hr is not None for end, hr in rates if end > 55.0)
+
+
+def test_the_vf_marks_do_not_depend_on_chunk_sizes() -> None:
+    a, _ = _vf_run(114)
+    b, _ = _vf_run(37)
+    c, _ = _vf_run(250)
+
+    def key(beats: list[MonitoredBeat]) -> list[tuple[int, str, bool]]:  # the runs end at different samples
+        return [(x.device_time_ns, x.label, x.in_vf) for x in beats if secs(x) < 59.0]
+
+    assert any(x.in_vf for x in a)
+    assert key(a) == key(b) == key(c)

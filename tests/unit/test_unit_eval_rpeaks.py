@@ -162,7 +162,10 @@ def test_cli_scores_the_windows_asked_for(tmp_path: Path) -> None:
     assert main(["eval", "rpeaks", "--data", str(MITDB), "--records", "101", "--no-neurokit",
                  "--window-ms", "100", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["windows"]) == {"100"} and set(result["overall"]) == {"ours"}
+    assert set(result["windows"]) == {"100"} and set(result["overall"]) == {"ours", "gateway"}
+    # 101 has no flutter: the beats the gateway reports are the detector's
+    assert result["overall"]["gateway"]["tp"] == result["overall"]["ours"]["tp"]
+    assert result["overall"]["gateway"]["fp"] == result["overall"]["ours"]["fp"]
     assert "speed" not in result
 
 
@@ -203,3 +206,25 @@ def detect_ours_only(signal: np.ndarray, sample_rate_hz: float) -> tuple[np.ndar
     from cardiogate.app.evaluation.rpeaks import detect_ours
 
     return detect_ours(signal, sample_rate_hz)
+
+
+@needs_mitdb
+def test_the_gateway_withholds_207s_flutter_waves_at_any_chunk_size() -> None:
+    """The beats the gateway reports leave out what the detector counted in 207's ventricular flutter (every
+    detection there is a false positive) and keep its beats outside it; the same peaks at any chunk size."""
+    from cardiogate.app.evaluation.rpeaks import detect_gateway, detect_ours, load_record
+
+    rec = load_record(MITDB, "207")
+    tol = tolerance_samples(0.15, rec.sample_rate_hz)
+    ours, _ = detect_ours(rec.signal, rec.sample_rate_hz)
+    gateway, seconds = detect_gateway(rec.signal, rec.sample_rate_hz)
+    a, b = score_beats(rec.beats, ours, tol), score_beats(rec.beats, gateway, tol)
+    assert seconds > 0 and set(gateway.tolist()) <= set(ours.tolist())
+    assert b.fp < a.fp - 200 and b.fn <= a.fn + 10  # 374 -> about 125 FP; a few beats just after flutter withheld
+    in_flutter = np.zeros(rec.signal.size, dtype=bool)
+    for lo, hi in rec.vf_spans:
+        in_flutter[lo:hi + 1] = True
+    withheld = np.setdiff1d(ours, gateway)
+    assert np.mean(in_flutter[withheld]) > 0.95  # withheld waves lie in flutter (the rest within 4 s of its end)
+    for chunk_s in (0.3, 2.5):
+        assert np.array_equal(detect_gateway(rec.signal, rec.sample_rate_hz, chunk_s)[0], gateway)

@@ -17,7 +17,7 @@ import pytest
 from cardiogate.edge.alarm_engine import AlarmEngine
 from cardiogate.edge.dsp.filters import bandpass_sos
 from cardiogate.edge.dsp.sosfilt import sosfilt
-from cardiogate.edge.dsp.vf import VfConfig, VfFeatures, VfWatch, judge, vf_features
+from cardiogate.edge.dsp.vf import VF_RHYTHM_WINDOWS, VfConfig, VfFeatures, VfRhythm, VfWatch, judge, vf_features
 from tests.conftest import REPO
 
 FS = 250.0
@@ -144,6 +144,45 @@ def test_doubted_vf_is_a_low_advisory_and_leads_off_silence_both_but_a_poor_sign
     e = AlarmEngine()
     e.technical("p", "poor_signal", True, 5 * NS, 5 * NS)  # fibrillation itself makes the quality index poor
     assert ("vf", "raised", "high") in _feed(e, ["vf"] * 3)
+
+
+def _rhythm(verdicts: str, step: int = 250) -> VfRhythm:
+    """Windows ending every ``step`` samples from 1000; ``v`` a VF window, ``.`` not."""
+    r = VfRhythm()
+    for k, v in enumerate(verdicts):
+        r.observe(1000 + k * step, v == "v")
+    return r
+
+
+def test_the_vf_rhythm_holds_from_the_third_vf_window_in_a_row_to_the_first_without() -> None:
+    assert VF_RHYTHM_WINDOWS == 3  # the vf alarm's onset: judged every second, held 2 s more
+    assert not _rhythm("vv").holds and not _rhythm("vv.vv.").holds  # two in a row never: one odd window is no rhythm
+    r = _rhythm("..vvv")  # the third in a row ends at 1000 + 4 * 250
+    assert r.holds
+    assert not r.holds_at(1999) and r.holds_at(2000) and r.holds_at(10**9)  # the boundary is that window's end
+    r = _rhythm("..vvvv.")  # the first window without VF (ending at 2500) ends it
+    assert not r.holds and r.holds_at(2499) and not r.holds_at(2500)
+    r = _rhythm("vvv.vvv")
+    assert [r.holds_at(i) for i in (1499, 1500, 1749, 1750, 2499, 2500)] == [False, True, True, False, False, True]
+
+
+def test_a_restart_forgets_the_vf_rhythm_and_nothing_before_a_window_is_judged() -> None:
+    r = _rhythm("vvvv")
+    assert r.holds
+    r.reset()
+    assert not r.holds and not r.holds_at(10**9)
+    r.observe(5000, True)
+    r.observe(5250, True)
+    assert not r.holds  # windows before the restart do not count towards the three
+    assert not VfRhythm().holds_at(10**9)
+    with pytest.raises(ValueError, match="at least one window"):
+        VfRhythm(0)
+
+
+def test_the_vf_rhythm_answers_for_recent_beats_after_many_changes() -> None:
+    r = _rhythm("vvv." * 20)  # 40 changes: only the recent ones are kept
+    last_on = 1000 + (4 * 19 + 2) * 250
+    assert r.holds_at(last_on) and not r.holds_at(last_on + 250) and not r.holds_at(last_on - 1)
 
 
 DATA = Path(os.environ.get("CARDIOGATE_DATA_DIR", REPO.parent / "shared" / "data")) / "mitdb"

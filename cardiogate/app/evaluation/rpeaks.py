@@ -11,6 +11,11 @@ AAMI EC57 compare beats: the episodes between ``[`` and ``]`` reference annotati
 waves are not beats (``!``) and every detection would count as a false positive (``vf_excluded``
 in the JSON). The headline stays the whole-record figure.
 
+Two rows are ours: ``ours``, the detector, and ``gateway``, the beats the gateway reports: the same detector less
+what it counted while the lead was in ventricular flutter or fibrillation (:func:`detect_gateway`), which the
+gateway marks as no beats (cardiogate.edge.dsp.vf.VfRhythm). Speed is compared for ``ours`` only: the
+``gateway`` row includes the VF watch, another analysis.
+
 Every detector runs once per record and is scored at each window (150 and 75 ms by default:
 the wide window counts beats found, the narrow one also asks that they sit on the R wave).
 
@@ -46,6 +51,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cardiogate.edge.dsp.rpeaks import RPeakConfig, RPeakDetector
+from cardiogate.edge.dsp.vf import VfRhythm, VfWatch
 
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 IntArray = NDArray[np.int64]
@@ -187,6 +193,33 @@ def detect_ours(signal: NDArray[np.float64], sample_rate_hz: float, chunk_s: flo
     return (np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)), elapsed
 
 
+GATEWAY_KEY = "gateway"
+"""The result key of the beats the gateway reports: ours with its VF/VFL rhythm gate (:func:`detect_gateway`)."""
+
+
+def detect_gateway(signal: NDArray[np.float64], sample_rate_hz: float, chunk_s: float = 1.0,
+                   config: RPeakConfig | None = None) -> tuple[IntArray, float]:
+    """The beats the gateway reports: our detector as in :func:`detect_ours`, less the waves it counted while the
+    lead was in ventricular flutter or fibrillation, as the gateway's ECG monitor withholds them
+    (cardiogate.edge.dsp.vf: the VF watch on the same lead, judged alone, with no second lead or pulse to argue
+    against it here, and :class:`~cardiogate.edge.dsp.vf.VfRhythm`). (peaks, CPU seconds for both).
+    """
+    n = max(1, round(chunk_s * sample_rate_hz))
+    t0 = time.process_time()
+    det = RPeakDetector(sample_rate_hz, config)
+    watch, rhythm = VfWatch(sample_rate_hz, 1.0, screen=True), VfRhythm()  # the signal is in mV
+    parts = []
+    for i in range(0, signal.size, n):
+        chunk = signal[i:i + n]
+        peaks = det.process(chunk).peaks
+        for j in watch.push(chunk, i):  # every window ending in this chunk before its beats, as the monitor does
+            rhythm.observe(j.end, j.vf)
+        if peaks.size:
+            parts.append(peaks[[not rhythm.holds_at(p) for p in peaks.tolist()]])
+    elapsed = time.process_time() - t0
+    return (np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)), elapsed
+
+
 def detect_neurokit(signal: NDArray[np.float64], sample_rate_hz: float,
                     method: str = "neurokit") -> tuple[IntArray, float]:
     """A NeuroKit2 method: ``ecg_clean`` then ``ecg_peaks``, both with ``method``; (peaks, CPU seconds for both)."""
@@ -293,7 +326,8 @@ def evaluate(data_dir: Path, records: Sequence[str] | None = None, window_s: flo
 
 def speed_summary(overall: dict[str, Any]) -> dict[str, Any] | None:
     """Ours beside the fastest other detector: its name, both samples/s and the ratio (None without both)."""
-    others = {k: v["samples_per_s"] for k, v in overall.items() if k != "ours" and v["samples_per_s"] > 0}
+    others = {k: v["samples_per_s"] for k, v in overall.items()
+              if k not in ("ours", GATEWAY_KEY) and v["samples_per_s"] > 0}
     if "ours" not in overall or not others:
         return None
     fastest = max(others, key=lambda k: others[k])
@@ -372,7 +406,10 @@ def run_cli(ns: argparse.Namespace) -> int:
     def ours(sig: NDArray[np.float64], fs: float) -> tuple[IntArray, float]:
         return detect_ours(sig, fs, chunk_s, cfg)
 
-    detectors: dict[str, Detector] = {"ours": ours}
+    def gateway(sig: NDArray[np.float64], fs: float) -> tuple[IntArray, float]:
+        return detect_gateway(sig, fs, chunk_s, cfg)
+
+    detectors: dict[str, Detector] = {"ours": ours, GATEWAY_KEY: gateway}
     methods: Sequence[str] = getattr(ns, "neurokit_methods", None) or NEUROKIT_METHODS
     if not ns.no_neurokit:
         if importlib.util.find_spec("neurokit2") is None:
